@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: MIT
+"""The abstract ``pr-manager`` type: what every persistent-reservation manager offers.
+
+QEMU's ``PRManagerClass`` has one method, ``run(fd, sg_io_hdr)``, executed in a worker thread,
+and an optional ``is_connected``.  Here :meth:`PRManager.run` takes the CDB, the data-out bytes
+and an optional I_T nexus, and returns a :class:`~qompr.scsi.ScsiResult`; SCSI outcomes are
+values.  :meth:`PRManager.execute` wraps it with the checks and notifications every manager
+shares; :meth:`PRManager.execute_async` runs it in a worker thread, as QEMU's thread pool does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING
+from typing import Any
+
+from qompr.errors import ObjectError
+from qompr.qom import USER_CREATABLE
+from qompr.qom import Object
+from qompr.qom import ObjectTree
+from qompr.scsi import ScsiResult
+
+if TYPE_CHECKING:
+    from qompr.scsi import Nexus
+
+__all__ = ["PR_IN", "PR_OUT", "PRManager", "pr_manager_lookup", "query_pr_managers"]
+
+#: PERSISTENT RESERVE IN / OUT opcodes: the only commands a manager executes.
+PR_IN = 0x5E
+PR_OUT = 0x5F
+
+
+class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_CREATABLE,)):
+    """Abstract base of every persistent-reservation manager type."""
+
+    def instance_init(self) -> None:
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+
+    # -- what a concrete manager implements ---------------------------------------------------
+    def run(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        """Execute one PR IN/OUT command on *fd* (QEMU's ``PRManagerClass.run``).
+
+        Called in a worker thread for the asynchronous form; must be thread-safe.
+
+        :param fd: the open file of the logical unit (a block device, a SCSI generic node,
+            or for emulation any file).
+        :param cdb: the CDB (10 bytes for PR IN/OUT; up to 16 as the helper protocol sends).
+        :param data: the PR OUT parameter list (empty for PR IN).
+        :param nexus: the I_T nexus the command arrives on, for managers that emulate
+            several initiators; real devices know their own.
+        :returns: status, sense and data-in; failures of the command are values.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement run()")
+
+    def is_connected(self) -> bool:
+        """Whether the backend is reachable (QEMU: True for managers without the method)."""
+        return True
+
+    # -- shared behaviour ----------------------------------------------------------------------
+    def execute(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        """Run a command and announce it through the ``qompr_command_executed`` hook.
+
+        While it runs the manager counts as in use, so ``object-del`` refuses it.
+        """
+        with self._inflight_lock:
+            self._inflight += 1
+        try:
+            result = self.run(fd, cdb, data, nexus=nexus)
+        finally:
+            with self._inflight_lock:
+                self._inflight -= 1
+        hook = self.tree.hook
+        if hook is not None:
+            hook.qompr_command_executed(manager=self, cdb=bytes(cdb), result=result)
+        return result
+
+    async def execute_async(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        """:meth:`execute` in a worker thread (QEMU's ``pr_manager_execute`` coroutine)."""
+        return await asyncio.to_thread(self.execute, fd, cdb, data, nexus=nexus)
+
+    def can_be_deleted(self) -> bool:
+        """Unlike QEMU, refuse deletion while a command runs or another object links here."""
+        return self._inflight == 0 and super().can_be_deleted()
+
+    def status_changed(self, connected: bool) -> None:
+        """Emit ``PR_MANAGER_STATUS_CHANGED`` through the plugin hook."""
+        hook = self.tree.hook
+        if hook is not None and self.id is not None:
+            hook.qompr_pr_manager_status_changed(manager=self, id=self.id, connected=connected)
+
+
+def pr_manager_lookup(tree: ObjectTree, obj_id: str) -> PRManager:
+    """QEMU's ``pr_manager_lookup``: the manager ``/objects/<id>``, with QEMU's errors."""
+    obj = tree.find_object(obj_id)
+    if obj is None:
+        raise ObjectError(f"No persistent reservation manager with id '{obj_id}'")
+    if not isinstance(obj, PRManager):
+        raise ObjectError(f"Object with id '{obj_id}' is not a persistent reservation manager")
+    return obj
+
+
+def query_pr_managers(tree: ObjectTree) -> list[dict[str, Any]]:
+    """QMP ``query-pr-managers``: ``[{"id": str, "connected": bool}]``."""
+    return [
+        {"id": obj.id, "connected": obj.is_connected()}
+        for obj in tree.user_objects()
+        if isinstance(obj, PRManager)
+    ]

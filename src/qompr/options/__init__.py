@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: MIT
+"""``-object`` strings: QemuOpts, keyval and QEMU-JSON parsing, and formatting back."""
+
+from qompr.options._cmdline import HelpText as HelpText
+from qompr.options._cmdline import ObjectCommandLine as ObjectCommandLine
+from qompr.options._cmdline import Syntax as Syntax
+from qompr.options._cmdline import process as process
+from qompr.options._cmdline import type_help as type_help
+from qompr.options._cmdline import types_help as types_help
+from qompr.options._format import escape_value as escape_value
+from qompr.options._format import to_json as to_json
+from qompr.options._format import to_json_string as to_json_string
+from qompr.options._format import to_keyval as to_keyval
+from qompr.options._json import json_loads as json_loads
+from qompr.options._keyval import KeyvalResult as KeyvalResult
+from qompr.options._keyval import keyval_parse as keyval_parse
+from qompr.options._qemuopts import QemuOpts as QemuOpts
+from qompr.options._qemuopts import QemuOptsList as QemuOptsList
+
+__all__ = [
+    "HelpText",
+    "KeyvalResult",
+    "ObjectCommandLine",
+    "QemuOpts",
+    "QemuOptsList",
+    "Syntax",
+    "escape_value",
+    "json_loads",
+    "keyval_parse",
+    "process",
+    "to_json",
+    "to_json_string",
+    "to_keyval",
+    "type_help",
+    "types_help",
+]

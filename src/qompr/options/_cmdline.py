@@ -1,0 +1,204 @@
+# SPDX-License-Identifier: MIT
+"""Process ``-object`` options the way a QEMU program's command line does.
+
+``qemu-system-x86_64`` (:attr:`Syntax.QEMU_SYSTEM`) parses and checks *every* ``-object``
+first, in order, and creates the objects afterwards; errors found while parsing carry the
+option as their location (``-object ARG: ...``), errors found while creating do not.  QEMU's
+tools (:attr:`Syntax.KEYVAL`) create each object as soon as its option is read, and every
+error carries the location.  A string that starts with ``{`` is JSON in both.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+import attrs
+
+from qompr.errors import OptionError
+from qompr.errors import QomprError
+from qompr.options._json import json_loads
+from qompr.options._keyval import keyval_parse
+from qompr.options._qemuopts import QemuOptsList
+from qompr.options._qemuopts import is_help_option
+from qompr.qom import Flavour
+from qompr.qom import Object
+from qompr.qom import ObjectOptions
+from qompr.qom import ObjectTree
+from qompr.qom import TypeRegistry
+from qompr.qom import visit_object_options
+
+__all__ = ["HelpText", "ObjectCommandLine", "Syntax", "type_help", "types_help"]
+
+
+class Syntax(enum.Enum):
+    """Which program's ``-object`` rules apply to key=value strings."""
+
+    #: ``qemu-system-x86_64 -object``: QemuOpts, short-form booleans, ``Duplicate ID``.
+    QEMU_SYSTEM = "qemu-system"
+    #: qemu-storage-daemon / qemu-img / qemu-nbd ``--object``: strict keyval.
+    KEYVAL = "keyval"
+
+
+@attrs.frozen
+class HelpText:
+    """A help request's answer: QEMU prints it on stdout and exits 0."""
+
+    text: str
+
+
+def types_help(types: TypeRegistry) -> str:
+    """``-object help``: the creatable types, sorted."""
+    lines = ["List of user creatable objects:"]
+    lines += [f"  {name}" for name in types.creatable_types()]
+    return "\n".join(lines) + "\n"
+
+
+def type_help(types: TypeRegistry, name: str) -> str | None:
+    """``-object TYPE,help``: the settable properties, or ``None`` for an unknown type.
+
+    Each line is ``  name=<type>``, padded to column 24 before `` - description`` and
+    `` (default: JSON)`` when either exists; lines sorted (``object_property_help``).
+    """
+    import json
+
+    info = types.lookup(name)
+    if info is None:
+        return None
+    lines = []
+    for prop in info.cls.__qom_properties__.values():
+        if not prop.settable:
+            continue
+        line = f"  {prop.name}=<{prop.type_name}>"
+        has_default = prop.has_default and prop.default is not None
+        if prop.description or has_default:
+            line = line.ljust(24) + " - "
+        if prop.description:
+            line += prop.description
+        if has_default:
+            line += f" (default: {json.dumps(prop.to_json(prop.default))})"
+        lines.append(line)
+    lines.sort()
+    if not lines:
+        return f"There are no options for {name}.\n"
+    return f"{name} options:\n" + "\n".join(lines) + "\n"
+
+
+class ObjectCommandLine:
+    """The ``-object`` options of one command line, processed into one tree.
+
+    :param tree: where the objects go.
+    :param syntax: whose rules apply to key=value strings.
+    :param warn: called with each warning line pair ``(located message, hint)`` as it
+        happens, so callers can print warnings and errors in QEMU's order.
+    :param option: the option name used in locations.
+    """
+
+    def __init__(
+        self,
+        tree: ObjectTree,
+        syntax: Syntax = Syntax.QEMU_SYSTEM,
+        *,
+        warn: Callable[[str, str], None] | None = None,
+        option: str = "-object",
+    ) -> None:
+        self.tree = tree
+        self.syntax = syntax
+        self.option = option
+        self._warn = warn
+        self._opts_list = QemuOptsList("object", "qom-type")
+        self.pending: list[ObjectOptions] = []
+        self.created: list[Object] = []
+
+    def _located(self, exc: QomprError, arg: str) -> QomprError:
+        exc.location = f"{self.option} {arg}"
+        return exc
+
+    def parse(self, arg: str, *, complete: bool = True) -> HelpText | None:
+        """Read one option.  Returns help text when the option asks for help (QEMU prints it
+        and exits 0: process no further options).  With :attr:`Syntax.KEYVAL` the object is
+        created at once (``complete`` as for :meth:`create_all`).
+
+        :raises QomprError: with ``location`` set for parse errors.
+        """
+        try:
+            if arg.startswith("{"):
+                options = self._parse_json(arg)
+            elif self.syntax is Syntax.QEMU_SYSTEM:
+                result = self._parse_qemuopts(arg)
+                if isinstance(result, HelpText):
+                    return result
+                options = result
+            else:
+                result = self._parse_keyval(arg)
+                if isinstance(result, HelpText):
+                    return result
+                options = result
+            if self.syntax is Syntax.KEYVAL:
+                self.created.append(self.tree.add_options(options, complete=complete))
+            else:
+                self.pending.append(options)
+        except QomprError as exc:
+            raise self._located(exc, arg) from None
+        return None
+
+    def _parse_json(self, arg: str) -> ObjectOptions:
+        value = json_loads(arg)
+        if not isinstance(value, dict):
+            raise OptionError("Invalid parameter type for 'null', expected: object")
+        return visit_object_options(self.tree.types, value, Flavour.JSON)
+
+    def _parse_qemuopts(self, arg: str) -> ObjectOptions | HelpText:
+        opts = self._opts_list.parse(arg)
+        if self._warn is not None:
+            for message, hint in opts.warnings:
+                self._warn(f"{self.option} {arg}: warning: {message}", hint)
+        qom_type = opts.get("qom-type")
+        if qom_type is None:
+            raise OptionError("Parameter 'qom-type' is missing")
+        # user_creatable_print_help: "help"/"?" as the type lists the types; a help item
+        # prints the type's options when the type exists, and is ignored when it does not.
+        if is_help_option(qom_type):
+            return HelpText(types_help(self.tree.types))
+        if opts.has_help():
+            text = type_help(self.tree.types, qom_type)
+            if text is not None:
+                return HelpText(text)
+        return visit_object_options(self.tree.types, opts.to_dict(), Flavour.QEMU_SYSTEM)
+
+    def _parse_keyval(self, arg: str) -> ObjectOptions | HelpText:
+        parsed = keyval_parse(arg, "qom-type")
+        if parsed.help:
+            qom_type = parsed.qdict.get("qom-type")
+            text = type_help(self.tree.types, qom_type) if isinstance(qom_type, str) else None
+            return HelpText(text if text is not None else types_help(self.tree.types))
+        return visit_object_options(self.tree.types, parsed.qdict, Flavour.KEYVAL)
+
+    def create_all(self, *, complete: bool = True) -> list[Object]:
+        """Create the parsed objects in order (qemu-system's ``object_create_early/late``).
+
+        :param complete: ``False`` leaves every object un-completed (no connections).
+        :raises QomprError: without location, as QEMU reports creation errors.
+        """
+        while self.pending:
+            options = self.pending.pop(0)
+            self.created.append(self.tree.add_options(options, complete=complete))
+        return list(self.created)
+
+
+def process(
+    tree: ObjectTree,
+    args: list[str],
+    syntax: Syntax = Syntax.QEMU_SYSTEM,
+    *,
+    complete: bool = True,
+    warn: Callable[[str, str], None] | None = None,
+) -> HelpText | list[Object]:
+    """Process a whole command line's ``-object`` options: help text, or the objects."""
+    cmdline = ObjectCommandLine(tree, syntax, warn=warn)
+    for arg in args:
+        answer = cmdline.parse(arg, complete=complete)
+        if answer is not None:
+            return answer
+    return cmdline.create_all(complete=complete)
+
