@@ -59,7 +59,7 @@ def qompr_command_executed(manager: PRManager, cdb: bytes, result: ScsiResult) -
 
 
 @hookspec
-def qompr_pr_manager_status_changed(manager: PRManager, id: str, connected: bool) -> None:  # noqa: A002
+def qompr_pr_manager_status_changed(manager: PRManager, id: str, connected: bool) -> None:
     """A manager connected to or lost its backend: QEMU's ``PR_MANAGER_STATUS_CHANGED`` event.
 
     :param manager: the manager object.
@@ -77,7 +77,7 @@ def qompr_object_created(obj: Object) -> None:
 
 
 @hookspec
-def qompr_object_deleted(obj: Object, id: str) -> None:  # noqa: A002
+def qompr_object_deleted(obj: Object, id: str) -> None:
     """A user-creatable object was removed by ``object-del``.
 
     :param obj: the object, already finalized.

@@ -102,9 +102,7 @@ def _load_entrypoints(pm: pluggy.PluginManager, allow: Sequence[str] | None) -> 
 
 def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
     """``qompr plugins``: name, hooks and (for entry points) distribution and version."""
-    dists = {
-        ep.name: ep.dist for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    }
+    dists = {ep.name: ep.dist for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
     out = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:

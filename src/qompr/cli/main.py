@@ -15,6 +15,7 @@ from typing import Any
 
 import pluggy
 
+from qompr.cli import demo
 from qompr.errors import QomprError
 from qompr.options import HelpText
 from qompr.options import ObjectCommandLine
@@ -159,6 +160,7 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true")
     plugins.set_defaults(func=cmd_plugins)
 
+    demo.add_parser(sub)
     pm.hook.qompr_register_commands(subparsers=sub)
     return parser
 

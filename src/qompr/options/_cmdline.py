@@ -201,4 +201,3 @@ def process(
         if answer is not None:
             return answer
     return cmdline.create_all(complete=complete)
-

@@ -23,12 +23,12 @@ _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n":
             "r": "\r", "t": "\t"}  # fmt: skip
 
 
-class _Err(Exception):
+class _JsonError(Exception):
     pass
 
 
-def _parse_error(what: str) -> _Err:
-    return _Err(f"JSON parse error, {what}")
+def _parse_error(what: str) -> _JsonError:
+    return _JsonError(f"JSON parse error, {what}")
 
 
 class _Parser:
@@ -67,12 +67,12 @@ class _Parser:
             raise _parse_error(f"invalid keyword '{word}'")
         if ch == "":
             raise _parse_error("premature EOI")
-        raise _Err(f"JSON parse error, stray '{ch}'")
+        raise _JsonError(f"JSON parse error, stray '{ch}'")
 
     def number(self) -> Any:
         m = _NUMBER.match(self.s, self.i)
         if m is None:
-            raise _Err("JSON parse error, stray '-'")
+            raise _JsonError("JSON parse error, stray '-'")
         self.i = m.end()
         text = m.group(0)
         if m.group(1) is None and m.group(2) is None:
@@ -178,7 +178,7 @@ def json_loads(text: str) -> Any:
     try:
         value = parser.value()
         if parser.peek() != "":
-            raise _Err("Expecting at most one JSON value")
-    except _Err as exc:
+            raise _JsonError("Expecting at most one JSON value")
+    except _JsonError as exc:
         raise OptionError(str(exc)) from None
     return value

@@ -98,7 +98,7 @@ def _parse_one(qdict: dict[str, Any], params: str, pos: int, implied_key: str | 
             raise OptionError(f"Invalid parameter '{key[:key_end]}'")
         if flen > _MAX_FRAGMENT:
             fragment = " fragment" if s != 0 or s + flen != key_end else ""
-            raise OptionError(f"Parameter{fragment} '{key[s:s + flen]}' is too long")
+            raise OptionError(f"Parameter{fragment} '{key[s : s + flen]}' is too long")
         if s != 0:
             cur = _put(cur, frag_prev, None, key[: s - 1])
         frag_prev = key[s : s + flen]

@@ -21,8 +21,8 @@ from __future__ import annotations
 import attrs
 
 from qompr.errors import OptionError
-from qompr.qom._tree import bad_id_error
-from qompr.qom._tree import id_wellformed
+from qompr.qom import ID_HINT
+from qompr.qom import id_wellformed
 
 __all__ = ["QemuOpts", "QemuOptsList", "is_help_option"]
 
@@ -149,7 +149,7 @@ class QemuOptsList:
                 break
         if opt_id is not None:
             if not id_wellformed(opt_id):
-                raise bad_id_error()
+                raise OptionError("Parameter 'id' expects an identifier", hint=ID_HINT)
             if opt_id in self._ids:
                 raise OptionError(f"Duplicate ID '{opt_id}' for {self.name}")
         warnings: list[tuple[str, str]] = []

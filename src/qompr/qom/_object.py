@@ -275,7 +275,9 @@ class Object:
 Object.__qom_properties__ = {
     "type": _TypeProperty(name="type", readonly=True, getter=lambda obj: obj.typename)
 }
-Object.__qom_info__ = TypeInfo(name="object", parent=None, abstract=False, interfaces=(), cls=Object)
+Object.__qom_info__ = TypeInfo(
+    name="object", parent=None, abstract=False, interfaces=(), cls=Object
+)
 
 
 class _ChildProperty(Property["Object"]):
@@ -318,4 +320,3 @@ def walk(obj: Object) -> Iterator[Object]:
     yield obj
     for child in obj._children.values():
         yield from walk(child)
-

@@ -236,9 +236,7 @@ class IntProperty(Property[int]):
     type_name = "int"
     json_type = "integer"
 
-    def __init__(
-        self, *, minimum: int = -(2**63), maximum: int = 2**63 - 1, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, minimum: int = -(2**63), maximum: int = 2**63 - 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.minimum = minimum
         self.maximum = maximum
@@ -251,8 +249,7 @@ class IntProperty(Property[int]):
             raise ObjectError(f"Invalid parameter type for '{self.name}', expected: integer")
         if not self.minimum <= value <= self.maximum:
             raise ObjectError(
-                f"Parameter '{self.name}' expects a value in range"
-                f" [{self.minimum}, {self.maximum}]"
+                f"Parameter '{self.name}' expects a value in range [{self.minimum}, {self.maximum}]"
             )
         return value
 

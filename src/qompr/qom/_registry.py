@@ -97,7 +97,9 @@ class TypeRegistry:
         """Names ``-object`` may create: user-creatable and not abstract, sorted (this is the
         ``ObjectType`` enum of QEMU's QAPI schema)."""
         return sorted(
-            i.name for i in self._types.values() if not i.abstract and self.is_user_creatable(i.name)
+            i.name
+            for i in self._types.values()
+            if not i.abstract and self.is_user_creatable(i.name)
         )
 
     def list_types(

@@ -128,11 +128,11 @@ class ObjectTree:
             out.append(entry)
         return out
 
-    def qom_get(self, path: str, property: str) -> Any:  # noqa: A002 - QMP's argument name
+    def qom_get(self, path: str, property: str) -> Any:
         """QMP ``qom-get``."""
         return self._find(path).get_property(property)
 
-    def qom_set(self, path: str, property: str, value: Any) -> None:  # noqa: A002
+    def qom_set(self, path: str, property: str, value: Any) -> None:
         """QMP ``qom-set`` with a JSON value."""
         self._find(path).set_property(property, value)
 
@@ -192,7 +192,7 @@ class ObjectTree:
     def object_add(
         self,
         qom_type: str,
-        id: str,  # noqa: A002 - QMP's argument name
+        id: str,
         *,
         flavour: Flavour = Flavour.JSON,
         complete: bool = True,
@@ -223,7 +223,7 @@ class ObjectTree:
         if self.hook is not None:
             self.hook.qompr_object_created(obj=obj)
 
-    def object_del(self, id: str) -> None:  # noqa: A002 - QMP's argument name
+    def object_del(self, id: str) -> None:
         """QMP ``object-del``: refuses objects whose ``can_be_deleted()`` says no."""
         obj = self.objects.children().get(id)
         if obj is None:

@@ -88,7 +88,9 @@ def visit_object_options(
         else:
             if not isinstance(raw, str):
                 # A dotted keyval key turned this member into a dict or list.
-                raise OptionError(f"Invalid parameter type for '{prop.name}', expected: {prop.json_type}")
+                raise OptionError(
+                    f"Invalid parameter type for '{prop.name}', expected: {prop.json_type}"
+                )
             if isinstance(prop, LinkProperty):
                 props[prop.name] = raw
             else:

@@ -1,0 +1,13 @@
+# SPDX-License-Identifier: MIT
+from __future__ import annotations
+
+import pytest
+
+import qompr
+from qompr.qom import ObjectTree
+
+
+@pytest.fixture
+def tree() -> ObjectTree:
+    """A tree with qompr's built-in types and no third-party plugins."""
+    return qompr.new_tree(load_entrypoints=False)
