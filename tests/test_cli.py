@@ -1,0 +1,131 @@
+# SPDX-License-Identifier: MIT
+"""The ``qompr`` command line, run in-process through ``main()``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qompr.cli.main import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(autouse=True)
+def _no_third_party_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QOMPR_LOAD_PLUGINS", "")
+
+
+def test_object_check_json_in_creation_order(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys, "object", "check", "--json", "--",
+        "pr-manager-helper,id=b,path=/b",
+        '{"qom-type":"pr-manager-helper","id":"a","path":"/a"}',
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    assert json.loads(out) == [
+        {"qom-type": "pr-manager-helper", "id": "b", "path": "/b"},
+        {"qom-type": "pr-manager-helper", "id": "a", "path": "/a"},
+    ]
+
+
+def test_object_check_text_output_is_key_value(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "object", "check", "--", "pr-manager-helper,id=h,path=/a,,b")
+    assert (code, out) == (0, "pr-manager-helper,id=h,path=/a,,b\n")
+
+
+def test_object_check_failure_reads_like_qemu(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "object", "check", "--", "pr-manager-helper,path=/x")
+    assert (code, out) == (1, "")
+    assert err == "qompr: -object pr-manager-helper,path=/x: Parameter 'id' is missing\n"
+
+
+def test_object_check_prints_warnings_then_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "object", "check", "--", "pr-manager-helper,id=a,path=/x,foo")
+    assert code == 1
+    loc = "qompr: -object pr-manager-helper,id=a,path=/x,foo: "
+    assert err == (
+        f"{loc}warning: short-form boolean option 'foo' deprecated\n"
+        "Please use foo=on instead\n"
+        f"{loc}Invalid parameter 'foo'\n"
+    )
+
+
+def test_object_check_creation_error_has_no_location(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(
+        capsys, "object", "check", "--", '{"qom-type":"pr-manager-helper","id":"9","path":"/x"}'
+    )
+    assert code == 1
+    assert err == (
+        "qompr: Parameter 'id' expects an identifier\n"
+        "Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.\n"
+    )
+
+
+def test_object_check_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "object", "check", "--", "pr-manager-helper,help")
+    assert (code, out) == (0, "pr-manager-helper options:\n  path=<string>\n")
+    code, out, _ = run(capsys, "object", "check", "--", "help")
+    assert code == 0 and out.startswith("List of user creatable objects:\n  ")
+
+
+def test_object_check_keyval_syntax(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(
+        capsys, "object", "check", "--syntax=keyval", "--", "pr-manager-helper,id=a,foo"
+    )
+    assert code == 1
+    assert err == "qompr: -object pr-manager-helper,id=a,foo: Expected '=' after parameter 'foo'\n"
+
+
+def test_object_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "object", "help", "pr-manager-helper")
+    assert (code, out) == (0, "pr-manager-helper options:\n  path=<string>\n")
+    code, out, _ = run(capsys, "object", "help", "--json", "pr-manager-helper")
+    assert json.loads(out) == [
+        {"name": "type", "type": "string"},
+        {"name": "path", "type": "string"},
+    ]
+    code, out, _ = run(capsys, "object", "help", "--json")
+    assert "pr-manager-helper" in json.loads(out)
+    code, _, err = run(capsys, "object", "help", "nope")
+    assert (code, err) == (1, "qompr: invalid object type: nope\n")
+
+
+def test_types(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "types", "--json", "--implements", "pr-manager", "--abstract")
+    types = json.loads(out)
+    assert {"name": "pr-manager", "abstract": True, "parent": "object"} in types
+    assert {"name": "pr-manager-helper", "parent": "pr-manager"} in types
+    assert all(t["name"].startswith("pr-manager") for t in types)
+    code, out, _ = run(capsys, "types")
+    assert "pr-manager-helper <- pr-manager\n" in out and "(abstract)" not in out
+
+
+def test_plugins(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plugins", "--json")
+    (builtin,) = json.loads(out)
+    assert builtin["builtin"] and "qompr_register_types" in builtin["hooks"]
+
+
+def test_demo_runs_on_embedded_default(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "demo", "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["objects"][0]["key=value"] == (
+        "pr-manager-helper,id=helper0,path=/run/qemu-pr-helper.sock"
+    )
+    assert report["query-pr-managers"] == [
+        {"id": "helper0", "connected": False},
+        {"id": "helper1", "connected": False},
+    ]
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["object", "check"])
+    assert exc.value.code == 2
