@@ -20,6 +20,8 @@ from qompr.errors import QomprError
 from qompr.options import HelpText
 from qompr.options import ObjectCommandLine
 from qompr.options import Syntax
+from qompr.options import format_error
+from qompr.options import format_warning
 from qompr.options import to_json
 from qompr.options import to_keyval
 from qompr.options import type_help
@@ -35,15 +37,11 @@ PROG = "qompr"
 
 def report(exc: QomprError) -> None:
     """Print an error as QEMU's ``error_report`` does: located message, then the hint."""
-    where = f"{exc.location}: " if exc.location else ""
-    print(f"{PROG}: {where}{exc.message}", file=sys.stderr)
-    if exc.hint:
-        print(exc.hint.rstrip("\n"), file=sys.stderr)
+    sys.stderr.write(format_error(exc, PROG))
 
 
 def _warn(message: str, hint: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    print(hint, file=sys.stderr)
+    sys.stderr.write(format_warning(message, hint, PROG))
 
 
 def _dump(value: Any) -> None:

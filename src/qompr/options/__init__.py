@@ -4,6 +4,8 @@
 from qompr.options._cmdline import HelpText as HelpText
 from qompr.options._cmdline import ObjectCommandLine as ObjectCommandLine
 from qompr.options._cmdline import Syntax as Syntax
+from qompr.options._cmdline import format_error as format_error
+from qompr.options._cmdline import format_warning as format_warning
 from qompr.options._cmdline import process as process
 from qompr.options._cmdline import type_help as type_help
 from qompr.options._cmdline import types_help as types_help
@@ -25,6 +27,8 @@ __all__ = [
     "QemuOptsList",
     "Syntax",
     "escape_value",
+    "format_error",
+    "format_warning",
     "json_loads",
     "keyval_parse",
     "process",

@@ -28,7 +28,30 @@ from qompr.qom import ObjectTree
 from qompr.qom import TypeRegistry
 from qompr.qom import visit_object_options
 
-__all__ = ["HelpText", "ObjectCommandLine", "Syntax", "type_help", "types_help"]
+__all__ = [
+    "HelpText",
+    "ObjectCommandLine",
+    "Syntax",
+    "format_error",
+    "format_warning",
+    "type_help",
+    "types_help",
+]
+
+
+def format_error(exc: QomprError, prog: str) -> str:
+    """An error as QEMU's ``error_report`` prints it: ``PROG: [LOCATION: ]MESSAGE``, then
+    the hint on its own line(s); with the final newline."""
+    where = f"{exc.location}: " if exc.location else ""
+    text = f"{prog}: {where}{exc.message}\n"
+    if exc.hint:
+        text += exc.hint.rstrip("\n") + "\n"
+    return text
+
+
+def format_warning(located: str, hint: str, prog: str) -> str:
+    """A warning as QEMU's ``warn_report`` + ``error_printf`` print it."""
+    return f"{prog}: {located}\n{hint}\n"
 
 
 class Syntax(enum.Enum):
