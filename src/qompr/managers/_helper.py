@@ -8,6 +8,8 @@ fails with QEMU's message when the helper cannot be reached.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import os
 import socket
@@ -20,8 +22,13 @@ from qompr.qom import StringProperty
 
 __all__ = ["PRManagerHelper", "connect_unix"]
 
-#: sun_path holds 108 bytes including the terminating NUL (QEMU: "less than 108 bytes").
+#: sun_path holds 108 bytes; QEMU accepts a path that fills it (no NUL needed) and refuses
+#: longer ones with the hint "Path must be less than 108 bytes".
 UNIX_PATH_MAX = 108
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.connect.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+_libc.connect.restype = ctypes.c_int
+
 #: How long the handshake may take; QEMU waits forever, which hangs a VM on a stuck helper.
 HANDSHAKE_TIMEOUT = 5.0
 
@@ -29,18 +36,21 @@ HANDSHAKE_TIMEOUT = 5.0
 def connect_unix(path: str, timeout: float | None = HANDSHAKE_TIMEOUT) -> socket.socket:
     """Connect to a unix socket with QEMU's error texts (util/qemu-sockets.c)."""
     encoded = os.fsencode(path)
-    if len(encoded) >= UNIX_PATH_MAX:
+    if len(encoded) > UNIX_PATH_MAX:
         raise ConnectError(
             f"UNIX socket path '{path}' is too long", hint="Path must be less than 108 bytes"
         )
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(encoded)
-    except OSError as exc:
+    # Like QEMU, pass the whole zero-padded sockaddr_un: a 108-byte path needs no NUL (Python's
+    # own connect() refuses it), and an empty path is the abstract name of 107 NUL bytes.
+    addr = struct.pack("=H108s", socket.AF_UNIX, encoded)
+    if _libc.connect(sock.fileno(), addr, len(addr)) != 0:
+        err = ctypes.get_errno()
         sock.close()
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise ConnectError(f"Failed to connect to '{path}': {reason}", exc) from None
+        raise ConnectError(
+            f"Failed to connect to '{path}': {os.strerror(err)}", OSError(err, os.strerror(err))
+        )
+    sock.settimeout(timeout)
     return sock
 
 
@@ -49,7 +59,11 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     while len(buf) < size:
         chunk = sock.recv(size - len(buf))
         if not chunk:
-            raise ConnectError("connection closed", OSError(errno.ECONNRESET, "closed"))
+            # QEMU's qio_channel_read_all_eof wording.
+            raise ConnectError(
+                "Unexpected end-of-file before all data were read",
+                OSError(errno.ECONNRESET, "closed"),
+            )
         buf += chunk
     return bytes(buf)
 

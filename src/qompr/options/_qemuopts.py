@@ -56,12 +56,13 @@ class QemuOpts:
         return any(is_help_option(key) for key, _ in self.items)
 
     def to_dict(self) -> dict[str, str]:
-        """What the opts visitor sees: last value per key (and ``id``), first-seen order."""
+        """What the opts visitor sees: the last value per key, keys in first-seen order and
+        ``id`` last (the order ``opts_start_struct`` fills its table in)."""
         out: dict[str, str] = {}
-        if self.id is not None:
-            out["id"] = self.id
         for key, value in self.items:
             out[key] = value
+        if self.id is not None:
+            out["id"] = self.id
         return out
 
 

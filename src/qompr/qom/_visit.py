@@ -18,6 +18,8 @@ import attrs
 
 from qompr.errors import OptionError
 from qompr.qom._convert import Flavour
+from qompr.qom._ghash import first_leftover
+from qompr.qom._ghash import qdict_order
 from qompr.qom._property import LinkProperty
 
 if TYPE_CHECKING:
@@ -57,7 +59,9 @@ def visit_object_options(
     """Visit *qdict* as ``ObjectOptions``.
 
     :param qdict: for :attr:`Flavour.JSON` the decoded JSON object; otherwise string values
-        (nested dicts/lists for dotted keyval keys).
+        (nested dicts/lists for dotted keyval keys).  Its order matters when several keys
+        are unexpected: for QEMU_SYSTEM it is QemuOpts order with ``id`` last (the opts
+        visitor's insertion order), otherwise the order the keys were first given.
     :raises OptionError: with QEMU's text for the first problem QEMU would report.
     """
     remaining = dict(qdict)
@@ -96,7 +100,10 @@ def visit_object_options(
             else:
                 props[prop.name] = prop.to_json(prop.from_string(raw, flavour))
     if remaining:
-        extra = next(iter(remaining))
+        # QEMU names the leftover its GHashTable yields first (see _ghash).
+        inserted = list(qdict) if flavour is Flavour.QEMU_SYSTEM else qdict_order(qdict)
+        visited = ["qom-type", "id", *props]
+        extra = first_leftover(inserted, visited) or next(iter(remaining))
         if flavour is Flavour.QEMU_SYSTEM:
             raise OptionError(f"Invalid parameter '{extra}'")
         raise OptionError(f"Parameter '{extra}' is unexpected")
