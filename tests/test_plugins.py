@@ -81,7 +81,7 @@ def _run(
 
 
 def test_installed_plugin_is_listed(forward_site: Path) -> None:
-    proc = _run(forward_site, "-m", "qompr.cli.main", "plugins", "--json")
+    proc = _run(forward_site, "-m", "qompr", "plugins", "--json")
     assert proc.returncode == 0, proc.stderr
     by_name = {p["name"]: p for p in json.loads(proc.stdout)}
     assert by_name["forward"]["distribution"] == "qompr-forward"
@@ -90,7 +90,7 @@ def test_installed_plugin_is_listed(forward_site: Path) -> None:
 
 def test_installed_plugin_type_via_object_string(forward_site: Path) -> None:
     proc = _run(
-        forward_site, "-m", "qompr.cli.main", "object", "check", "--json", "--",
+        forward_site, "-m", "qompr", "object", "check", "--json", "--",
         "pr-manager-helper,id=h0,path=/run/x.sock",
         "pr-manager-forward,id=f0,target=h0,log=/tmp/fwd.log",
     )  # fmt: skip
@@ -100,7 +100,7 @@ def test_installed_plugin_type_via_object_string(forward_site: Path) -> None:
         {"qom-type": "pr-manager-forward", "id": "f0", "target": "/objects/h0",
          "log": "/tmp/fwd.log"},
     ]  # fmt: skip
-    proc = _run(forward_site, "-m", "qompr.cli.main", "object", "check", "--",
+    proc = _run(forward_site, "-m", "qompr", "object", "check", "--",
                 "pr-manager-forward,id=f0,log=/x")  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr == (
@@ -109,11 +109,11 @@ def test_installed_plugin_type_via_object_string(forward_site: Path) -> None:
 
 
 def test_allowlist_keeps_plugin_out(forward_site: Path) -> None:
-    proc = _run(forward_site, "-m", "qompr.cli.main", "object", "check", "--",
+    proc = _run(forward_site, "-m", "qompr", "object", "check", "--",
                 "pr-manager-forward,id=f0,target=x", env={"QOMPR_LOAD_PLUGINS": ""})  # fmt: skip
     assert proc.returncode == 1
     assert "Parameter 'qom-type' does not accept value 'pr-manager-forward'" in proc.stderr
-    proc = _run(forward_site, "-m", "qompr.cli.main", "plugins", "--json",
+    proc = _run(forward_site, "-m", "qompr", "plugins", "--json",
                 env={"QOMPR_LOAD_PLUGINS": "qompr-forward"})  # fmt: skip
     assert [p["name"] for p in json.loads(proc.stdout)][-1] == "forward"
 
