@@ -1,8 +1,110 @@
 # SPDX-License-Identifier: MIT
-"""SCSI values shared by every layer above the object model (pure: no I/O)."""
+"""SCSI values shared by every layer above the object model (pure: no I/O).
 
+General layout (every name is re-exported here; the modules are private):
+
+* ``_constants``: :class:`Opcode`, :class:`PrInAction`, :class:`PrOutAction`, :class:`PrType`,
+  :class:`PrTypeMask`, :class:`PrScope`, :class:`SenseKey`, :class:`Asc`, :class:`HostStatus`,
+  :class:`ProtocolId` and friends;
+* ``_sense``: :class:`SenseCode` (QEMU's named codes) and :class:`SenseData` (fixed and
+  descriptor sense bytes);
+* ``_status``: :class:`ScsiStatus` and :class:`ScsiResult`, the value every command returns;
+* ``_errors``: the decoding errors, each carrying the sense an engine should answer with;
+* ``_cdb``: :class:`PrInCdb`, :class:`PrOutCdb` and QEMU's :func:`transfer_length`;
+* ``_params``: the PR OUT parameter lists;
+* ``_prin``: the PR IN parameter data;
+* ``_transport_id``: :class:`TransportID` (FC, SAS, iSCSI);
+* ``_nexus``: :class:`Nexus`, the I_T nexus.
+
+Decoding hostile bytes raises nothing but :class:`qompr.errors.ScsiError` (or a subclass).
+SPC-4 clause numbers in the docstrings follow revision 37 (PR IN is §6.15, PR OUT §6.16); the
+byte layouts themselves come from ``spc4-pr.md`` §1 and QEMU's facts in ``qemu-pr-facts.md``.
+"""
+
+from qompr.scsi._cdb import CDB_SIZE as CDB_SIZE
+from qompr.scsi._cdb import HELPER_CDB_SIZE as HELPER_CDB_SIZE
+from qompr.scsi._cdb import PrInCdb as PrInCdb
+from qompr.scsi._cdb import PrOutCdb as PrOutCdb
+from qompr.scsi._cdb import transfer_length as transfer_length
+from qompr.scsi._constants import Asc as Asc
+from qompr.scsi._constants import HostStatus as HostStatus
+from qompr.scsi._constants import MaintenanceInAction as MaintenanceInAction
+from qompr.scsi._constants import Opcode as Opcode
+from qompr.scsi._constants import PrInAction as PrInAction
+from qompr.scsi._constants import ProtocolId as ProtocolId
+from qompr.scsi._constants import PrOutAction as PrOutAction
+from qompr.scsi._constants import PrScope as PrScope
+from qompr.scsi._constants import PrType as PrType
+from qompr.scsi._constants import PrTypeMask as PrTypeMask
+from qompr.scsi._constants import SenseKey as SenseKey
+from qompr.scsi._constants import ServiceActionIn16 as ServiceActionIn16
+from qompr.scsi._errors import CdbError as CdbError
+from qompr.scsi._errors import ParameterListError as ParameterListError
+from qompr.scsi._errors import ParameterListLengthError as ParameterListLengthError
+from qompr.scsi._errors import TransportIdError as TransportIdError
+from qompr.scsi._errors import TransportIdLengthError as TransportIdLengthError
+from qompr.scsi._nexus import DERIVED_IQN_PREFIX as DERIVED_IQN_PREFIX
+from qompr.scsi._nexus import Nexus as Nexus
+from qompr.scsi._nexus import derive_transport_id as derive_transport_id
+from qompr.scsi._params import BASIC_PARAMETER_LIST_SIZE as BASIC_PARAMETER_LIST_SIZE
+from qompr.scsi._params import PrOutParameters as PrOutParameters
+from qompr.scsi._params import RegisterAndMoveParameters as RegisterAndMoveParameters
+from qompr.scsi._params import decode_pr_out_parameters as decode_pr_out_parameters
+from qompr.scsi._prin import FullStatusDescriptor as FullStatusDescriptor
+from qompr.scsi._prin import PrInData as PrInData
+from qompr.scsi._prin import ReadFullStatusData as ReadFullStatusData
+from qompr.scsi._prin import ReadKeysData as ReadKeysData
+from qompr.scsi._prin import ReadReservationData as ReadReservationData
+from qompr.scsi._prin import ReportCapabilitiesData as ReportCapabilitiesData
+from qompr.scsi._prin import decode_pr_in_data as decode_pr_in_data
+from qompr.scsi._sense import SenseCode as SenseCode
+from qompr.scsi._sense import SenseData as SenseData
 from qompr.scsi._status import CommandFailed as CommandFailed
 from qompr.scsi._status import ScsiResult as ScsiResult
 from qompr.scsi._status import ScsiStatus as ScsiStatus
+from qompr.scsi._transport_id import TransportID as TransportID
 
-__all__ = ["CommandFailed", "ScsiResult", "ScsiStatus"]
+__all__ = [
+    "BASIC_PARAMETER_LIST_SIZE",
+    "CDB_SIZE",
+    "DERIVED_IQN_PREFIX",
+    "HELPER_CDB_SIZE",
+    "Asc",
+    "CdbError",
+    "CommandFailed",
+    "FullStatusDescriptor",
+    "HostStatus",
+    "MaintenanceInAction",
+    "Nexus",
+    "Opcode",
+    "ParameterListError",
+    "ParameterListLengthError",
+    "PrInAction",
+    "PrInCdb",
+    "PrInData",
+    "PrOutAction",
+    "PrOutCdb",
+    "PrOutParameters",
+    "PrScope",
+    "PrType",
+    "PrTypeMask",
+    "ProtocolId",
+    "ReadFullStatusData",
+    "ReadKeysData",
+    "ReadReservationData",
+    "RegisterAndMoveParameters",
+    "ReportCapabilitiesData",
+    "ScsiResult",
+    "ScsiStatus",
+    "SenseCode",
+    "SenseData",
+    "SenseKey",
+    "ServiceActionIn16",
+    "TransportID",
+    "TransportIdError",
+    "TransportIdLengthError",
+    "decode_pr_in_data",
+    "decode_pr_out_parameters",
+    "derive_transport_id",
+    "transfer_length",
+]

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""PERSISTENT RESERVE IN / OUT CDBs (SPC-4 §6.13, §6.14) and QEMU's transfer-length rule.
+"""PERSISTENT RESERVE IN / OUT CDBs (SPC-4 §6.15, §6.16) and QEMU's transfer-length rule.
 
 Design rule: decoding a CDB raises :class:`~qompr.scsi.CdbError` only for bytes that cannot be
 a CDB of that opcode at all (empty, wrong opcode, shorter than 10 bytes, junk after byte 9).
@@ -21,8 +21,12 @@ from qompr.scsi._constants import PrScope
 from qompr.scsi._constants import PrType
 from qompr.scsi._errors import CdbError
 from qompr.scsi._sense import SenseCode
-from qompr.scsi._util import enum_or_int
+from qompr.scsi._util import as_pr_in_action
+from qompr.scsi._util import as_pr_out_action
+from qompr.scsi._util import as_pr_scope
+from qompr.scsi._util import as_pr_type
 from qompr.scsi._util import uint
+from qompr.scsi._util import within
 
 __all__ = ["CDB_SIZE", "HELPER_CDB_SIZE", "PrInCdb", "PrOutCdb", "transfer_length"]
 
@@ -56,16 +60,6 @@ def _check_cdb(data: bytes, opcode: Opcode) -> bytes:
     return data[:CDB_SIZE]
 
 
-def _reserved(mask: int) -> attrs.AttrsInstance | object:
-    def check(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{attribute.name} must be an int")
-        if value & ~mask or value < 0:
-            raise ValueError(f"{attribute.name} {value:#x} sets bits outside the reserved ones")
-
-    return check
-
-
 def _pad(cdb: bytes, size: int) -> bytes:
     if not CDB_SIZE <= size <= HELPER_CDB_SIZE:
         raise ValueError(f"size must be in {CDB_SIZE}..{HELPER_CDB_SIZE}, not {size}")
@@ -74,7 +68,7 @@ def _pad(cdb: bytes, size: int) -> bytes:
 
 @attrs.frozen
 class PrInCdb:
-    """A PERSISTENT RESERVE IN CDB (SPC-4 §6.13.1).
+    """A PERSISTENT RESERVE IN CDB (SPC-4 §6.15.1).
 
     :param service_action: a :class:`PrInAction`, or a plain int for reserved values 04h-1Fh.
     :param allocation_length: bytes 7-8, the most the device server may return.
@@ -84,12 +78,10 @@ class PrInCdb:
         them with INVALID FIELD IN CDB, LIO ignores them).
     """
 
-    service_action: PrInAction | int = attrs.field(
-        converter=enum_or_int(PrInAction), validator=uint(5)
-    )
+    service_action: PrInAction | int = attrs.field(converter=as_pr_in_action, validator=uint(5))
     allocation_length: int = attrs.field(validator=uint(16))
     control: int = attrs.field(default=0, kw_only=True, validator=uint(8))
-    reserved: int = attrs.field(default=0, kw_only=True, validator=_reserved(_PRIN_RESERVED_MASK))
+    reserved: int = attrs.field(default=0, kw_only=True, validator=within(_PRIN_RESERVED_MASK))
 
     @property
     def has_reserved_bits(self) -> bool:
@@ -124,7 +116,7 @@ class PrInCdb:
 
 @attrs.frozen
 class PrOutCdb:
-    """A PERSISTENT RESERVE OUT CDB (SPC-4 §6.14.1).
+    """A PERSISTENT RESERVE OUT CDB (SPC-4 §6.16.1).
 
     :param service_action: a :class:`PrOutAction`, or a plain int for reserved values 09h-1Fh.
     :param scope: byte 2 bits 7-4: :class:`PrScope`, or a plain int for reserved values.
@@ -137,14 +129,12 @@ class PrOutCdb:
         SERVICE ACTION, SCOPE and TYPE cleared.
     """
 
-    service_action: PrOutAction | int = attrs.field(
-        converter=enum_or_int(PrOutAction), validator=uint(5)
-    )
-    scope: PrScope | int = attrs.field(converter=enum_or_int(PrScope), validator=uint(4))
-    type: PrType | int = attrs.field(converter=enum_or_int(PrType), validator=uint(4))
+    service_action: PrOutAction | int = attrs.field(converter=as_pr_out_action, validator=uint(5))
+    scope: PrScope | int = attrs.field(converter=as_pr_scope, validator=uint(4))
+    type: PrType | int = attrs.field(converter=as_pr_type, validator=uint(4))
     parameter_list_length: int = attrs.field(validator=uint(32))
     control: int = attrs.field(default=0, kw_only=True, validator=uint(8))
-    reserved: int = attrs.field(default=0, kw_only=True, validator=_reserved(_PROUT_RESERVED_MASK))
+    reserved: int = attrs.field(default=0, kw_only=True, validator=within(_PROUT_RESERVED_MASK))
 
     @property
     def has_reserved_bits(self) -> bool:

@@ -132,7 +132,7 @@ class MaintenanceInAction(enum.IntEnum):
 
 
 class PrInAction(enum.IntEnum):
-    """PERSISTENT RESERVE IN service actions (SPC-4 §6.13.1); 04h-1Fh are reserved."""
+    """PERSISTENT RESERVE IN service actions (SPC-4 §6.15.1); 04h-1Fh are reserved."""
 
     READ_KEYS = 0x00
     READ_RESERVATION = 0x01
@@ -141,7 +141,7 @@ class PrInAction(enum.IntEnum):
 
 
 class PrOutAction(enum.IntEnum):
-    """PERSISTENT RESERVE OUT service actions (SPC-4 §6.14.1); 09h-1Fh are reserved."""
+    """PERSISTENT RESERVE OUT service actions (SPC-4 §6.16.1); 09h-1Fh are reserved."""
 
     REGISTER = 0x00
     RESERVE = 0x01
@@ -155,7 +155,7 @@ class PrOutAction(enum.IntEnum):
 
 
 class PrScope(enum.IntEnum):
-    """The SCOPE nibble (SPC-4 §6.14.2).  Only ``LU_SCOPE`` is meaningful; 3h-Fh are reserved."""
+    """The SCOPE nibble (SPC-4 §6.16.2).  Only ``LU_SCOPE`` is meaningful; 3h-Fh are reserved."""
 
     LU_SCOPE = 0x0
     EXTENT_SCOPE = 0x1  # obsolete
@@ -163,7 +163,7 @@ class PrScope(enum.IntEnum):
 
 
 class PrType(enum.IntEnum):
-    """Persistent reservation TYPE values (SPC-4 §6.14.2, table "TYPE field").
+    """Persistent reservation TYPE values (SPC-4 §6.16.2, table "TYPE field").
 
     0h, 2h and 4h are obsolete and 9h-Fh reserved; they are not members.
     """
@@ -222,7 +222,7 @@ _TYPE_TEXT = {
 class PrTypeMask(enum.IntFlag):
     """PERSISTENT RESERVATION TYPE MASK of REPORT CAPABILITIES, bytes 4-5 as a 16-bit value.
 
-    SPC-4 §6.13.3: byte 4 holds WR_EX_AR 80h, EX_AC_RO 40h, WR_EX_RO 20h, EX_AC 08h, WR_EX 02h;
+    SPC-4 §6.15.3: byte 4 holds WR_EX_AR 80h, EX_AC_RO 40h, WR_EX_RO 20h, EX_AC 08h, WR_EX 02h;
     byte 5 holds EX_AC_AR 01h.
     """
 

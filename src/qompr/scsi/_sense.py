@@ -16,6 +16,7 @@ import attrs
 from qompr.errors import ScsiError
 from qompr.scsi._constants import Asc
 from qompr.scsi._constants import SenseKey
+from qompr.scsi._util import is_bool
 from qompr.scsi._util import uint
 
 __all__ = ["SenseCode", "SenseData"]
@@ -170,11 +171,6 @@ for _name, (_key, _asc, _ascq) in _TABLE.items():
 del _name, _key, _asc, _ascq, _code
 
 
-def _is_flag(_instance: object, attribute: attrs.Attribute[bool], value: object) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{attribute.name} must be a bool")
-
-
 @attrs.frozen
 class SenseData:
     """Sense data reduced to what a PR manager reports: key, ASC, ASCQ, current or deferred.
@@ -191,7 +187,7 @@ class SenseData:
     key: SenseKey = attrs.field(converter=SenseKey)
     asc: int = attrs.field(validator=uint(8))
     ascq: int = attrs.field(validator=uint(8))
-    deferred: bool = attrs.field(default=False, kw_only=True, validator=_is_flag)
+    deferred: bool = attrs.field(default=False, kw_only=True, validator=is_bool)
 
     @property
     def code(self) -> SenseCode:

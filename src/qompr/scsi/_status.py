@@ -91,7 +91,7 @@ class ScsiResult:
         return self
 
 
-class CommandFailed(QomprError):
+class CommandFailed(QomprError):  # noqa: N818  (the lead's name, kept)
     """Raised only by :meth:`ScsiResult.raise_for_status`."""
 
     def __init__(self, result: ScsiResult) -> None:

@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""Tests of qompr.scsi, the pure SCSI codecs."""
