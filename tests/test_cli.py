@@ -98,16 +98,19 @@ def test_object_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_types(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "types", "--json", "--implements", "pr-manager", "--abstract")
+    assert code == 0
     types = json.loads(out)
     assert {"name": "pr-manager", "abstract": True, "parent": "object"} in types
     assert {"name": "pr-manager-helper", "parent": "pr-manager"} in types
     assert all(t["name"].startswith("pr-manager") for t in types)
     code, out, _ = run(capsys, "types")
+    assert code == 0
     assert "pr-manager-helper <- pr-manager\n" in out and "(abstract)" not in out
 
 
 def test_plugins(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "plugins", "--json")
+    assert code == 0
     (builtin,) = json.loads(out)
     assert builtin["builtin"] and "qompr_register_types" in builtin["hooks"]
 
