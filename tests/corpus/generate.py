@@ -897,7 +897,9 @@ class QMPClient:
             msg = self.read_message()
             if msg is None:
                 raise QMPError(f"EOF while waiting for the answer to {command}")
-            if "event" in msg:
+            if "event" in msg or "QMP" in msg:
+                # Events, and a repeated greeting: a client that connects while
+                # qemu-storage-daemon attaches its monitor is rarely greeted twice.
                 continue
             return msg
 
@@ -951,14 +953,27 @@ def qemu_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": "/"}
 
 
-def run_case(case: Case, tmp: Path, index: int, timeout: float) -> JsonObject:
+def run_case(
+    case: Case,
+    tmp: Path,
+    index: int,
+    timeout: float,
+    *,
+    base_command: Sequence[str] = BASE_COMMAND,
+    option: str = "-object",
+    after: Sequence[str] = (),
+) -> JsonObject:
+    """Run one case: ``base_command``, the case's ``option ARG`` pairs, then ``after``
+    (``@QMP@`` in either is the QMP socket's path)."""
     subs = substitutions(tmp)
     qmp_path = tmp / f"qmp-{index:04d}.sock"
     with contextlib.suppress(FileNotFoundError):
         qmp_path.unlink()
-    argv = [expand(a, [("@QMP@", str(qmp_path))]) for a in BASE_COMMAND]
+    qmp_sub = [("@QMP@", str(qmp_path))]
+    argv = [expand(a, qmp_sub) for a in base_command]
     for arg in case.args:
-        argv += ["-object", expand(arg, subs)]
+        argv += [option, expand(arg, subs)]
+    argv += [expand(a, qmp_sub) for a in after]
     objects: list[JsonValue] | None = None
     timed_out = False
     qmp_error: str | None = None
@@ -1020,9 +1035,9 @@ def run_case(case: Case, tmp: Path, index: int, timeout: float) -> JsonObject:
     return result
 
 
-def qemu_version() -> str:
+def qemu_version(program: str = QEMU) -> str:
     proc = subprocess.run(
-        [QEMU, "--version"],
+        [program, "--version"],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

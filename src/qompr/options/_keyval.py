@@ -12,8 +12,10 @@ Grammar, in QEMU's words::
     val          = { / [^,]+ / | ',,' }
     help         = 'help' | '?'
 
-The first item may omit ``key=`` (implied key).  Dotted keys build nested dictionaries; a
-dictionary whose keys are all indices becomes a list.  The same key twice: the last wins.
+The first fragment of a key must be a QAPI name (``0=x`` is an ``Invalid parameter``); an
+index may be any number of digits.  The first item may omit ``key=`` (implied key).  Dotted
+keys build nested dictionaries; a dictionary whose keys are all indices becomes a list.  The
+same key twice: the last wins.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ __all__ = ["KeyvalResult", "keyval_parse"]
 _MAX_FRAGMENT = 127
 _QAPI_NAME = re.compile(r"(?:__[A-Za-z0-9.-]+_)?[A-Za-z][A-Za-z0-9_-]*")
 _INDEX = re.compile(r"[0-9]+")
-_INT_MAX = 2**31 - 1
 
 
 @attrs.frozen
@@ -88,8 +89,11 @@ def _parse_one(qdict: dict[str, Any], params: str, pos: int, implied_key: str | 
     s = 0
     frag_prev = ""
     while True:
+        # After a dot, a run of digits is an index whatever its value: qemu-storage-daemon
+        # answers "a.2147483648=x" and "a.99999999999999999999=x" with "Parameter 'a.0'
+        # missing", and 128 digits with "Parameter fragment '...' is too long".
         m = _INDEX.match(key, s) if s != 0 else None
-        if m is not None and int(m.group(0)) <= _INT_MAX:
+        if m is not None:
             flen = m.end() - s
         else:
             m = _QAPI_NAME.match(key, s)

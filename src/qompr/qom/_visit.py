@@ -47,10 +47,18 @@ class ObjectOptions:
         return {"qom-type": self.qom_type, "id": self.id, **self.props}
 
 
+def _not_scalar(key: str, json_type: str, flavour: Flavour) -> OptionError:
+    """A member that must be a scalar got a dict or list: with keyval input only dotted keys
+    can do that, and QEMU's keyval visitor then reports the member's sub-keys."""
+    if flavour is Flavour.KEYVAL:
+        return OptionError(f"Parameters '{key}.*' are unexpected")
+    return OptionError(f"Invalid parameter type for '{key}', expected: {json_type}")
+
+
 def _expect_str(value: Any, key: str, flavour: Flavour) -> str:
     if isinstance(value, str):
         return value
-    raise OptionError(f"Invalid parameter type for '{key}', expected: string")
+    raise _not_scalar(key, "string", flavour)
 
 
 def visit_object_options(
@@ -91,10 +99,7 @@ def visit_object_options(
                 props[prop.name] = prop.to_json(prop.from_json(raw))
         else:
             if not isinstance(raw, str):
-                # A dotted keyval key turned this member into a dict or list.
-                raise OptionError(
-                    f"Invalid parameter type for '{prop.name}', expected: {prop.json_type}"
-                )
+                raise _not_scalar(prop.name, prop.json_type, flavour)
             if isinstance(prop, LinkProperty):
                 props[prop.name] = raw
             else:
