@@ -10,7 +10,15 @@ import pytest
 
 import qompr
 
-PACKAGES = ["qompr", "qompr.qom", "qompr.options", "qompr.scsi", "qompr.managers", "qompr.errors"]
+PACKAGES = [
+    "qompr",
+    "qompr.qom",
+    "qompr.options",
+    "qompr.scsi",
+    "qompr.managers",
+    "qompr.embed",
+    "qompr.errors",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
