@@ -16,6 +16,7 @@ PACKAGES = [
     "qompr.options",
     "qompr.scsi",
     "qompr.managers",
+    "qompr.managers.emulated",
     "qompr.embed",
     "qompr.errors",
 ]

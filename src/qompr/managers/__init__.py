@@ -7,11 +7,13 @@ from qompr.managers._base import PRManager as PRManager
 from qompr.managers._base import pr_manager_lookup as pr_manager_lookup
 from qompr.managers._base import query_pr_managers as query_pr_managers
 from qompr.managers._helper import PRManagerHelper as PRManagerHelper
+from qompr.managers.emulated import PRManagerEmulated as PRManagerEmulated
 
 __all__ = [
     "PR_IN",
     "PR_OUT",
     "PRManager",
+    "PRManagerEmulated",
     "PRManagerHelper",
     "pr_manager_lookup",
     "query_pr_managers",

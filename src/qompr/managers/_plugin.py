@@ -9,6 +9,7 @@ from typing import Any
 from qompr.hookspecs import hookimpl
 from qompr.managers._base import PRManager
 from qompr.managers._helper import PRManagerHelper
+from qompr.managers.emulated import PRManagerEmulated
 from qompr.qom import Object
 
 
@@ -16,3 +17,4 @@ from qompr.qom import Object
 def qompr_register_types(register: Callable[[type[Object]], Any]) -> None:
     register(PRManager)
     register(PRManagerHelper)
+    register(PRManagerEmulated)

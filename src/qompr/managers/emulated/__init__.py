@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: MIT
+"""``pr-manager-emulated``: a complete software SPC-4 persistent-reservation engine.
+
+Layers, each importing only those before it::
+
+    _policy    where LIO departs from SPC-4, one switch per departure
+    _state     the state of one logical unit and the changes a command makes
+    _access    which commands a reservation lets through (tables)
+    _engine    the device server: state + command -> result + changes (no I/O)
+    _store     memory and SQLite stores (one transaction per command)
+    _identity  logical unit behind an fd, initiator behind a client process
+    _manager   the QOM type
+
+SPC-4 clause numbers in this package follow revision 17 (persistent reservations §5.7, PR IN
+§6.13, PR OUT §6.14), as LIO's comments and ``spc4-pr.md`` cite them; ``qompr.scsi`` uses
+revision 37 numbering (§5.12, §6.15, §6.16) for the same text.  See ``docs/emulated.md``.
+"""
+
+from qompr.managers.emulated._access import AccessClass as AccessClass
+from qompr.managers.emulated._access import classify as classify
+from qompr.managers.emulated._engine import Engine as Engine
+from qompr.managers.emulated._engine import EngineConfig as EngineConfig
+from qompr.managers.emulated._engine import Outcome as Outcome
+from qompr.managers.emulated._identity import InitiatorRule as InitiatorRule
+from qompr.managers.emulated._identity import PeerCredentials as PeerCredentials
+from qompr.managers.emulated._identity import initiator_name as initiator_name
+from qompr.managers.emulated._identity import lu_identity as lu_identity
+from qompr.managers.emulated._identity import nexus_for_peer as nexus_for_peer
+from qompr.managers.emulated._identity import nexus_for_pid as nexus_for_pid
+from qompr.managers.emulated._identity import peer_credentials as peer_credentials
+from qompr.managers.emulated._identity import vm_name as vm_name
+from qompr.managers.emulated._manager import PRManagerEmulated as PRManagerEmulated
+from qompr.managers.emulated._policy import LIO as LIO
+from qompr.managers.emulated._policy import SPC4 as SPC4
+from qompr.managers.emulated._policy import Mode as Mode
+from qompr.managers.emulated._policy import Policy as Policy
+from qompr.managers.emulated._state import Changes as Changes
+from qompr.managers.emulated._state import LUState as LUState
+from qompr.managers.emulated._state import Registration as Registration
+from qompr.managers.emulated._state import Reservation as Reservation
+from qompr.managers.emulated._state import StateSnapshot as StateSnapshot
+from qompr.managers.emulated._store import MemoryStore as MemoryStore
+from qompr.managers.emulated._store import SqliteStore as SqliteStore
+from qompr.managers.emulated._store import StateFileError as StateFileError
+
+__all__ = [
+    "LIO",
+    "SPC4",
+    "AccessClass",
+    "Changes",
+    "Engine",
+    "EngineConfig",
+    "InitiatorRule",
+    "LUState",
+    "MemoryStore",
+    "Mode",
+    "Outcome",
+    "PRManagerEmulated",
+    "PeerCredentials",
+    "Policy",
+    "Registration",
+    "Reservation",
+    "SqliteStore",
+    "StateFileError",
+    "StateSnapshot",
+    "classify",
+    "initiator_name",
+    "lu_identity",
+    "nexus_for_peer",
+    "nexus_for_pid",
+    "peer_credentials",
+    "vm_name",
+]

@@ -1,0 +1,274 @@
+# SPDX-License-Identifier: MIT
+"""``pr-manager-emulated``: a software SPC-4 persistent-reservation device server.
+
+Instead of passing PR commands to a disk, this manager answers them itself, for any file
+(an image, a block device), as LIO would (``mode=lio``, the default) or as the letter of
+SPC-4 says (``mode=spc4``).  The state is kept in memory, or with ``state=FILE`` in an SQLite
+file that several processes may share (see :mod:`._store`).  ``check_command()`` lets a
+software target built on qompr enforce the reservations on other commands.
+
+Example::
+
+    -object pr-manager-emulated,id=emu0,state=/var/lib/qompr/pr.db
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any
+from typing import final
+
+from qompr.errors import ObjectError
+from qompr.errors import StateError
+from qompr.managers._base import PRManager
+from qompr.managers.emulated._engine import Engine
+from qompr.managers.emulated._engine import EngineConfig
+from qompr.managers.emulated._engine import Outcome
+from qompr.managers.emulated._identity import InitiatorRule
+from qompr.managers.emulated._identity import lu_identity
+from qompr.managers.emulated._identity import nexus_for_peer
+from qompr.managers.emulated._identity import nexus_for_pid
+from qompr.managers.emulated._policy import Policy
+from qompr.managers.emulated._state import LUState
+from qompr.managers.emulated._state import StateSnapshot
+from qompr.managers.emulated._store import MemoryStore
+from qompr.managers.emulated._store import SqliteStore
+from qompr.managers.emulated._store import Store
+from qompr.qom import EnumProperty
+from qompr.qom import IntProperty
+from qompr.qom import LifeState
+from qompr.qom import Object
+from qompr.qom import StringProperty
+from qompr.scsi import Nexus
+from qompr.scsi import ScsiResult
+from qompr.scsi import SenseCode
+
+__all__ = ["PRManagerEmulated"]
+
+log = logging.getLogger(__name__)
+
+
+def _until_complete(name: str) -> Callable[[Object, Any], None]:
+    """A property setter that refuses changes once the object is complete.
+
+    The engine and the store are built from the properties in ``complete()``; changing them
+    afterwards would silently do nothing, so it is an error instead.
+    """
+
+    def setter(obj: Object, value: Any) -> None:
+        if obj.life_state is not LifeState.CREATED:
+            raise ObjectError(f"Property '{obj.typename}.{name}' can only be set at creation")
+        obj.__dict__.setdefault("_qom_values", {})[name] = value
+
+    return setter
+
+
+@final
+class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
+    """The emulated persistent-reservation manager (see the module docstring)."""
+
+    state = StringProperty(
+        description="SQLite file holding the PR state (in memory if unset)",
+        setter=_until_complete("state"),
+    )
+    mode = EnumProperty(
+        "PrEmulationMode",
+        ["lio", "spc4"],
+        default="lio",
+        description="answer as Linux LIO does (lio) or as the letter of SPC-4 says (spc4)",
+        setter=_until_complete("mode"),
+    )
+    lu_name = StringProperty(
+        description="name of the one logical unit every fd refers to "
+        "(default: the file behind each fd)",
+        setter=_until_complete("lu-name"),
+    )
+    initiator = StringProperty(
+        description="initiator of commands given without an I_T nexus "
+        "(default: this process, named by initiator-rule)",
+        setter=_until_complete("initiator"),
+    )
+    initiator_rule = EnumProperty(
+        "PrInitiatorRule",
+        [rule.value for rule in InitiatorRule],
+        default="pid",
+        description="how a client process is named as an initiator: "
+        "its pid, or the VM name from its -name option",
+        setter=_until_complete("initiator-rule"),
+    )
+    target_ports = IntProperty(
+        minimum=1,
+        maximum=0xFFFF,
+        default=1,
+        description="number of target ports (RELATIVE TARGET PORT IDENTIFIERs 1..N)",
+        setter=_until_complete("target-ports"),
+    )
+    max_registrations = IntProperty(
+        minimum=0,
+        maximum=0xFFFF_FFFF,
+        default=0,
+        description="most registrations per logical unit (0: no limit)",
+        setter=_until_complete("max-registrations"),
+    )
+    state_sync = EnumProperty(
+        "PrStateSync",
+        ["full", "normal"],
+        default="full",
+        description="fsync the state file at every command (full) or only survive "
+        "process crashes (normal)",
+        setter=_until_complete("state-sync"),
+    )
+
+    def instance_init(self) -> None:
+        self._engine: Engine | None = None
+        self._store: Store | None = None
+        self._default_nexus: Nexus | None = None
+        self._abort_lock = threading.Lock()
+        #: Called with the I_T nexuses whose tasks a PREEMPT AND ABORT aborts.
+        self.abort_handler: Callable[[frozenset[Nexus]], None] | None = None
+
+    def instance_finalize(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def complete(self) -> None:
+        """Build the engine and open the state (the file, if ``state`` is set)."""
+        try:
+            config = EngineConfig(
+                Policy.for_mode(self.mode),
+                tuple(range(1, self.target_ports + 1)),
+                max_registrations=self.max_registrations,
+            )
+            if self.initiator:
+                default = Nexus(self.initiator)
+            else:
+                default = nexus_for_pid(os.getpid(), self.initiator_rule)
+        except ValueError as exc:
+            raise ObjectError(f"Invalid pr-manager-emulated configuration: {exc}") from exc
+        store: Store
+        if self.state:
+            store = SqliteStore(self.state, synchronous=self.state_sync)
+        else:
+            store = MemoryStore()
+        self._engine = Engine(config)
+        self._default_nexus = default
+        self._store = store
+
+    # -- identity ---------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The engine (after ``complete()``)."""
+        engine, _ = self._ready()
+        return engine
+
+    @property
+    def default_nexus(self) -> Nexus:
+        """The I_T nexus of commands given without one."""
+        self._ready()
+        assert self._default_nexus is not None
+        return self._default_nexus
+
+    def logical_unit(self, fd: int) -> str:
+        """The name of the logical unit *fd* refers to (``lu-name`` if set).
+
+        :raises OSError: if *fd* is not open and ``lu-name`` is unset.
+        """
+        return self.lu_name or lu_identity(fd)
+
+    def nexus_for_pid(self, pid: int, *, target_port: int = 1) -> Nexus:
+        """The I_T nexus of client process *pid*, named by ``initiator-rule``."""
+        return nexus_for_pid(pid, self.initiator_rule, target_port=target_port)
+
+    def nexus_for_peer(self, sock: socket.socket, *, target_port: int = 1) -> Nexus:
+        """The I_T nexus of the peer of unix socket *sock* (SO_PEERCRED, ``initiator-rule``)."""
+        return nexus_for_peer(sock, self.initiator_rule, target_port=target_port)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _ready(self) -> tuple[Engine, Store]:
+        if self._engine is None or self._store is None:
+            raise StateError(
+                f"pr-manager-emulated '{self.id}' is not complete",
+                state=self.life_state.value,
+                required=LifeState.COMPLETED.value,
+            )
+        return self._engine, self._store
+
+    def _transact(self, fd: int, decide: Callable[[LUState], Outcome]) -> Outcome:
+        _, store = self._ready()
+        try:
+            lu = self.logical_unit(fd)
+        except OSError as exc:
+            log.warning("%s: cannot identify the logical unit of fd %d: %s", self.id, fd, exc)
+            return Outcome(ScsiResult.check(SenseCode.LUN_NOT_SUPPORTED))
+        try:
+            outcome = store.transact(lu, decide)
+        except sqlite3.Error as exc:
+            # Nothing was applied; the initiator sees a target failure, as when LIO
+            # cannot write its APTPL file.
+            log.error("%s: PR state file error: %s", self.id, exc)
+            return Outcome(ScsiResult.check(SenseCode.TARGET_FAILURE))
+        if outcome.aborted and self.abort_handler is not None:
+            with self._abort_lock:
+                self.abort_handler(outcome.aborted)
+        return outcome
+
+    def run(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        """Execute PR IN/OUT (also SPC-2 RESERVE/RELEASE and REQUEST SENSE) on *fd*.
+
+        :param nexus: the I_T nexus; :attr:`default_nexus` if omitted.
+        """
+        engine, _ = self._ready()
+        who = nexus if nexus is not None else self.default_nexus
+        cdb = bytes(cdb)
+        data = bytes(data)
+        outcome = self._transact(fd, lambda state: engine.execute(state, who, cdb, data))
+        assert outcome.result is not None
+        return outcome.result
+
+    def check_command(
+        self, fd: int, cdb: bytes, *, nexus: Nexus | None = None
+    ) -> ScsiResult | None:
+        """May another command (READ, WRITE, TEST UNIT READY...) run on *fd*?
+
+        A pending unit attention is reported (and cleared) first, as LIO does, then the
+        reservation is checked (SPC-4 §5.7.1 table, or LIO's).
+
+        :returns: ``None`` if the command may proceed, else the result to complete it with
+            (CHECK CONDITION UNIT ATTENTION or RESERVATION CONFLICT).
+        """
+        engine, _ = self._ready()
+        who = nexus if nexus is not None else self.default_nexus
+        cdb = bytes(cdb)
+        return self._transact(fd, lambda state: engine.admit(state, who, cdb)).result
+
+    def unit_attentions(self, fd: int, nexus: Nexus | None = None) -> tuple[SenseCode, ...]:
+        """The unit attentions queued for *nexus* on *fd*, oldest first (not cleared)."""
+        who = nexus if nexus is not None else self.default_nexus
+        snapshot = self.snapshot(fd)
+        for owner, codes in snapshot.unit_attentions:
+            if owner == who:
+                return codes
+        return ()
+
+    def snapshot(self, fd: int) -> StateSnapshot:
+        """An immutable copy of the PR state of the logical unit *fd* refers to."""
+        _, store = self._ready()
+        return store.snapshot(self.logical_unit(fd))
+
+    def power_cycle(self) -> None:
+        """Play a power loss and return of every logical unit (what APTPL keeps survives).
+
+        With a state file this affects every process that shares it.
+        """
+        _, store = self._ready()
+        store.power_on()

@@ -1,0 +1,237 @@
+# SPDX-License-Identifier: MIT
+"""The persistent-reservation state of one logical unit, and the changes a command makes.
+
+State model (SPC-4 §5.7; spc4-pr.md §2.1):
+
+* **registrations**: at most one per I_T nexus, kept in registration order (READ KEYS and
+  READ FULL STATUS list them in that order, as LIO does; a key change keeps the position);
+* **reservation**: at most one, of a type and scope, with a holder.  For the all-registrants
+  types every registrant is a holder; :attr:`Reservation.holder` then names the registration
+  LIO keeps as its internal holder (only visible in one PREEMPT corner, §3.6);
+* **PRgeneration**, a wrapping 32-bit counter, 0 at power on (§2.3);
+* **APTPL**, the last valid APTPL bit (§2.4), which decides what survives a power loss;
+* the holder of an SPC-2 RESERVE(6)/RESERVE(10), if any (volatile);
+* per-nexus **unit-attention queues** (volatile; §6).
+
+The engine never mutates a state: it reads one and returns a :class:`Changes` value, which
+the store applies to its state and writes to its file in one transaction.  So a command is
+applied completely or not at all, in memory and on disk alike.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from typing import Final
+
+import attrs
+
+from qompr.scsi import Nexus
+from qompr.scsi import PrScope
+from qompr.scsi import PrType
+from qompr.scsi import SenseCode
+
+__all__ = [
+    "KEEP",
+    "Changes",
+    "Keep",
+    "LUState",
+    "Registration",
+    "Reservation",
+    "StateSnapshot",
+]
+
+#: PRgeneration is a 32-bit counter that wraps (SPC-4 §6.13.2).
+GENERATION_MASK: Final = 0xFFFF_FFFF
+
+
+@attrs.frozen
+class Registration:
+    """One registered I_T nexus (SPC-4 §5.7.7).
+
+    :param key: the reservation key, never 0.
+    :param all_tg_pt: registered with ALL_TG_PT=1 (one such registration exists per target
+        port, as in LIO).
+    :param aptpl: the APTPL bit of the command that made or last changed it.
+    """
+
+    key: int
+    all_tg_pt: bool = attrs.field(default=False, kw_only=True)
+    aptpl: bool = attrs.field(default=False, kw_only=True)
+
+
+@attrs.frozen
+class Reservation:
+    """The persistent reservation of a logical unit (SPC-4 §5.7.9).
+
+    :param type: the reservation type.
+    :param holder: the holder I_T nexus; for WE_AR/EA_AR the registration LIO records as
+        holder (every registrant holds such a reservation).
+    :param scope: always LU_SCOPE in practice (other scopes are refused).
+    """
+
+    type: PrType
+    holder: Nexus
+    scope: int = attrs.field(default=PrScope.LU_SCOPE, kw_only=True)
+
+
+class Keep(enum.Enum):
+    """Marker for "this field is unchanged" in :class:`Changes`."""
+
+    KEEP = "keep"
+
+
+KEEP: Final = Keep.KEEP
+
+
+@attrs.frozen
+class Changes:
+    """What one command changes, applied in field order by :meth:`LUState.apply`.
+
+    :param consume_ua: the nexus whose oldest unit attention was reported (and so cleared).
+    :param clear: remove every registration (CLEAR).
+    :param remove: I_T nexuses whose registration is removed.
+    :param put: registrations added (at the end) or replaced (in place).
+    :param reservation: the new reservation, ``None`` for none, or :data:`KEEP`.
+    :param generation: the new PRgeneration, or ``None`` if unchanged.
+    :param aptpl: the new APTPL state, or ``None`` if unchanged.
+    :param legacy_holder: the new SPC-2 reservation holder, ``None`` for none, or :data:`KEEP`.
+    :param add_ua: unit attentions queued, in order (a copy of one already queued for the same
+        nexus is dropped, as LIO does).
+    """
+
+    consume_ua: Nexus | None = None
+    clear: bool = False
+    remove: tuple[Nexus, ...] = ()
+    put: tuple[tuple[Nexus, Registration], ...] = ()
+    reservation: Reservation | Keep | None = KEEP
+    generation: int | None = None
+    aptpl: bool | None = None
+    legacy_holder: Nexus | Keep | None = KEEP
+    add_ua: tuple[tuple[Nexus, SenseCode], ...] = ()
+
+
+@attrs.frozen
+class StateSnapshot:
+    """An immutable copy of a :class:`LUState`, for comparison and inspection.
+
+    :param generation: PRgeneration.
+    :param registrations: (nexus, registration) pairs in registration order.
+    :param reservation: the reservation, if any.
+    :param aptpl: the last valid APTPL bit.
+    :param legacy_holder: the SPC-2 reservation holder, if any.
+    :param unit_attentions: (nexus, queued unit attentions) for every nexus with some, sorted
+        by the nexus's TransportID identifier and target port.
+    """
+
+    generation: int = 0
+    registrations: tuple[tuple[Nexus, Registration], ...] = ()
+    reservation: Reservation | None = None
+    aptpl: bool = False
+    legacy_holder: Nexus | None = None
+    unit_attentions: tuple[tuple[Nexus, tuple[SenseCode, ...]], ...] = ()
+
+    @property
+    def keys(self) -> tuple[int, ...]:
+        """The READ KEYS list."""
+        return tuple(reg.key for _, reg in self.registrations)
+
+    def persistent(self) -> StateSnapshot:
+        """This snapshot without the volatile parts (unit attentions, SPC-2 reservation)."""
+        return attrs.evolve(self, legacy_holder=None, unit_attentions=())
+
+
+def _nexus_order(item: tuple[Nexus, object]) -> tuple[str, int]:
+    return (item[0].transport_id.identifier, item[0].target_port)
+
+
+@attrs.define(eq=False)
+class LUState:
+    """The mutable state one store keeps for one logical unit.
+
+    Only :meth:`apply` and :meth:`power_on` change it.
+    """
+
+    generation: int = 0
+    registrations: dict[Nexus, Registration] = attrs.field(factory=dict)
+    reservation: Reservation | None = None
+    aptpl: bool = False
+    legacy_holder: Nexus | None = None
+    unit_attentions: dict[Nexus, list[SenseCode]] = attrs.field(factory=dict)
+
+    def apply(self, changes: Changes) -> None:
+        """Apply *changes* in place (the order of :class:`Changes` fields)."""
+        if changes.consume_ua is not None:
+            queue = self.unit_attentions.get(changes.consume_ua)
+            if queue:
+                del queue[0]
+                if not queue:
+                    del self.unit_attentions[changes.consume_ua]
+        regs = self.registrations
+        if changes.clear:
+            regs.clear()
+        for nexus in changes.remove:
+            regs.pop(nexus, None)
+        for nexus, reg in changes.put:
+            regs[nexus] = reg  # an existing key keeps its position (dict order)
+        if changes.reservation is not KEEP:
+            self.reservation = changes.reservation
+        if changes.generation is not None:
+            self.generation = changes.generation
+        if changes.aptpl is not None:
+            self.aptpl = changes.aptpl
+        if changes.legacy_holder is not KEEP:
+            self.legacy_holder = changes.legacy_holder
+        for nexus, code in changes.add_ua:
+            queue = self.unit_attentions.setdefault(nexus, [])
+            if code not in queue:
+                queue.append(code)
+
+    def power_on(self) -> None:
+        """What a power cycle leaves (SPC-4 §5.7.5; spc4-pr.md §2.4).
+
+        PRgeneration returns to 0, unit attentions and SPC-2 reservations vanish, and unless
+        the last valid APTPL bit was 1 so do every registration and the reservation.
+        """
+        self.generation = 0
+        self.unit_attentions.clear()
+        self.legacy_holder = None
+        if not self.aptpl:
+            self.registrations.clear()
+            self.reservation = None
+
+    def snapshot(self) -> StateSnapshot:
+        """An immutable copy of this state."""
+        return StateSnapshot(
+            generation=self.generation,
+            registrations=tuple(self.registrations.items()),
+            reservation=self.reservation,
+            aptpl=self.aptpl,
+            legacy_holder=self.legacy_holder,
+            unit_attentions=tuple(
+                sorted(
+                    ((n, tuple(q)) for n, q in self.unit_attentions.items() if q),
+                    key=_nexus_order,
+                )
+            ),
+        )
+
+    @classmethod
+    def from_snapshot(cls, snapshot: StateSnapshot) -> LUState:
+        """A mutable state equal to *snapshot*."""
+        return cls(
+            generation=snapshot.generation,
+            registrations=dict(snapshot.registrations),
+            reservation=snapshot.reservation,
+            aptpl=snapshot.aptpl,
+            legacy_holder=snapshot.legacy_holder,
+            unit_attentions={n: list(q) for n, q in snapshot.unit_attentions},
+        )
+
+    def copy(self) -> LUState:
+        """An independent copy (the functional form: ``state.copy().apply(changes)``)."""
+        return LUState.from_snapshot(self.snapshot())
+
+    def registrants(self) -> Iterable[Nexus]:
+        """The registered I_T nexuses, in registration order."""
+        return self.registrations.keys()
