@@ -115,16 +115,33 @@ def test_plugins(capsys: pytest.CaptureFixture[str]) -> None:
     assert builtin["builtin"] and "qompr_register_types" in builtin["hooks"]
 
 
-def test_demo_runs_on_embedded_default(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_a_fencing_round_on_the_emulated_engine(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, out, _ = run(capsys, "demo", "--json")
-    report = json.loads(out)
     assert code == 0
-    assert report["objects"][0]["key=value"] == (
-        "pr-manager-helper,id=helper0,path=/run/qemu-pr-helper.sock"
-    )
+    report = json.loads(out)
+    assert report["objects"] == [
+        "pr-manager-emulated,id=emu0",
+        "pr-manager-helper,id=pr-helper0,path=/run/qemu-pr-helper.sock",
+    ]
+    got = [(s["node"], s["status"], s["sense"], s["shows"]) for s in report["steps"]]
+    assert got == [
+        ("node-a", "GOOD", None, "GOOD"),
+        ("node-b", "GOOD", None, "GOOD"),
+        ("node-a", "GOOD", None, "GOOD"),
+        ("node-b", "GOOD", None, "generation 2, keys 0xa, 0xb"),
+        ("node-b", "GOOD", None, "generation 2, held by key 0xa, type Write Exclusive"),
+        ("node-b", "RESERVATION_CONFLICT", None, "RESERVATION_CONFLICT"),
+        ("node-b", "GOOD", None, "GOOD"),
+        ("node-b", "GOOD", None, "generation 3, held by key 0xb, type Write Exclusive"),
+        ("node-a", "CHECK_CONDITION", "REGISTRATIONS_PREEMPTED",
+         "CHECK CONDITION REGISTRATIONS_PREEMPTED"),
+        ("node-a", "GOOD", None, "generation 3, keys 0xb"),
+    ]  # fmt: skip
     assert report["query-pr-managers"] == [
-        {"id": "helper0", "connected": False},
-        {"id": "helper1", "connected": False},
+        {"id": "emu0", "connected": True},
+        {"id": "pr-helper0", "connected": False},
     ]
 
 
