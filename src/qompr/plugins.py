@@ -13,7 +13,6 @@ plugins and then, if asked, third-party plugins from the entry-point group ``qom
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import os
 import sys
 from collections.abc import Sequence
@@ -78,6 +77,8 @@ def get_plugin_manager(
 
 
 def _load_entrypoints(pm: pluggy.PluginManager, allow: Sequence[str] | None) -> None:
+    import importlib.metadata  # slow to import (~1 s under emulation): only when needed
+
     wanted = set(allow) if allow is not None else None
     seen: set[str] = set()
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -102,6 +103,8 @@ def _load_entrypoints(pm: pluggy.PluginManager, allow: Sequence[str] | None) -> 
 
 def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
     """``qompr plugins``: name, hooks and (for entry points) distribution and version."""
+    import importlib.metadata
+
     dists = {ep.name: ep.dist for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
     out = []
     for name, plugin in pm.list_name_plugin():
