@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: MIT
+"""The qemu-pr-helper socket protocol as a sans-IO core (no sockets, no threads, no asyncio).
+
+:class:`HelperConnection` plays either role; the adapters in :mod:`qompr.transport` move its
+bytes and file descriptors over real sockets.  See :mod:`qompr.protocol.helper` for the wire
+format and :mod:`qompr.protocol._state` for the transition tables.
+"""
+
+from qompr.protocol._state import Role as Role
+from qompr.protocol._state import State as State
+from qompr.protocol._state import state_diagram as state_diagram
+from qompr.protocol.helper import CDB_SIZE as CDB_SIZE
+from qompr.protocol.helper import DATA_SIZE as DATA_SIZE
+from qompr.protocol.helper import EOF_MESSAGE as EOF_MESSAGE
+from qompr.protocol.helper import MAX_FDS as MAX_FDS
+from qompr.protocol.helper import NEED_DATA as NEED_DATA
+from qompr.protocol.helper import RESPONSE_HEADER_SIZE as RESPONSE_HEADER_SIZE
+from qompr.protocol.helper import SENSE_SIZE as SENSE_SIZE
+from qompr.protocol.helper import ConnectionClosed as ConnectionClosed
+from qompr.protocol.helper import Event as Event
+from qompr.protocol.helper import Feature as Feature
+from qompr.protocol.helper import Handshake as Handshake
+from qompr.protocol.helper import HelperConnection as HelperConnection
+from qompr.protocol.helper import NeedData as NeedData
+from qompr.protocol.helper import Negotiated as Negotiated
+from qompr.protocol.helper import Opcode as Opcode
+from qompr.protocol.helper import ReadSpec as ReadSpec
+from qompr.protocol.helper import Request as Request
+from qompr.protocol.helper import Response as Response
+
+__all__ = [
+    "CDB_SIZE",
+    "DATA_SIZE",
+    "EOF_MESSAGE",
+    "MAX_FDS",
+    "NEED_DATA",
+    "RESPONSE_HEADER_SIZE",
+    "SENSE_SIZE",
+    "ConnectionClosed",
+    "Event",
+    "Feature",
+    "Handshake",
+    "HelperConnection",
+    "NeedData",
+    "Negotiated",
+    "Opcode",
+    "ReadSpec",
+    "Request",
+    "Response",
+    "Role",
+    "State",
+    "state_diagram",
+]

@@ -1,0 +1,225 @@
+# SPDX-License-Identifier: MIT
+"""asyncio sockets for the qemu-pr-helper protocol.
+
+asyncio's transports cannot pass file descriptors (qemu.qmp had to reach into
+``sock._sock`` for that), so this adapter keeps a plain non-blocking socket and waits for
+readiness with ``loop.add_reader`` / ``loop.add_writer``, calling ``recvmsg`` / ``sendmsg``
+itself.  No threads are involved.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import errno
+import os
+import socket
+from collections.abc import Sequence
+
+from qompr.errors import ConnectError
+from qompr.errors import RemoteProtocolError
+from qompr.protocol import EOF_MESSAGE
+from qompr.protocol import NEED_DATA
+from qompr.protocol import ConnectionClosed
+from qompr.protocol import Feature
+from qompr.protocol import Handshake
+from qompr.protocol import HelperConnection
+from qompr.protocol import Negotiated
+from qompr.protocol import ReadSpec
+from qompr.protocol import Request
+from qompr.protocol import Response
+from qompr.protocol import Role
+from qompr.transport.sync import ANCILLARY_SIZE
+from qompr.transport.sync import RequestNotSentError
+from qompr.transport.sync import _reason
+from qompr.transport.sync import check_unix_path
+from qompr.transport.sync import fds_from_ancillary
+from qompr.transport.sync import raw_connect
+
+__all__ = ["AsyncHelperClient", "recv_spec", "send_all", "wait_readable"]
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def wait_readable(sock: socket.socket) -> None:
+    """Wait until *sock* is readable (data, end of file or an error)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+    loop.add_reader(fd, _wake, fut)
+    try:
+        await fut
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _wait_writable(sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, _wake, fut)
+    try:
+        await fut
+    finally:
+        loop.remove_writer(fd)
+
+
+async def recv_spec(sock: socket.socket, spec: ReadSpec) -> tuple[bytes, list[int]]:
+    """:func:`qompr.transport.sync.recv_spec` for a non-blocking socket."""
+    while True:
+        try:
+            if spec.fds:
+                data, ancdata, _flags, _addr = sock.recvmsg(
+                    spec.size, ANCILLARY_SIZE, socket.MSG_CMSG_CLOEXEC
+                )
+                return data, fds_from_ancillary(ancdata)
+            return sock.recv(spec.size), []
+        except (BlockingIOError, InterruptedError):
+            await wait_readable(sock)
+
+
+async def send_all(sock: socket.socket, data: bytes, fds: Sequence[int] = ()) -> None:
+    """:func:`qompr.transport.sync.send_all` for a non-blocking socket.
+
+    :raises RequestNotSentError: an error before the first 16 bytes were sent.
+    """
+    sent = 0
+    view = memoryview(data)
+    while sent < len(data):
+        try:
+            if sent == 0 and fds:
+                ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                n = sock.sendmsg([view], ancillary)
+            else:
+                n = sock.send(view[sent:])
+        except (BlockingIOError, InterruptedError):
+            await _wait_writable(sock)
+            continue
+        except OSError as exc:
+            if sent < 16:
+                raise RequestNotSentError(_reason(exc), exc) from exc
+            raise
+        sent += n
+
+
+class AsyncHelperClient:
+    """One asyncio client connection to a qemu-pr-helper.
+
+    Use :meth:`connect`; wrap calls in :func:`asyncio.timeout` to bound them.
+
+    :param sock: a connected non-blocking unix stream socket.
+    :param path: the socket path, for messages.
+    """
+
+    def __init__(self, sock: socket.socket, path: str = "") -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.path = path
+        self.conn = HelperConnection(Role.CLIENT)
+        #: The feature mask the helper announced.
+        self.supported = 0
+
+    @classmethod
+    async def connect(cls, path: str, *, timeout: float | None = None) -> AsyncHelperClient:
+        """Connect and negotiate (QEMU's ``pr_manager_helper_initialize``).
+
+        :param timeout: for the connect and the handshake together.
+        :raises ConnectError: with QEMU's texts, or a timeout message.
+        """
+        encoded = check_unix_path(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.setblocking(False)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    err = raw_connect(sock, encoded)
+                    if err != errno.EAGAIN:  # EAGAIN: the listen backlog is full
+                        break
+                    await asyncio.sleep(0.01)
+                if err:
+                    cause = OSError(err, os.strerror(err))
+                    raise ConnectError(f"Failed to connect to '{path}': {os.strerror(err)}", cause)
+                client = cls(sock, path)
+                await client.handshake()
+        except TimeoutError as exc:
+            sock.close()
+            raise ConnectError(f"Timed out connecting to '{path}'", exc) from None
+        except BaseException:
+            sock.close()
+            raise
+        return client
+
+    def fileno(self) -> int:
+        """The socket's fd (-1 once closed)."""
+        return self.sock.fileno()
+
+    async def handshake(self, features: Feature = Feature.NONE) -> int:
+        """Read the helper's mask and answer with *features*.
+
+        :raises ConnectError: the helper hung up or broke the protocol.
+        """
+        try:
+            event = await self._next_event()
+            if not isinstance(event, Negotiated):  # pragma: no cover - table guarantees it
+                raise RemoteProtocolError(f"unexpected {event!r} during the handshake")
+            self.supported = event.features
+            await send_all(self.sock, self.conn.send(Handshake(features)))
+        except RemoteProtocolError as exc:
+            raise ConnectError(exc.message, exc) from None
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConnectError(f"Failed to negotiate with '{self.path}': {reason}", exc) from None
+        return self.supported
+
+    async def send_request(self, request: Request) -> None:
+        """Send one command with its fd.
+
+        :raises RequestNotSentError: the CDB did not get out.
+        """
+        await send_all(self.sock, self.conn.send(request), (request.fd,))
+
+    async def read_response(self) -> Response:
+        """Wait for the response to the request in flight.
+
+        :raises RemoteProtocolError: the helper hung up or lied.
+        """
+        event = await self._next_event()
+        if not isinstance(event, Response):
+            raise RemoteProtocolError(EOF_MESSAGE)
+        return event
+
+    async def command(self, request: Request) -> Response:
+        """:meth:`send_request` then :meth:`read_response`."""
+        await self.send_request(request)
+        return await self.read_response()
+
+    async def wait_closed(self) -> None:
+        """Return when the helper hangs up this idle connection (or sends junk)."""
+        while True:
+            event = await self._next_event_or_error()
+            if event is None or isinstance(event, ConnectionClosed):
+                return
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.conn.close()
+        self.sock.close()
+
+    async def _next_event_or_error(self) -> Negotiated | Response | ConnectionClosed | None:
+        try:
+            return await self._next_event()
+        except (RemoteProtocolError, OSError):
+            return None
+
+    async def _next_event(self) -> Negotiated | Response | ConnectionClosed:
+        while True:
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                data, fds = await recv_spec(self.sock, self.conn.next_read())
+                self.conn.receive_data(data, fds)
+                continue
+            assert isinstance(event, Negotiated | Response | ConnectionClosed)
+            return event

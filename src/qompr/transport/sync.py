@@ -1,0 +1,332 @@
+# SPDX-License-Identifier: MIT
+"""Blocking sockets for the qemu-pr-helper protocol: ``recvmsg``/``sendmsg`` with SCM_RIGHTS.
+
+The protocol core (:mod:`qompr.protocol`) decides what to read and what to send; this module
+only moves bytes and descriptors.  :class:`HelperClient` is one client connection; the
+``pr-manager-helper`` manager pools several of them.  :func:`recv_spec` and :func:`send_all`
+are what the daemon's workers use on the server side.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import errno
+import os
+import select
+import socket
+import struct
+import sys
+import time
+from collections.abc import Sequence
+
+from qompr.errors import ConnectError
+from qompr.errors import RemoteProtocolError
+from qompr.protocol import EOF_MESSAGE
+from qompr.protocol import MAX_FDS
+from qompr.protocol import NEED_DATA
+from qompr.protocol import ConnectionClosed
+from qompr.protocol import Feature
+from qompr.protocol import Handshake
+from qompr.protocol import HelperConnection
+from qompr.protocol import Negotiated
+from qompr.protocol import ReadSpec
+from qompr.protocol import Request
+from qompr.protocol import Response
+from qompr.protocol import Role
+
+__all__ = [
+    "ANCILLARY_SIZE",
+    "UNIX_PATH_MAX",
+    "HelperClient",
+    "RequestNotSentError",
+    "check_unix_path",
+    "connect_unix",
+    "fds_from_ancillary",
+    "raw_bind",
+    "raw_connect",
+    "recv_spec",
+    "send_all",
+]
+
+#: sun_path holds 108 bytes; QEMU accepts a path that fills it (no NUL needed) and refuses
+#: longer ones with the hint "Path must be less than 108 bytes".
+UNIX_PATH_MAX = 108
+#: Control buffer for :data:`~qompr.protocol.MAX_FDS` descriptors, as qemu-pr-helper sizes it.
+ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+
+
+class RequestNotSentError(ConnectError):
+    """Sending failed before the whole CDB was out, so the command may be retried.
+
+    :param message: what failed.
+    :param cause: the socket error.
+    """
+
+
+def _reason(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.connect.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+_libc.connect.restype = ctypes.c_int
+_libc.bind.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+_libc.bind.restype = ctypes.c_int
+
+
+def check_unix_path(path: str) -> bytes:
+    """*path* encoded for ``sun_path``.
+
+    :raises ConnectError: ``UNIX socket path '%s' is too long`` beyond 108 bytes.
+    """
+    encoded = os.fsencode(path)
+    if len(encoded) > UNIX_PATH_MAX:
+        raise ConnectError(
+            f"UNIX socket path '{path}' is too long", hint="Path must be less than 108 bytes"
+        )
+    return encoded
+
+
+def raw_connect(sock: socket.socket, encoded: bytes) -> int:
+    """``connect(2)`` with the whole zero-padded ``sockaddr_un``, as QEMU passes it.
+
+    A 108-byte path needs no NUL (Python's own ``connect`` refuses it), and an empty path is
+    the abstract name of 107 NUL bytes (so QEMU answers "Connection refused").
+
+    :returns: 0, or the errno.
+    """
+    addr = struct.pack("=H108s", socket.AF_UNIX, encoded)
+    if _libc.connect(sock.fileno(), addr, len(addr)) != 0:
+        return ctypes.get_errno()
+    return 0
+
+
+def raw_bind(sock: socket.socket, encoded: bytes) -> int:
+    """``bind(2)`` with the whole zero-padded ``sockaddr_un`` (a 108-byte path works).
+
+    :returns: 0, or the errno.
+    """
+    addr = struct.pack("=H108s", socket.AF_UNIX, encoded)
+    if _libc.bind(sock.fileno(), addr, len(addr)) != 0:
+        return ctypes.get_errno()
+    return 0
+
+
+def connect_unix(path: str, timeout: float | None = None) -> socket.socket:
+    """Connect to a unix socket, with QEMU's error texts (util/qemu-sockets.c).
+
+    :param path: the socket path.
+    :param timeout: the longest wait for room in a full listen backlog (QEMU blocks), and
+        the timeout for later I/O on the socket.
+    :raises ConnectError: ``UNIX socket path '%s' is too long`` or
+        ``Failed to connect to '%s': <strerror>``.
+    """
+    encoded = check_unix_path(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.setblocking(False)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        err = raw_connect(sock, encoded)
+        if err != errno.EAGAIN or (deadline is not None and time.monotonic() > deadline):
+            break
+        time.sleep(0.005)  # a unix listener's backlog is full: wait for the accept
+    if err:
+        sock.close()
+        cause = OSError(err, os.strerror(err))
+        raise ConnectError(f"Failed to connect to '{path}': {os.strerror(err)}", cause)
+    sock.settimeout(timeout)
+    return sock
+
+
+def fds_from_ancillary(ancdata: Sequence[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors in ``recvmsg`` ancillary data (SCM_RIGHTS), in order."""
+    if not ancdata:
+        return []
+    if len(ancdata) == 1:  # the usual case: one message with one fd
+        level, kind, data = ancdata[0]
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(data) == 4:
+            return [int.from_bytes(data, sys.byteorder, signed=True)]
+    fds = array.array("i")
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(data) - len(data) % fds.itemsize
+            fds.frombytes(data[:usable])
+    return list(fds)
+
+
+def recv_spec(sock: socket.socket, spec: ReadSpec) -> tuple[bytes, list[int]]:
+    """One read as *spec* says: ``recvmsg`` with room for 16 fds, or a plain ``recv``.
+
+    A plain ``recv`` makes the kernel close any fds that came with the bytes, exactly as
+    qemu-pr-helper's reads without a control buffer do.
+
+    :raises BlockingIOError: on a non-blocking socket with nothing to read.
+    """
+    if spec.fds:
+        data, ancdata, _flags, _addr = sock.recvmsg(
+            spec.size, ANCILLARY_SIZE, socket.MSG_CMSG_CLOEXEC
+        )
+        return data, fds_from_ancillary(ancdata)
+    return sock.recv(spec.size), []
+
+
+def _wait(sock: socket.socket, events: int, deadline: float | None) -> None:
+    timeout = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+    poller = select.poll()
+    poller.register(sock.fileno(), events)
+    if not poller.poll(timeout):
+        raise TimeoutError(errno.ETIMEDOUT, "timed out")
+
+
+def send_all(
+    sock: socket.socket,
+    data: bytes,
+    fds: Sequence[int] = (),
+    *,
+    deadline: float | None = None,
+) -> None:
+    """Send *data*, the *fds* riding on its first byte, blocking or non-blocking alike.
+
+    :param deadline: a :func:`time.monotonic` time to give up at (non-blocking sockets).
+    :raises RequestNotSentError: an error before the first 16 bytes (the CDB) were all sent.
+    :raises OSError: an error after that, or a timeout.
+    """
+    sent = 0
+    view = memoryview(data)
+    while sent < len(data):
+        try:
+            if sent == 0 and fds:
+                ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                n = sock.sendmsg([view], ancillary)
+            else:
+                n = sock.send(view[sent:])
+        except (BlockingIOError, InterruptedError):
+            try:
+                _wait(sock, select.POLLOUT, deadline)
+            except TimeoutError as exc:
+                if sent < 16:
+                    raise RequestNotSentError("timed out sending the CDB", exc) from exc
+                raise
+            continue
+        except OSError as exc:
+            if sent < 16:
+                raise RequestNotSentError(_reason(exc), exc) from exc
+            raise
+        sent += n
+
+
+class HelperClient:
+    """One blocking client connection to a qemu-pr-helper.
+
+    :param sock: a connected unix stream socket (its timeout applies to every read/write).
+    :param path: the socket path, for messages.
+    """
+
+    def __init__(self, sock: socket.socket, path: str = "") -> None:
+        self.sock = sock
+        self.path = path
+        self.conn = HelperConnection(Role.CLIENT)
+        #: The feature mask the helper announced.
+        self.supported = 0
+
+    @classmethod
+    def connect(cls, path: str, *, timeout: float | None = None) -> HelperClient:
+        """Connect and negotiate, as QEMU's ``pr_manager_helper_initialize``.
+
+        :param timeout: for the connect, the handshake and (afterwards) every read/write.
+        :raises ConnectError: QEMU's texts; ``Unexpected end-of-file before all data were
+            read`` when the helper hangs up during the handshake.
+        """
+        client = cls(connect_unix(path, timeout), path)
+        try:
+            client.handshake()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def fileno(self) -> int:
+        """The socket's fd (-1 once closed)."""
+        return self.sock.fileno()
+
+    def handshake(self, features: Feature = Feature.NONE) -> int:
+        """Read the helper's feature mask and answer with *features*.
+
+        :returns: the mask the helper announced (QEMU ignores it; so do we).
+        :raises ConnectError: the helper hung up, broke the protocol, or timed out.
+        """
+        try:
+            event = self._next_event()
+            if not isinstance(event, Negotiated):  # pragma: no cover - table guarantees it
+                raise RemoteProtocolError(f"unexpected {event!r} during the handshake")
+            self.supported = event.features
+            send_all(self.sock, self.conn.send(Handshake(features)))
+        except RemoteProtocolError as exc:
+            raise ConnectError(exc.message, exc) from None
+        except TimeoutError as exc:
+            raise ConnectError(f"Timed out negotiating with '{self.path}'", exc) from None
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConnectError(f"Failed to negotiate with '{self.path}': {reason}", exc) from None
+        return self.supported
+
+    def send_request(self, request: Request) -> None:
+        """Send one command, its fd on the CDB.
+
+        :raises qompr.errors.LocalProtocolError: a malformed request.
+        :raises RequestNotSentError: the CDB did not get out (the helper went away).
+        :raises OSError: a failure after the CDB was sent.
+        """
+        data = self.conn.send(request)
+        send_all(self.sock, data, (request.fd,))
+
+    def read_response(self) -> Response:
+        """Wait for the response to the request in flight.
+
+        :raises RemoteProtocolError: the helper hung up or lied (size, status, extra bytes).
+        :raises OSError: a socket error or timeout.
+        """
+        event = self._next_event()
+        if not isinstance(event, Response):
+            raise RemoteProtocolError(EOF_MESSAGE)
+        return event
+
+    def command(self, request: Request) -> Response:
+        """:meth:`send_request` then :meth:`read_response`."""
+        self.send_request(request)
+        return self.read_response()
+
+    def hung_up(self) -> bool:
+        """Without blocking: has the helper closed this idle connection (or sent junk)?"""
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            return False
+        try:
+            data = self.sock.recv(1, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        self.conn.receive_data(data)
+        try:
+            event = self.conn.next_event()
+        except RemoteProtocolError:
+            return True
+        return isinstance(event, ConnectionClosed)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.conn.close()
+        self.sock.close()
+
+    def _next_event(self) -> Negotiated | Response | ConnectionClosed:
+        while True:
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                data, fds = recv_spec(self.sock, self.conn.next_read())
+                self.conn.receive_data(data, fds)
+                continue
+            assert isinstance(event, Negotiated | Response | ConnectionClosed)
+            return event

@@ -1,0 +1,277 @@
+# SPDX-License-Identifier: MIT
+"""The serving core in-process: answers, fd handling, backends, concurrency, stopping."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from qompr.daemon import ManagerBackend
+from qompr.daemon.testing import InProcessServer
+from qompr.daemon.testing import connected
+from qompr.daemon.testing import is_closed
+from qompr.daemon.testing import pr_in
+from qompr.daemon.testing import pr_out
+from qompr.daemon.testing import recv_exact
+from qompr.daemon.testing import request
+from qompr.protocol import Request
+from qompr.scsi import Nexus
+from qompr.scsi import ScsiResult
+from qompr.scsi import SenseCode
+
+IO_ERROR = SenseCode.IO_ERROR.to_bytes().ljust(96, b"\0")
+INVALID_OPCODE = SenseCode.INVALID_OPCODE.to_bytes().ljust(96, b"\0")
+
+
+class FakeManager:
+    """A pr-manager stand-in that records calls and answers what it is told."""
+
+    def __init__(self, result: ScsiResult | None = None, delay: float = 0.0) -> None:
+        self.result = result or ScsiResult.good()
+        self.delay = delay
+        self.calls: list[tuple[bytes, bytes, Nexus | None]] = []
+        self.started = threading.Event()
+
+    def execute(self, fd: int, cdb: bytes, data: bytes, *, nexus: Nexus | None) -> ScsiResult:
+        os.fstat(fd)  # the fd is still open while the command runs
+        self.calls.append((cdb, data, nexus))
+        self.started.set()
+        time.sleep(self.delay)
+        return self.result
+
+
+def test_sgio_on_dev_null_answers_io_error_and_readonly_out_invalid_opcode() -> None:
+    with InProcessServer() as srv, connected(srv.path) as sock:
+        rw = os.open("/dev/null", os.O_RDWR)
+        ro = os.open("/dev/null", os.O_RDONLY)
+        try:
+            assert request(sock, pr_in(), rw) == (2, IO_ERROR, b"")
+            assert request(sock, pr_out(24), ro, bytes(24)) == (2, INVALID_OPCODE, b"")
+            assert request(sock, pr_out(24), rw, bytes(24)) == (2, IO_ERROR, b"")
+        finally:
+            os.close(rw)
+            os.close(ro)
+        stats = srv.server.statistics()
+    assert (stats.requests, stats.requests_in, stats.requests_out) == (3, 1, 2)
+    assert stats.check_conditions == 3
+
+
+def test_the_daemon_closes_its_copy_of_each_fd() -> None:
+    with InProcessServer() as srv, connected(srv.path) as sock:
+        r, w = os.pipe()
+        try:
+            request(sock, pr_in(), w)
+            os.close(w)
+            os.set_blocking(r, False)
+            assert os.read(r, 1) == b""  # every write end is closed: the daemon's too
+        finally:
+            os.close(r)
+
+
+def test_protocol_errors_close_only_that_connection() -> None:
+    with InProcessServer() as srv, connected(srv.path) as bad, connected(srv.path) as good:
+        bad.sendall(pr_in())  # no fd
+        assert is_closed(bad)
+        fd = os.open("/dev/null", os.O_RDWR)
+        try:
+            assert request(good, pr_in(), fd)[0] == 2
+        finally:
+            os.close(fd)
+        assert srv.server.statistics().protocol_errors == 1
+
+
+def test_manager_backend_results_are_shaped_like_qemu_pr_helpers() -> None:
+    manager = FakeManager(ScsiResult.good(bytes(range(100))))
+    with InProcessServer(backend=ManagerBackend(manager)) as srv, connected(srv.path) as sock:
+        fd = os.open("/dev/null", os.O_RDWR)
+        try:
+            # The answer is cut to the allocation length.
+            assert request(sock, pr_in(10), fd) == (0, bytes(96), bytes(range(10)))
+            manager.result = ScsiResult.check(SenseCode.INVALID_FIELD)
+            status, sense, data = request(sock, pr_in(10), fd)
+            assert (status, sense[:18], data) == (2, SenseCode.INVALID_FIELD.to_bytes(), b"")
+            manager.result = ScsiResult.conflict()
+            assert request(sock, pr_out(24), fd, b"p" * 24) == (0x18, bytes(96), b"")
+        finally:
+            os.close(fd)
+    assert manager.calls[-1][:2] == (pr_out(24), b"p" * 24)
+
+
+def test_backend_exceptions_answer_target_failure() -> None:
+    class Broken(FakeManager):
+        def execute(self, fd: int, cdb: bytes, data: bytes, *, nexus: Nexus | None) -> Any:
+            raise RuntimeError("boom")
+
+    with InProcessServer(backend=ManagerBackend(Broken())) as srv, connected(srv.path) as sock:
+        fd = os.open("/dev/null", os.O_RDWR)
+        try:
+            status, sense, _ = request(sock, pr_in(), fd)
+            assert (status, sense[:18]) == (2, SenseCode.TARGET_FAILURE.to_bytes())
+            assert request(sock, pr_in(), fd)[0] == 2  # still serving
+        finally:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("form", ["credentials", "socket"])
+def test_nexus_for_peer_is_asked_once_per_connection(form: str) -> None:
+    asked: list[Any] = []
+
+    class ByCredentials(FakeManager):
+        def nexus_for_peer(self, pid: int, uid: int, gid: int) -> Nexus:
+            asked.append((pid, uid, gid))
+            return Nexus(f"pid{pid}")
+
+    class BySocket(FakeManager):
+        def nexus_for_peer(self, sock: socket.socket, *, target_port: int = 1) -> Nexus:
+            asked.append(sock.fileno())
+            return Nexus(f"sock{target_port}")
+
+    manager = ByCredentials() if form == "credentials" else BySocket()
+    with InProcessServer(backend=ManagerBackend(manager)) as srv, connected(srv.path) as sock:
+        fd = os.open("/dev/null", os.O_RDWR)
+        try:
+            request(sock, pr_in(), fd)
+            request(sock, pr_in(), fd)
+        finally:
+            os.close(fd)
+    # One call for this connection (the harness's readiness probe made another).
+    if form == "credentials":
+        assert (os.getpid(), os.getuid(), os.getgid()) in asked
+        assert manager.calls[0][2] == Nexus(f"pid{os.getpid()}")
+    else:
+        assert manager.calls[0][2] == Nexus("sock1")
+    assert manager.calls[0][2] == manager.calls[1][2]
+
+
+def test_allow_lists_refuse_other_peers_before_the_handshake() -> None:
+    me = os.getuid()
+    with InProcessServer(allow_uids={me + 1}, allow_gids={os.getgid() + 1}) as srv:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(srv.path)
+        assert is_closed(sock)
+        sock.close()
+        assert srv.server.statistics().connections_refused >= 1
+    with InProcessServer(allow_uids={me}) as srv, connected(srv.path):
+        pass
+    with InProcessServer(allow_gids={os.getgid()}) as srv, connected(srv.path):
+        pass
+
+
+def test_a_slow_command_does_not_hold_up_other_clients() -> None:
+    slow = FakeManager(delay=1.0)
+    server = InProcessServer(backend=ManagerBackend(slow))
+    with server as srv, connected(srv.path) as a, connected(srv.path) as b:
+        fd = os.open("/dev/null", os.O_RDWR)
+        try:
+            socket.send_fds(a, [pr_in()], [fd])
+            assert slow.started.wait(5)
+            slow.delay = 0.0
+            t0 = time.monotonic()
+            assert request(b, pr_in(), fd)[0] == 0
+            assert time.monotonic() - t0 < 0.5
+            assert len(recv_exact(a, 104)) == 104
+        finally:
+            os.close(fd)
+
+
+def test_stop_lets_the_command_in_flight_answer_then_closes() -> None:
+    slow = FakeManager(delay=0.5)
+    srv = InProcessServer(backend=ManagerBackend(slow))
+    with srv, connected(srv.path) as busy, connected(srv.path) as idle:
+        fd = os.open("/dev/null", os.O_RDWR)
+        try:
+            socket.send_fds(busy, [pr_in()], [fd])
+            assert slow.started.wait(5)
+            srv.server.stop()
+            assert is_closed(idle)  # idle connections go at once
+            assert len(recv_exact(busy, 104)) == 104  # the command in flight is answered
+            assert is_closed(busy)
+            assert srv.server.wait_stopped(5)
+        finally:
+            os.close(fd)
+        assert not os.path.exists(srv.path) or _refused(srv.path)
+
+
+def _refused(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(path)
+        except ConnectionRefusedError:
+            return True
+    return False
+
+
+def test_max_workers_bounds_commands_in_flight() -> None:
+    slow = FakeManager(delay=0.3)
+    with InProcessServer(backend=ManagerBackend(slow), max_workers=2) as srv:
+        socks = [socket.socket(socket.AF_UNIX) for _ in range(4)]
+        fd = os.open("/dev/null", os.O_RDWR)
+        try:
+            for sock in socks:
+                sock.settimeout(10)
+                sock.connect(srv.path)
+                recv_exact(sock, 4)
+                sock.sendall(bytes(4))
+                socket.send_fds(sock, [pr_in()], [fd])
+            for sock in socks:
+                assert len(recv_exact(sock, 104)) == 104
+        finally:
+            os.close(fd)
+            for sock in socks:
+                sock.close()
+        stats = srv.server.statistics()
+    assert stats.max_in_flight == 2
+    assert stats.workers <= 2
+
+
+def test_idle_connections_cost_no_worker_threads() -> None:
+    with InProcessServer() as srv:
+        socks = []
+        try:
+            for _ in range(300):
+                sock = socket.socket(socket.AF_UNIX)
+                sock.connect(srv.path)
+                socks.append(sock)
+            for sock in socks:
+                sock.settimeout(5)
+                assert recv_exact(sock, 4) == bytes(4)
+                sock.sendall(bytes(4))
+            fd = os.open("/dev/null", os.O_RDWR)
+            try:
+                for sock in socks[::50]:
+                    assert request(sock, pr_in(), fd)[0] == 2
+            finally:
+                os.close(fd)
+            time.sleep(0.1)
+            stats = srv.server.statistics()
+            assert stats.connections_open >= 300
+            assert stats.workers <= 8
+            assert len(srv.server.connections()) == stats.connections_open
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_requests_reach_the_backend_intact() -> None:
+    seen: list[Request] = []
+
+    def backend(req: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
+        seen.append(req)
+        return 0, b"", b"abc"
+
+    with InProcessServer(backend=backend) as srv, connected(srv.path) as sock:
+        fd = os.open("/dev/null", os.O_RDWR)
+        try:
+            assert request(sock, pr_in(3, action=1), fd) == (0, bytes(96), b"abc")
+            assert request(sock, pr_out(30, action=6, type_=0x15), fd, bytes(range(30)))[0] == 0
+        finally:
+            os.close(fd)
+    assert [(r.cdb, r.data) for r in seen] == [
+        (pr_in(3, action=1), b""),
+        (pr_out(30, action=6, type_=0x15), bytes(range(30))),
+    ]
