@@ -17,6 +17,7 @@ PACKAGES = [
     "qompr.scsi",
     "qompr.managers",
     "qompr.managers.emulated",
+    "qompr.managers.multipath",
     "qompr.embed",
     "qompr.errors",
 ]

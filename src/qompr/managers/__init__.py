@@ -8,6 +8,7 @@ from qompr.managers._base import pr_manager_lookup as pr_manager_lookup
 from qompr.managers._base import query_pr_managers as query_pr_managers
 from qompr.managers._helper import PRManagerHelper as PRManagerHelper
 from qompr.managers.emulated import PRManagerEmulated as PRManagerEmulated
+from qompr.managers.multipath import PRManagerMultipath as PRManagerMultipath
 
 __all__ = [
     "PR_IN",
@@ -15,6 +16,7 @@ __all__ = [
     "PRManager",
     "PRManagerEmulated",
     "PRManagerHelper",
+    "PRManagerMultipath",
     "pr_manager_lookup",
     "query_pr_managers",
 ]

@@ -10,6 +10,7 @@ from qompr.hookspecs import hookimpl
 from qompr.managers._base import PRManager
 from qompr.managers._helper import PRManagerHelper
 from qompr.managers.emulated import PRManagerEmulated
+from qompr.managers.multipath import PRManagerMultipath
 from qompr.qom import Object
 
 
@@ -18,3 +19,4 @@ def qompr_register_types(register: Callable[[type[Object]], Any]) -> None:
     register(PRManager)
     register(PRManagerHelper)
     register(PRManagerEmulated)
+    register(PRManagerMultipath)

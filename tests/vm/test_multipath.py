@@ -1,0 +1,470 @@
+# SPDX-License-Identifier: MIT
+"""``pr-manager-multipath`` on a real dm-multipath device: LIO behind three tcm_loop paths.
+
+One boot serves every test (``paths=3``, ``reservation_key 0x123abc`` in multipath.conf).  In
+the guest, :func:`guest_main` (this file, imported as ``vm.test_multipath``) drives
+/dev/mapper/mpatha through ``pr-manager-multipath`` and the real libmpathpersist, and records
+beside each answer what the paths themselves say: raw PR IN data through SG_IO on a path
+(tests/vm/guest_tools.py, independent of qompr), ``sg_persist`` on every path and
+``mpathpersist`` on the map.  The host-side tests assert on that record.
+
+Sequence (K = the configured key, F = a foreign key set through one path with sg_persist):
+doctor; READ KEYS and REPORT CAPABILITIES on an empty device; REGISTER with a key other than
+the configured one (libmpathpersist refuses: SYNTAX_ERROR); REGISTER K on all paths; RESERVE;
+RESERVE of another type (RESERVATION CONFLICT); RELEASE; PREEMPT of F's reservation; CLEAR;
+REGISTER AND IGNORE EXISTING KEY; unregister; SPEC_I_PT with a SAS TransportID; malformed and
+33 TransportIDs (answered without the library); READ FULL STATUS (refused, as qemu-pr-helper
+refuses it); NOT READY from LIO (the TEST UNIT READY reconstruction); a path added after
+REGISTER (multipathd registers K on it); the same without ``reservation_key`` (it does not);
+multipathd stopped (doctor and object creation say so).
+
+PREEMPT AND ABORT is not run here: on Debian 12's kernel (6.1) LIO with tcm_loop hangs the LU
+on PREEMPT AND ABORT even from plain ``sg_persist`` on one path (observed while writing this
+test), so only the unit tests cover its translation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from qompr.scsi import SenseCode
+
+from .guest_tools import sg_io
+from .vmbed import REPO
+from .vmbed import VMResult
+from .vmbed import run_in_vm
+
+pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_host")]
+
+KEY = 0x123ABC
+FOREIGN = 0xBBB
+WRONG = 0xDEAD
+MPATH_KEY = f"{KEY:#x}"
+RESULT = "multipath.json"
+#: SAS address of the tcm_loop initiator of path N (tests/vm/guest-init.sh names them).
+INITIATOR = 0x5001_4050_0000_B000
+RESERVATION_CONFLICT = 0x18
+CHECK_CONDITION = 0x02
+
+GUEST_SCRIPT = """
+set -u
+cd "$VMBED_REPO/tests"
+"$VMBED_PYTHON" -c 'import vm.test_multipath as t; t.guest_main()'
+"""
+
+
+# ------------------------------------------------------------------------------------ guest side
+
+
+def _sh(command: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        command, shell=True, capture_output=True, text=True, check=False, timeout=120
+    )
+    return {"command": command, "rc": proc.returncode, "out": proc.stdout, "err": proc.stderr}
+
+
+def _slaves(mpath: str) -> list[str]:
+    dm = os.path.basename(os.path.realpath(mpath))
+    return sorted(os.listdir(f"/sys/block/{dm}/slaves"))
+
+
+def _add_path(n: int) -> None:
+    """Export the LUN through one more tcm_loop target (a new I_T nexus, a new sdX)."""
+    target = f"/sys/kernel/config/target/loopback/naa.500140500000a{n:03x}/tpgt_1"
+    os.makedirs(target)
+    with open(f"{target}/nexus", "w") as nexus:
+        nexus.write(f"naa.500140500000b{n:03x}")
+    os.makedirs(f"{target}/lun/lun_0")
+    os.symlink(os.environ["VMBED_LIO_DEV"], f"{target}/lun/lun_0/vmbed_port")
+
+
+def _wait(what: Callable[[], bool], timeout: float) -> float:
+    """Poll *what* until true; the seconds it took, or -1 on timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if what():
+            return round(time.monotonic() - start, 2)
+        time.sleep(0.2)
+    return -1.0
+
+
+def guest_main() -> None:  # pragma: no cover - runs in the VM
+    """Drive /dev/mapper/mpatha through pr-manager-multipath; record everything as JSON."""
+    import qompr
+    from qompr.errors import ConnectError
+    from qompr.managers.multipath import PRManagerMultipath
+    from qompr.managers.multipath import doctor_checks
+    from qompr.managers.multipath import is_multipath
+    from qompr.scsi import PrInCdb
+    from qompr.scsi import PrOutCdb
+    from qompr.scsi import PrOutParameters
+    from qompr.scsi import ReadFullStatusData
+    from qompr.scsi import TransportID
+
+    env = os.environ
+    mpath = env["VMBED_MPATH"]
+    devs = env["VMBED_DEVS"].split()
+    record: dict[str, Any] = {"devs": devs}
+
+    def save() -> None:
+        with open(os.path.join(env["VMBED_RESULT_DIR"], RESULT), "w") as out:
+            json.dump(record, out, indent=1)
+
+    def note(name: str, value: Any) -> None:
+        record[name] = value
+        print(name, json.dumps(value)[:300], flush=True)
+        save()
+
+    tree = qompr.new_tree(load_entrypoints=False)
+    start = time.monotonic()
+    manager = tree.object_add("pr-manager-multipath", "mp0")
+    assert isinstance(manager, PRManagerMultipath)
+    note("create_seconds", round(time.monotonic() - start, 2))
+    fd = os.open(mpath, os.O_RDWR)
+
+    def answer(result: Any) -> dict[str, Any]:
+        return {
+            "status": int(result.status),
+            "sense": result.sense.hex(),
+            "data": result.data.hex(),
+        }
+
+    def pr_in(action: int, alloc: int = 8192) -> dict[str, Any]:
+        return answer(manager.run(fd, PrInCdb(action, alloc).to_bytes()))
+
+    def pr_out(action: int, data: bytes, pr_type: int = 0) -> dict[str, Any]:
+        return answer(manager.run(fd, PrOutCdb(action, 0, pr_type, len(data)).to_bytes(), data))
+
+    def params(rk: int = 0, sark: int = 0, tids: tuple[TransportID, ...] = ()) -> bytes:
+        return PrOutParameters(
+            reservation_key=rk, sa_key=sark, spec_i_pt=bool(tids), transport_ids=tids
+        ).to_bytes()
+
+    def path_in(dev: str, action: int, alloc: int = 8192) -> dict[str, Any]:
+        """PR IN through SG_IO on one path (guest_tools, not qompr)."""
+        got = sg_io(dev, PrInCdb(action, alloc).to_bytes(), data_in_len=alloc)
+        return {"status": got.status, "data": got.data.hex()}
+
+    def state(tag: str) -> None:
+        """Keys and reservation as the manager, a path, sg_persist and mpathpersist see them."""
+        note(
+            tag,
+            {
+                "keys": pr_in(0),
+                "resv": pr_in(1),
+                "path_keys": path_in(devs[0], 0),
+                "path_resv": path_in(devs[1], 1),
+                "sg_keys": [_sh(f"sg_persist -n -i -k {dev}")["out"] for dev in devs],
+                "sg_resv": _sh(f"sg_persist -n -i -r {devs[2]}")["out"],
+                "mp_keys": _sh(f"mpathpersist -i -k {mpath}")["out"],
+                "mp_resv": _sh(f"mpathpersist -i -r {mpath}")["out"],
+            },
+        )
+
+    def full_status(dev: str) -> list[list[Any]]:
+        got = sg_io(dev, PrInCdb(3, 8192).to_bytes(), data_in_len=8192)
+        data = ReadFullStatusData.from_bytes(got.data)
+        return [[d.reservation_key, d.transport_id.address] for d in data.descriptors]
+
+    note("doctor", [[c.name, c.ok, c.detail] for c in doctor_checks(mpath)])
+    note("is_multipath", [is_multipath(fd)] + [is_multipath(os.open(d, os.O_RDONLY)) for d in devs])
+    state("empty")
+    note("rcap", {"manager": pr_in(2, 8), "path": path_in(devs[1], 2, 8)})
+    note("register_wrong_key", pr_out(0, params(0, WRONG)))
+    note("register", pr_out(0, params(0, KEY)))
+    state("registered")
+    note("reserve", pr_out(1, params(KEY), pr_type=1))
+    state("reserved")
+    note("reserve_other_type", pr_out(1, params(KEY), pr_type=3))
+    note("release", pr_out(2, params(KEY), pr_type=1))
+    state("released")
+    # a foreign registrant through path 3 holds the reservation; the map preempts it
+    note(
+        "foreign",
+        [
+            _sh(f"sg_persist -n -o -I -S {FOREIGN:#x} {devs[2]}"),
+            _sh(f"sg_persist -n -o -R -K {FOREIGN:#x} -T 1 {devs[2]}"),
+        ],
+    )
+    state("foreign_holds")
+    note("preempt", pr_out(4, params(KEY, FOREIGN), pr_type=3))
+    state("preempted")
+    note("clear", pr_out(3, params(KEY)))
+    state("cleared")
+    note("register_and_ignore", pr_out(6, params(0, KEY)))
+    state("registered_again")
+    note("unregister", pr_out(0, params(KEY, 0)))
+    state("unregistered")
+    sas2 = TransportID.sas(INITIATOR + 2)
+    note("spec_i_pt", pr_out(0, params(0, KEY, (sas2,))))
+    state("spec_i_pt_state")
+    note("clear_again", pr_out(3, params(KEY)))
+    bad = bytearray(params(0, KEY, (sas2,)))
+    bad[28] = 0x01  # protocol 1 is not one qemu-pr-helper accepts
+    note("malformed_tid", pr_out(0, bytes(bad)))
+    many = tuple(TransportID.sas(INITIATOR + 0x100 + n) for n in range(33))
+    note("tids_33", pr_out(0, params(0, KEY, many)))
+    note("full_status", {"manager": pr_in(3), "path": path_in(devs[0], 3)})
+    state("after_refusals")
+
+    # LIO answers NOT READY to PR OUT when it cannot write its APTPL directory
+    os.rename("/var/target/pr", "/var/target/pr.off")
+    note("not_ready", pr_out(0, params(0, KEY)))
+    os.rename("/var/target/pr.off", "/var/target/pr")
+    note("recover", [pr_out(6, params(0, KEY)), pr_out(3, params(KEY))])
+
+    # multipathd registers K on a path that appears after the REGISTER
+    note("register_before_new_path", pr_out(0, params(0, KEY)))
+    before = _slaves(mpath)
+    _add_path(4)
+    note("path4_in_map", _wait(lambda: len(_slaves(mpath)) == len(before) + 1, 60))
+    note(
+        "path4_registered",
+        _wait(lambda: pr_in(0)["data"][8:16] == f"{4 * 8:08x}", 30),
+    )
+    new = sorted(set(_slaves(mpath)) - set(before))
+    note("path4_dev", new)
+    note("path4_full_status", full_status(f"/dev/{new[0]}") if new else [])
+    state("after_path4")
+
+    # without reservation_key multipathd does not register a new path
+    note(
+        "drop_key",
+        _sh("sed -i '/reservation_key/d' /etc/multipath.conf && multipathd reconfigure"),
+    )
+    _wait(lambda: _sh("multipathd getprkey map mpatha")["out"].strip() == "none", 30)
+    note("doctor_without_key", [[c.name, c.ok, c.detail] for c in doctor_checks(mpath)])
+    before = _slaves(mpath)
+    _add_path(5)
+    note("path5_in_map", _wait(lambda: len(_slaves(mpath)) == len(before) + 1, 60))
+    time.sleep(5)  # multipathd's PR registration of a new path runs right after the add
+    new = sorted(set(_slaves(mpath)) - set(before))
+    note("path5_full_status", full_status(f"/dev/{new[0]}") if new else [])
+    state("after_path5")
+
+    # multipathd stopped
+    note("stop_multipathd", _sh("pkill -x multipathd; sleep 1"))
+    _wait(lambda: _sh("multipathd show daemon")["rc"] != 0, 20)
+    note("doctor_down", [[c.name, c.ok, c.detail] for c in doctor_checks(mpath)])
+    note("connected_down", manager.is_connected())
+    try:
+        tree.object_add("pr-manager-multipath", "mp1")
+        note("create_down", None)
+    except ConnectError as exc:
+        note("create_down", exc.render())
+    note("keys_down", pr_in(0))
+    record["done"] = True
+    save()
+
+
+# ------------------------------------------------------------------------------------- host side
+
+
+@pytest.fixture(scope="module")
+def bed() -> VMResult:
+    result = run_in_vm(GUEST_SCRIPT, paths=3, mpath_key=MPATH_KEY, cwd=REPO, timeout=400)
+    if result.exit_status != 0 or RESULT not in result.files:
+        pytest.fail(f"the guest program failed:\n{result.describe()}", pytrace=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def seen(bed: VMResult) -> dict[str, Any]:
+    record: dict[str, Any] = bed.json(RESULT)
+    assert record.get("done"), "the guest program stopped early"
+    return record
+
+
+def keys_of(data_hex: str) -> tuple[int, list[int]]:
+    """(PRGENERATION, keys) of READ KEYS data."""
+    data = bytes.fromhex(data_hex)
+    length = int.from_bytes(data[4:8], "big")
+    return int.from_bytes(data[0:4], "big"), [
+        int.from_bytes(data[i : i + 8], "big") for i in range(8, 8 + length, 8)
+    ]
+
+
+def sg_keys(text: str) -> list[int]:
+    """The keys sg_persist / mpathpersist print for READ KEYS."""
+    return [int(k, 16) for k in re.findall(r"^\s+0x([0-9a-f]+)\s*$", text, re.M)]
+
+
+def same_prefix(manager_hex: str, path_hex: str) -> bool:
+    """The manager's zero-padded answer starts with the path's data, then zeros only."""
+    manager, path = bytes.fromhex(manager_hex), bytes.fromhex(path_hex)
+    return manager[: len(path)] == path and not any(manager[len(path) :])
+
+
+def test_doctor_sees_library_multipathd_and_the_key(seen: dict[str, Any]) -> None:
+    assert [name for name, _, _ in seen["doctor"]] == [
+        "libmpathpersist",
+        "multipathd",
+        "reservation_key",
+    ]
+    assert all(ok for _, ok, _ in seen["doctor"]), seen["doctor"]
+    assert "mpatha" in seen["doctor"][2][2] and MPATH_KEY in seen["doctor"][2][2]
+
+
+def test_is_multipath_tells_the_map_from_its_paths(seen: dict[str, Any]) -> None:
+    assert seen["is_multipath"] == [True, False, False, False]
+
+
+def test_empty_device_answers_like_the_paths(seen: dict[str, Any]) -> None:
+    empty = seen["empty"]
+    assert empty["keys"]["status"] == 0 and len(bytes.fromhex(empty["keys"]["data"])) == 8192
+    assert keys_of(empty["keys"]["data"])[1] == []
+    assert same_prefix(empty["keys"]["data"], empty["path_keys"]["data"])
+    assert same_prefix(empty["resv"]["data"], empty["path_resv"]["data"])
+
+
+def test_report_capabilities_is_the_devices_with_byte_order_kept(seen: dict[str, Any]) -> None:
+    manager, path = seen["rcap"]["manager"], seen["rcap"]["path"]
+    assert manager["status"] == 0 and path["status"] == 0
+    # qemu-pr-helper writes 6 bytes; the device's bytes 6-7 are reserved (zero)
+    assert manager["data"] == path["data"][:12] + "0000"
+    assert path["data"][8:12].lower() == "ea01"  # LIO's type mask: byte order survived
+
+
+def test_register_with_another_key_than_the_configured_one_is_refused(
+    seen: dict[str, Any],
+) -> None:
+    # libmpathpersist: "configured reservation key doesn't match" -> SYNTAX_ERROR
+    refused = seen["register_wrong_key"]
+    assert refused["status"] == CHECK_CONDITION
+    assert refused["sense"] == SenseCode.LUN_COMM_FAILURE.to_bytes().hex()
+
+
+def test_register_reaches_every_path(seen: dict[str, Any]) -> None:
+    assert seen["register"]["status"] == 0
+    state = seen["registered"]
+    _, keys = keys_of(state["keys"]["data"])
+    assert keys == [KEY] * 3
+    assert same_prefix(state["keys"]["data"], state["path_keys"]["data"])
+    assert [sg_keys(text) for text in state["sg_keys"]] == [[KEY] * 3] * 3
+    assert sg_keys(state["mp_keys"]) == [KEY] * 3
+
+
+def test_reserve_conflict_and_release(seen: dict[str, Any]) -> None:
+    assert seen["reserve"]["status"] == 0
+    held = seen["reserved"]
+    data = bytes.fromhex(held["resv"]["data"])
+    assert int.from_bytes(data[4:8], "big") == 16
+    assert int.from_bytes(data[8:16], "big") == KEY and data[21] == 0x01
+    assert same_prefix(held["resv"]["data"], held["path_resv"]["data"])
+    assert f"Key={KEY:#x}" in held["sg_resv"] and "Write Exclusive" in held["sg_resv"]
+    assert re.search(rf"Key\s*=\s*{KEY:#x}\b", held["mp_resv"])  # mpathpersist spaces it
+    # another type while holding: RESERVATION CONFLICT, no sense
+    assert seen["reserve_other_type"] == {"status": RESERVATION_CONFLICT, "sense": "", "data": ""}
+    assert seen["release"]["status"] == 0
+    released = bytes.fromhex(seen["released"]["resv"]["data"])
+    assert int.from_bytes(released[4:8], "big") == 0
+    assert "NO reservation" in seen["released"]["sg_resv"]
+
+
+def test_preempt_takes_a_foreign_reservation(seen: dict[str, Any]) -> None:
+    assert [step["rc"] for step in seen["foreign"]] == [0, 0]
+    before = seen["foreign_holds"]
+    assert sorted(keys_of(before["keys"]["data"])[1]) == sorted([KEY, KEY, FOREIGN])
+    assert f"Key={FOREIGN:#x}" in before["sg_resv"]
+    assert seen["preempt"]["status"] == 0
+    after = seen["preempted"]
+    assert keys_of(after["keys"]["data"])[1] == [KEY, KEY]
+    data = bytes.fromhex(after["resv"]["data"])
+    assert int.from_bytes(data[8:16], "big") == KEY and data[21] == 0x03
+    assert "Exclusive Access" in after["sg_resv"]
+
+
+def test_clear_register_and_ignore_and_unregister(seen: dict[str, Any]) -> None:
+    assert seen["clear"]["status"] == 0
+    assert keys_of(seen["cleared"]["keys"]["data"])[1] == []
+    assert "NO reservation" in seen["cleared"]["sg_resv"]
+    assert seen["register_and_ignore"]["status"] == 0
+    assert keys_of(seen["registered_again"]["keys"]["data"])[1] == [KEY] * 3
+    assert sg_keys(seen["registered_again"]["mp_keys"]) == [KEY] * 3
+    assert seen["unregister"]["status"] == 0
+    assert keys_of(seen["unregistered"]["keys"]["data"])[1] == []
+    assert [sg_keys(text) for text in seen["unregistered"]["sg_keys"]] == [[]] * 3
+    # the generation moves with each registration and CLEAR; LIO does not count unregistering
+    registered, cleared, again, unregistered = (
+        keys_of(seen[tag]["keys"]["data"])[0]
+        for tag in ("registered", "cleared", "registered_again", "unregistered")
+    )
+    assert registered < cleared < again == unregistered
+
+
+def test_spec_i_pt_transport_ids_reach_the_device(seen: dict[str, Any]) -> None:
+    assert seen["spec_i_pt"]["status"] == 0
+    assert keys_of(seen["spec_i_pt_state"]["keys"]["data"])[1] == [KEY] * 3
+    assert seen["clear_again"]["status"] == 0
+
+
+def test_refusals_never_reach_the_device(seen: dict[str, Any]) -> None:
+    invalid_param = SenseCode.INVALID_PARAM.to_bytes().hex()
+    assert seen["malformed_tid"] == {"status": CHECK_CONDITION, "sense": invalid_param, "data": ""}
+    # qemu-pr-helper aborts on the 33rd TransportID; qompr answers and goes on
+    assert seen["tids_33"] == {"status": CHECK_CONDITION, "sense": invalid_param, "data": ""}
+    # READ FULL STATUS is refused as qemu-pr-helper refuses it, though LIO implements it
+    invalid_field = SenseCode.INVALID_FIELD.to_bytes().hex()
+    assert seen["full_status"]["manager"] == {
+        "status": CHECK_CONDITION,
+        "sense": invalid_field,
+        "data": "",
+    }
+    assert seen["full_status"]["path"]["status"] == 0
+    assert keys_of(seen["after_refusals"]["keys"]["data"])[1] == []
+
+
+def test_not_ready_is_reconstructed_with_test_unit_ready(seen: dict[str, Any]) -> None:
+    # libmpathpersist returns SENSE_NOT_READY; TEST UNIT READY on the map is GOOD, so the
+    # answer is qemu-pr-helper's generic NOT READY, CAUSE NOT REPORTABLE (02/04/00)
+    assert seen["not_ready"]["status"] == CHECK_CONDITION
+    assert seen["not_ready"]["sense"] == SenseCode.NOT_READY.to_bytes().hex()
+    assert [step["status"] for step in seen["recover"]] == [0, 0]
+
+
+def test_multipathd_registers_a_path_added_after_register(seen: dict[str, Any]) -> None:
+    assert seen["register_before_new_path"]["status"] == 0
+    assert seen["path4_in_map"] >= 0, "path 4 never joined mpatha"
+    assert seen["path4_registered"] >= 0, "multipathd did not register path 4"
+    assert keys_of(seen["after_path4"]["keys"]["data"])[1] == [KEY] * 4
+    assert [KEY, INITIATOR + 4] in seen["path4_full_status"]
+
+
+def test_without_reservation_key_a_new_path_stays_unregistered(seen: dict[str, Any]) -> None:
+    assert seen["drop_key"]["rc"] == 0
+    key_check = seen["doctor_without_key"][2]
+    assert key_check[0] == "reservation_key" and key_check[1] is False
+    assert seen["path5_in_map"] >= 0, "path 5 never joined mpatha"
+    registrants = [address for _, address in seen["path5_full_status"]]
+    assert INITIATOR + 4 in registrants and INITIATOR + 5 not in registrants
+    assert keys_of(seen["after_path5"]["keys"]["data"])[1] == [KEY] * 4
+
+
+def test_without_multipathd_creation_fails_and_doctor_says_why(seen: dict[str, Any]) -> None:
+    daemon = seen["doctor_down"][1]
+    assert daemon[0] == "multipathd" and daemon[1] is False
+    assert "/org/kernel/linux/storage/multipathd" in daemon[2]
+    assert seen["connected_down"] is False
+    assert seen["create_down"] is not None and "multipathd is not reachable" in seen["create_down"]
+    # the library itself still reads keys on the map
+    assert seen["keys_down"]["status"] == 0
+    assert keys_of(seen["keys_down"]["data"])[1] == [KEY] * 4
+
+
+def test_timings(bed: VMResult, seen: dict[str, Any]) -> None:
+    print(
+        f"\nmultipath VM run: wall {bed.wall_time:.1f}s, guest {bed.timings}, "
+        f"object creation {seen['create_seconds']}s, path 4 registered after "
+        f"{seen['path4_registered']}s",
+        file=sys.stderr,
+    )
+    assert bed.wall_time < 300
