@@ -16,6 +16,9 @@ from typing import Any
 import pluggy
 
 from qompr.cli import demo
+from qompr.cli import doctor
+from qompr.cli import persist
+from qompr.cli import supervise
 from qompr.errors import QomprError
 from qompr.options import HelpText
 from qompr.options import ObjectCommandLine
@@ -159,6 +162,9 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     plugins.set_defaults(func=cmd_plugins)
 
     demo.add_parser(sub)
+    doctor.add_parser(sub)
+    supervise.add_parser(sub)
+    persist.add_parser(sub)
     pm.hook.qompr_register_commands(subparsers=sub)
     return parser
 

@@ -1,0 +1,283 @@
+# SPDX-License-Identifier: MIT
+"""Managed helpers: one ``qompr-pr-helper`` per VM (or per host), restarted without a window.
+
+libvirt's managed helper (``<reservations managed='yes'/>``) starts ``qemu-pr-helper -k
+SOCKET``, waits for the socket file to appear, and on PR_MANAGER_STATUS_CHANGED restarts it.
+Between the death and the restart the socket is gone or refuses connections, and a second
+restart can race the first on the pidfile (qemu-devel, June 2019).
+
+Here the supervisor itself creates the listening socket and keeps it for its whole life; each
+helper incarnation receives it by socket activation (fd 3, ``LISTEN_FDS=1``, ``LISTEN_PID``).
+A client that connects while no helper runs waits in the socket's backlog and is served by the
+next incarnation: it never meets ECONNREFUSED or ENOENT.  Readiness comes from the helper's
+``sd_notify("READY=1")`` on a datagram socket the supervisor owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+
+import attrs
+
+from qompr.errors import StateError
+
+__all__ = ["HelperExit", "HelperSupervisor", "default_helper_command"]
+
+log = logging.getLogger("qompr.embed.supervisor")
+
+#: Listen backlog: connections queue here while a helper restarts (qemu-pr-helper uses 1).
+BACKLOG = 128
+#: A helper that lives less than this is crashing: back off before the next start.
+CRASH_WINDOW = 1.0
+MAX_BACKOFF = 5.0
+
+# posix_spawn puts the listening socket on fd 3; this shim then execs the helper with the
+# socket-activation variables naming the helper's own pid ($$ survives exec).
+_SHIM = 'export LISTEN_PID=$$ LISTEN_FDS=1 && exec "$@"'
+
+
+class _Child:
+    """A spawned helper (``os.posix_spawn``: no fork of this threaded process)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+
+def default_helper_command() -> list[str]:
+    """``qompr-pr-helper`` from PATH, else this interpreter running the daemon module."""
+    found = shutil.which("qompr-pr-helper")
+    return [found] if found else [sys.executable, "-m", "qompr.daemon.main"]
+
+
+@attrs.frozen
+class HelperExit:
+    """One helper incarnation that ended.
+
+    :param pid: its process id.
+    :param returncode: its exit status, or minus the signal that killed it.
+    :param lifetime: seconds it ran.
+    """
+
+    pid: int
+    returncode: int
+    lifetime: float
+
+
+class HelperSupervisor:
+    """Keeps ``qompr-pr-helper`` running on a socket the supervisor owns.
+
+    :param socket_path: where QEMU connects (``pr-manager-helper,path=...``).
+    :param pidfile: written with the current helper's pid at every (re)start.
+    :param helper_args: options for the helper (``--backend ...``, ``-u qemu`` ...); ``-k`` is
+        not allowed: the socket comes by activation.
+    :param command: the helper program (default: :func:`default_helper_command`).
+    :param managed_alias: the manager id QEMU uses for this helper; a disconnect event for
+        it triggers :meth:`handle_status_changed`'s recovery.
+    """
+
+    def __init__(
+        self,
+        socket_path: str,
+        *,
+        pidfile: str | None = None,
+        helper_args: Sequence[str] = (),
+        command: Sequence[str] | None = None,
+        managed_alias: str = "pr-helper0",
+    ) -> None:
+        if any(a in ("-k", "--socket") or a.startswith("--socket=") for a in helper_args):
+            raise StateError("the supervisor owns the socket: do not pass -k/--socket")
+        self.socket_path = socket_path
+        self.pidfile = pidfile
+        self.helper_args = list(helper_args)
+        self.command = list(command) if command is not None else default_helper_command()
+        self.managed_alias = managed_alias
+        self.exits: list[HelperExit] = []
+        self._listener: socket.socket | None = None
+        self._notify: socket.socket | None = None
+        self._notify_dir: str | None = None
+        self._proc: _Child | None = None
+        self._started_at = 0.0
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Bind the socket, start the first helper and the watcher thread."""
+        if self._listener is not None:
+            raise StateError("supervisor already started")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)  # a stale socket from a previous run
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)  # 0600, like qemu-pr-helper.socket's SocketMode
+        try:
+            listener.bind(self.socket_path)
+        finally:
+            os.umask(old_umask)
+        listener.listen(BACKLOG)
+        self._listener = listener
+        self._notify_dir = tempfile.mkdtemp(prefix="qompr-supervise-")
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify.bind(os.path.join(self._notify_dir, "notify"))
+        self._notify.settimeout(0.2)
+        self._spawn()
+        self._thread = threading.Thread(target=self._watch, name="qompr-supervise", daemon=True)
+        self._thread.start()
+
+    def _spawn(self) -> None:
+        assert self._listener is not None and self._notify is not None
+        env = {**os.environ, "NOTIFY_SOCKET": self._notify.getsockname()}
+        self._ready.clear()
+        pid = os.posix_spawn(
+            "/bin/sh",
+            ["/bin/sh", "-c", _SHIM, "qompr-supervise", *self.command, *self.helper_args],
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, self._listener.fileno(), 3),
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            ],
+        )
+        if self.pidfile:  # before the pid is visible anywhere else
+            tmp = f"{self.pidfile}.tmp"
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(f"{pid}\n")
+            os.replace(tmp, self.pidfile)
+        self._started_at = time.monotonic()
+        self._proc = _Child(pid)
+        log.info("helper started: pid %d on %s", pid, self.socket_path)
+
+    def _watch(self) -> None:
+        backoff = 0.0
+        while not self._stopping.is_set():
+            self._drain_notify()
+            with self._lock:
+                proc = self._proc
+            if proc is None:
+                return
+            code = proc.poll()
+            if code is None:
+                continue
+            lifetime = time.monotonic() - self._started_at
+            self.exits.append(HelperExit(proc.pid, code, lifetime))
+            log.warning("helper %d exited (%d) after %.1f s", proc.pid, code, lifetime)
+            if self._stopping.is_set():
+                return
+            backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF) if lifetime < CRASH_WINDOW else 0
+            if backoff and self._stopping.wait(backoff):
+                return
+            with self._lock:
+                if not self._stopping.is_set():
+                    self._spawn()
+
+    def _drain_notify(self) -> None:
+        assert self._notify is not None
+        try:
+            message = self._notify.recv(4096)
+        except (TimeoutError, OSError):
+            return
+        if b"READY=1" in message.split(b"\n"):
+            self._ready.set()
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """Wait until the current helper has sent ``READY=1``."""
+        return self._ready.wait(timeout)
+
+    @property
+    def pid(self) -> int | None:
+        """The current helper's pid."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
+    def restarts(self) -> int:
+        return len(self.exits)
+
+    def handle_status_changed(self, id: str, connected: bool) -> None:
+        """React to QEMU's PR_MANAGER_STATUS_CHANGED as libvirt does: ignore connects and
+        other managers; for a disconnect of ours, make sure a helper runs (the watcher also
+        restarts it on its own; this covers a helper that is alive but wedged)."""
+        if connected or id != self.managed_alias:
+            return
+        with self._lock:
+            proc = self._proc
+            if proc is not None and proc.poll() is None and not self._responsive():
+                log.warning("helper %d does not answer; restarting it", proc.pid)
+                proc.send_signal(signal.SIGKILL)
+
+    def _responsive(self, timeout: float = 2.0) -> bool:
+        """Whether a helper completes the 4-byte handshake on the socket."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(self.socket_path)
+                got = b""
+                while len(got) < 4:
+                    chunk = sock.recv(4 - len(got))
+                    if not chunk:
+                        return False
+                    got += chunk
+                sock.sendall(b"\0\0\0\0")
+            except OSError:
+                return False
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the helper (SIGTERM: it finishes in-flight requests), remove the socket."""
+        self._stopping.set()
+        with self._lock:
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            if proc.wait(timeout) is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for sock in (self._listener, self._notify):
+            if sock is not None:
+                sock.close()
+        self._listener = self._notify = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        if self.pidfile:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.pidfile)
+        if self._notify_dir:
+            shutil.rmtree(self._notify_dir, ignore_errors=True)
+
+    def __enter__(self) -> HelperSupervisor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
