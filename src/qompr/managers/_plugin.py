@@ -8,6 +8,7 @@ from typing import Any
 
 from qompr.hookspecs import hookimpl
 from qompr.managers._base import PRManager
+from qompr.managers._direct import PRManagerDirect
 from qompr.managers._helper import PRManagerHelper
 from qompr.managers.emulated import PRManagerEmulated
 from qompr.managers.multipath import PRManagerMultipath
@@ -18,5 +19,6 @@ from qompr.qom import Object
 def qompr_register_types(register: Callable[[type[Object]], Any]) -> None:
     register(PRManager)
     register(PRManagerHelper)
+    register(PRManagerDirect)
     register(PRManagerEmulated)
     register(PRManagerMultipath)
