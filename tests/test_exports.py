@@ -19,6 +19,10 @@ PACKAGES = [
     "qompr.managers.emulated",
     "qompr.managers.multipath",
     "qompr.embed",
+    "qompr.protocol",
+    "qompr.transport",
+    "qompr.daemon",
+    "qompr.linux",
     "qompr.errors",
 ]
 
