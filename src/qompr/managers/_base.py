@@ -11,7 +11,9 @@ shares; :meth:`PRManager.execute_async` runs it in a worker thread, as QEMU's th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -60,31 +62,47 @@ class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_C
         """Whether the backend is reachable (QEMU: True for managers without the method)."""
         return True
 
-    # -- shared behaviour ----------------------------------------------------------------------
-    def execute(
+    async def run_async(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:
-        """Run a command and announce it through the ``qompr_command_executed`` hook.
+        """:meth:`run` for asyncio.  By default :meth:`run` in a worker thread, as QEMU's
+        thread pool runs it; managers with native asyncio I/O override this."""
+        return await asyncio.to_thread(self.run, fd, cdb, data, nexus=nexus)
 
-        While it runs the manager counts as in use, so ``object-del`` refuses it.
-        """
+    # -- shared behaviour ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _in_use(self) -> Iterator[None]:
+        # While a command runs the manager counts as in use, so object-del refuses it.
         with self._inflight_lock:
             self._inflight += 1
         try:
-            result = self.run(fd, cdb, data, nexus=nexus)
+            yield
         finally:
             with self._inflight_lock:
                 self._inflight -= 1
+
+    def _announce(self, cdb: bytes, result: ScsiResult) -> ScsiResult:
         hook = self.tree.hook
         if hook is not None:
             hook.qompr_command_executed(manager=self, cdb=bytes(cdb), result=result)
         return result
 
+    def execute(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        """Run a command and announce it through the ``qompr_command_executed`` hook."""
+        with self._in_use():
+            result = self.run(fd, cdb, data, nexus=nexus)
+        return self._announce(cdb, result)
+
     async def execute_async(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:
-        """:meth:`execute` in a worker thread (QEMU's ``pr_manager_execute`` coroutine)."""
-        return await asyncio.to_thread(self.execute, fd, cdb, data, nexus=nexus)
+        """:meth:`execute` for asyncio (QEMU's ``pr_manager_execute`` coroutine), through
+        :meth:`run_async`."""
+        with self._in_use():
+            result = await self.run_async(fd, cdb, data, nexus=nexus)
+        return self._announce(cdb, result)
 
     def can_be_deleted(self) -> bool:
         """Unlike QEMU, refuse deletion while a command runs or another object links here."""

@@ -312,22 +312,6 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
         return ScsiResult(status, b"", response.data)
 
     # == Section: asyncio ====================================================================
-    async def execute_async(
-        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
-    ) -> ScsiResult:
-        """:meth:`execute` on the running loop, without threads (connections per loop)."""
-        with self._inflight_lock:
-            self._inflight += 1
-        try:
-            result = await self.run_async(fd, cdb, data, nexus=nexus)
-        finally:
-            with self._inflight_lock:
-                self._inflight -= 1
-        hook = self.tree.hook
-        if hook is not None:
-            hook.qompr_command_executed(manager=self, cdb=bytes(cdb), result=result)
-        return result
-
     async def run_async(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:
