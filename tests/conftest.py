@@ -1,6 +1,12 @@
 # SPDX-License-Identifier: MIT
 from __future__ import annotations
 
+import functools
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 import qompr
@@ -11,3 +17,22 @@ from qompr.qom import ObjectTree
 def tree() -> ObjectTree:
     """A tree with qompr's built-in types and no third-party plugins."""
     return qompr.new_tree(load_entrypoints=False)
+
+
+@functools.cache
+def load_corpus_generate() -> Any:
+    """``tests/corpus/generate.py`` as a module: the fake helper sockets, placeholders and
+    QMP client that the corpus, interop and embedding tests share."""
+    path = Path(__file__).resolve().parent / "corpus" / "generate.py"
+    spec = importlib.util.spec_from_file_location("corpus_generate", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def generate() -> Any:
+    """The corpus generator module (see :func:`load_corpus_generate`)."""
+    return load_corpus_generate()

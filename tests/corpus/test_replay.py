@@ -20,9 +20,7 @@ Two deliberate differences are checked separately, not skipped:
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,11 +40,6 @@ HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "qemu-7.2-object.json"
 PROG = "qemu-system-x86_64"
 
-_spec = importlib.util.spec_from_file_location("corpus_generate", HERE / "generate.py")
-assert _spec is not None and _spec.loader is not None
-generate: Any = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = generate  # dataclasses look their module up there
-_spec.loader.exec_module(generate)
 
 DATA: dict[str, Any] = json.loads(CORPUS.read_text(encoding="utf-8"))
 CASES: list[dict[str, Any]] = DATA["cases"]
@@ -58,7 +51,7 @@ TYPE_LIST_HEADER = "List of user creatable objects:\n"
 
 
 @pytest.fixture(scope="module")
-def env() -> Iterator[tuple[Path, list[tuple[str, str]]]]:
+def env(generate: Any) -> Iterator[tuple[Path, list[tuple[str, str]]]]:
     with generate.environment() as tmp:
         yield tmp, generate.substitutions(tmp)
 
@@ -116,6 +109,7 @@ def test_corpus_is_from_qemu_7_2() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_replay(
     case: dict[str, Any],
+    generate: Any,
     env: tuple[Path, list[tuple[str, str]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

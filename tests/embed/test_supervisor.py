@@ -8,14 +8,12 @@ Real programs: the ``qompr-pr-helper`` daemon under the supervisor, and a real
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,13 +26,6 @@ from qompr.embed import HelperSupervisor
 from qompr.errors import StateError
 
 HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location(
-    "corpus_generate", HERE.parent / "corpus" / "generate.py"
-)
-assert _spec is not None and _spec.loader is not None
-generate: Any = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = generate
-_spec.loader.exec_module(generate)
 
 HELPER_ARGS = ["--keep-privileges"]
 
@@ -146,7 +137,9 @@ def test_socket_option_is_refused() -> None:
 
 
 @pytest.mark.interop
-def test_real_qemu_with_a_supervised_helper(supervisor: HelperSupervisor, tmp_path: Path) -> None:
+def test_real_qemu_with_a_supervised_helper(
+    generate: Any, supervisor: HelperSupervisor, tmp_path: Path
+) -> None:
     if shutil.which("qemu-system-x86_64") is None:
         pytest.fail("qemu-system-x86_64 is not installed: run scripts/run-tests to install it")
     qmp_path = tmp_path / "qmp.sock"

@@ -8,10 +8,8 @@ creates an object from each with identical ``qom-get`` results.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +21,6 @@ from qompr.options import to_json_string
 from qompr.options import to_keyval
 
 HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location(
-    "corpus_generate", HERE.parent / "corpus" / "generate.py"
-)
-assert _spec is not None and _spec.loader is not None
-generate: Any = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = generate
-_spec.loader.exec_module(generate)
 
 pytestmark = pytest.mark.interop
 
@@ -39,7 +30,7 @@ ALIASES = ["a,b.sock", "a,,b.sock", "a b.sock", "\u00e9t\u00e9.sock", "a=b.sock"
 
 
 @pytest.fixture(scope="module")
-def tmp_env() -> Any:
+def tmp_env(generate: Any) -> Any:
     if shutil.which("qemu-system-x86_64") is None:
         pytest.fail("qemu-system-x86_64 is not installed: run scripts/run-tests to install it")
     with generate.environment() as tmp:
@@ -47,7 +38,9 @@ def tmp_env() -> Any:
 
 
 @pytest.mark.parametrize("alias", ALIASES)
-def test_formatted_strings_make_the_same_object_in_qemu(tmp_env: Path, alias: str) -> None:
+def test_formatted_strings_make_the_same_object_in_qemu(
+    generate: Any, tmp_env: Path, alias: str
+) -> None:
     path = str(tmp_env / alias)
     tree = qompr.new_tree(load_entrypoints=False)
     spec = json.dumps({"qom-type": "pr-manager-helper", "id": "h0", "path": path})

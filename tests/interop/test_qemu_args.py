@@ -8,12 +8,10 @@ show the disk's nodes with the manager attached.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,13 +27,6 @@ from qompr.embed import unmanaged_alias
 from qompr.managers import PRManager
 
 HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location(
-    "corpus_generate", HERE.parent / "corpus" / "generate.py"
-)
-assert _spec is not None and _spec.loader is not None
-generate: Any = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = generate
-_spec.loader.exec_module(generate)
 
 pytestmark = pytest.mark.interop
 QEMU = ["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none", "-S"]
@@ -60,7 +51,7 @@ def loopdev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def helper_sock() -> Iterator[str]:
+def helper_sock(generate: Any) -> Iterator[str]:
     with generate.environment() as tmp:
         yield str(tmp / "s1.sock")
 
