@@ -154,3 +154,18 @@ def test_installed_plugin_forwards_commands(forward_site: Path, tmp_path: Path) 
     assert "refused: object 'e0' is in use, can not be deleted" in proc.stdout
     assert "commands: 1" in proc.stdout
     assert log.read_text() == "f0 cdb=5e000000000000000800 status=0x00\n"
+
+
+def test_daemon_loads_only_plugins_named_on_its_command_line(forward_site: Path) -> None:
+    daemon = ["-m", "qompr.daemon.main", "--keep-privileges", "-k", "/nonexistent/dir/x.sock"]
+    backends = ["--backend", "pr-manager-emulated,id=e0",
+                "--backend", "pr-manager-forward,id=f0,target=e0"]  # fmt: skip
+    # Installed, and even allowed by the environment: a root daemon still does not load it.
+    proc = _run(forward_site, *daemon, *backends, env={"QOMPR_LOAD_PLUGINS": "forward"})
+    assert proc.returncode == 1
+    assert "Parameter 'qom-type' does not accept value 'pr-manager-forward'" in proc.stderr
+    # Named with --plugin, the type exists; the run then fails only at the socket.
+    proc = _run(forward_site, *daemon, "--plugin", "forward", *backends)
+    assert proc.returncode == 1
+    assert "does not accept value" not in proc.stderr
+    assert "Failed to bind socket to /nonexistent/dir/x.sock" in proc.stderr
