@@ -360,8 +360,9 @@ class LinkProperty(Property["Object | None"]):
         return value
 
     def from_string(self, text: str, flavour: Flavour, *, key: str | None = None) -> Object | None:
-        # Resolution needs the tree; the object layer calls resolve() with it.
-        raise NotImplementedError
+        # A path becomes an object only against a tree: ObjectTree.resolve_link does it, and
+        # the -object visit keeps link values as path strings until then.
+        raise TypeError("link values are resolved by ObjectTree.resolve_link(), not converted")
 
     def to_json(self, value: Object | None) -> JSONValue:
         return value.canonical_path if value is not None else ""
