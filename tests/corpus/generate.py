@@ -1095,12 +1095,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "socket_aliases": {f"@TMP@/{a}": "symlink to @SOCK@" for a in SOCK_ALIASES},
         "cases": results,
     }
+    return write_corpus(opts.out, corpus, results)
+
+
+def write_corpus(out: Path, corpus: JsonObject, results: Sequence[JsonValue]) -> int:
+    """Write *corpus* as JSON; report the cases that timed out or lost QMP (exit 1 if any)."""
     text = json.dumps(corpus, indent=2, ensure_ascii=False) + "\n"
     # Bytes that are not UTF-8 are lone surrogates (surrogateescape); backslashreplace
     # writes them as JSON "\udcXX" escapes, which json.load reads back as the same str.
-    opts.out.write_text(text, encoding="utf-8", errors="backslashreplace")
+    out.write_text(text, encoding="utf-8", errors="backslashreplace")
     failures = [r for r in results if isinstance(r, dict) and (r["timed_out"] or "qmp_error" in r)]
-    print(f"wrote {len(results)} cases to {opts.out}", file=sys.stderr)
+    print(f"wrote {len(results)} cases to {out}", file=sys.stderr)
     for failure in failures:
         if isinstance(failure, dict):
             print(f"  problem: {failure['name']}", file=sys.stderr)

@@ -24,7 +24,6 @@ import argparse
 import concurrent.futures
 import datetime
 import importlib.util
-import json
 import shutil
 import sys
 from collections.abc import Sequence
@@ -352,15 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "socket_aliases": {f"@TMP@/{a}": "symlink to @SOCK@" for a in generate.SOCK_ALIASES},
         "cases": results,
     }
-    text = json.dumps(corpus, indent=2, ensure_ascii=False) + "\n"
-    # Non-UTF-8 bytes are lone surrogates; see generate.py.
-    opts.out.write_text(text, encoding="utf-8", errors="backslashreplace")
-    failures = [r for r in results if isinstance(r, dict) and (r["timed_out"] or "qmp_error" in r)]
-    print(f"wrote {len(results)} cases to {opts.out}", file=sys.stderr)
-    for failure in failures:
-        if isinstance(failure, dict):
-            print(f"  problem: {failure['name']}", file=sys.stderr)
-    return 1 if failures else 0
+    return int(generate.write_corpus(opts.out, corpus, results))
 
 
 if __name__ == "__main__":
