@@ -36,3 +36,23 @@ def load_corpus_generate() -> Any:
 def generate() -> Any:
     """The corpus generator module (see :func:`load_corpus_generate`)."""
     return load_corpus_generate()
+
+
+def inspect_objects(tree: ObjectTree) -> list[dict[str, Any]]:
+    """The user-created objects as the corpus generator records them through QMP
+    (``qom-list`` then ``qom-get`` of each property, sorted by id and by name)."""
+    objects = []
+    for obj in sorted(tree.user_objects(), key=lambda o: str(o.id)):
+        path = obj.canonical_path
+        props = [
+            {"name": p["name"], "type": p["type"], "value": tree.qom_get(path, p["name"])}
+            for p in sorted(tree.qom_list(path), key=lambda p: str(p["name"]))
+        ]
+        objects.append({"id": obj.id, "type": obj.typename, "properties": props})
+    return objects
+
+
+@pytest.fixture(scope="session")
+def inspect() -> Any:
+    """:func:`inspect_objects`, for test modules (which cannot import conftest)."""
+    return inspect_objects

@@ -28,13 +28,8 @@ from typing import Any
 import pytest
 
 import qompr
-from qompr.errors import QomprError
-from qompr.options import HelpText
-from qompr.options import ObjectCommandLine
 from qompr.options import Syntax
-from qompr.options import format_error
-from qompr.options import format_warning
-from qompr.qom import ObjectTree
+from qompr.options import run_command_line
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "qemu-7.2-object.json"
@@ -56,49 +51,21 @@ def env(generate: Any) -> Iterator[tuple[Path, list[tuple[str, str]]]]:
         yield tmp, generate.substitutions(tmp)
 
 
-def _inspect(tree: ObjectTree) -> list[dict[str, Any]]:
-    """What the generator records through QMP, from qompr's tree."""
-    objects = []
-    for obj in sorted(tree.user_objects(), key=lambda o: str(o.id)):
-        path = obj.canonical_path
-        props = []
-        for prop in sorted(tree.qom_list(path), key=lambda p: str(p["name"])):
-            props.append(
-                {
-                    "name": prop["name"],
-                    "type": prop["type"],
-                    "value": tree.qom_get(path, prop["name"]),
-                }
-            )
-        objects.append({"id": obj.id, "type": obj.typename, "properties": props})
-    return objects
-
-
-def run_like_qemu(args: list[str]) -> dict[str, Any]:
+def run_like_qemu(args: list[str], inspect: Any) -> dict[str, Any]:
     """qompr's answer to a qemu-system command line made of these ``-object`` options."""
     tree = qompr.new_tree(load_entrypoints=False)
-    stderr: list[str] = []
-    cmdline = ObjectCommandLine(
-        tree, Syntax.QEMU_SYSTEM, warn=lambda m, h: stderr.append(format_warning(m, h, PROG))
-    )
-    result: dict[str, Any] = {"stdout": "", "objects": None}
     try:
-        for arg in args:
-            answer = cmdline.parse(arg)
-            if isinstance(answer, HelpText):
-                result.update(exit_status=0, stdout=answer.text)
-                return {**result, "stderr": "".join(stderr)}
-        cmdline.create_all()
-    except QomprError as exc:
-        stderr.append(format_error(exc, PROG))
-        result["exit_status"] = 1
-    else:
-        result.update(exit_status=0, objects=_inspect(tree))
+        run = run_command_line(tree, args, Syntax.QEMU_SYSTEM, prog=PROG)
+        objects = inspect(tree) if run.exit_status == 0 and not run.stdout else None
     finally:
         for obj in tree.user_objects():
             obj.unparent()  # close helper connections
-    result["stderr"] = "".join(stderr)
-    return result
+    return {
+        "exit_status": run.exit_status,
+        "stdout": run.stdout,
+        "stderr": run.stderr,
+        "objects": objects,
+    }
 
 
 def test_corpus_is_from_qemu_7_2() -> None:
@@ -109,6 +76,7 @@ def test_corpus_is_from_qemu_7_2() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_replay(
     case: dict[str, Any],
+    inspect: Any,
     generate: Any,
     env: tuple[Path, list[tuple[str, str]]],
     monkeypatch: pytest.MonkeyPatch,
@@ -116,7 +84,7 @@ def test_replay(
     tmp, subs = env
     monkeypatch.chdir(tmp)  # QEMU ran with its working directory in @TMP@
     args = [generate.expand(a, subs) for a in case["args"]]
-    ours = run_like_qemu(args)
+    ours = run_like_qemu(args, inspect)
     ours["stderr"] = generate.unexpand(ours["stderr"], subs)
     ours["objects"] = generate.unexpand_json(ours["objects"], subs)
 

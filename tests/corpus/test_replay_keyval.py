@@ -35,13 +35,9 @@ import pytest
 
 import qompr
 from qompr.errors import QomprError
-from qompr.options import HelpText
-from qompr.options import ObjectCommandLine
 from qompr.options import Syntax
-from qompr.options import format_error
-from qompr.options import format_warning
 from qompr.options import keyval_parse
-from qompr.qom import ObjectTree
+from qompr.options import run_command_line
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "qsd-7.2-object.json"
@@ -77,51 +73,21 @@ def env() -> Iterator[tuple[Path, list[tuple[str, str]]]]:
         yield tmp, generate.substitutions(tmp)
 
 
-def _inspect(tree: ObjectTree) -> list[dict[str, Any]]:
-    """What the generator records through QMP, from qompr's tree."""
-    objects = []
-    for obj in sorted(tree.user_objects(), key=lambda o: str(o.id)):
-        path = obj.canonical_path
-        props = []
-        for prop in sorted(tree.qom_list(path), key=lambda p: str(p["name"])):
-            props.append(
-                {
-                    "name": prop["name"],
-                    "type": prop["type"],
-                    "value": tree.qom_get(path, prop["name"]),
-                }
-            )
-        objects.append({"id": obj.id, "type": obj.typename, "properties": props})
-    return objects
-
-
-def run_like_qsd(args: list[str]) -> dict[str, Any]:
+def run_like_qsd(args: list[str], inspect: Any) -> dict[str, Any]:
     """qompr's answer to a qemu-storage-daemon command line made of these ``--object``s."""
     tree = qompr.new_tree(load_entrypoints=False)
-    stderr: list[str] = []
-    cmdline = ObjectCommandLine(
-        tree,
-        Syntax.KEYVAL,
-        option=OPTION,
-        warn=lambda m, h: stderr.append(format_warning(m, h, PROG)),
-    )
-    result: dict[str, Any] = {"stdout": "", "objects": None}
     try:
-        for arg in args:
-            answer = cmdline.parse(arg)
-            if isinstance(answer, HelpText):
-                result.update(exit_status=0, stdout=answer.text)
-                return {**result, "stderr": "".join(stderr)}
-    except QomprError as exc:
-        stderr.append(format_error(exc, PROG))
-        result["exit_status"] = 1
-    else:
-        result.update(exit_status=0, objects=_inspect(tree))
+        run = run_command_line(tree, args, Syntax.KEYVAL, prog=PROG, option=OPTION)
+        objects = inspect(tree) if run.exit_status == 0 and not run.stdout else None
     finally:
         for obj in tree.user_objects():
             obj.unparent()  # close helper connections
-    result["stderr"] = "".join(stderr)
-    return result
+    return {
+        "exit_status": run.exit_status,
+        "stdout": run.stdout,
+        "stderr": run.stderr,
+        "objects": objects,
+    }
 
 
 def _foreign_type(case: dict[str, Any]) -> str | None:
@@ -180,13 +146,14 @@ def test_corpus_covers_keyval_and_creation() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_replay(
     case: dict[str, Any],
+    inspect: Any,
     env: tuple[Path, list[tuple[str, str]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tmp, subs = env
     monkeypatch.chdir(tmp)  # QSD ran with its working directory in @TMP@
     args = [generate.expand(a, subs) for a in case["args"]]
-    ours = run_like_qsd(args)
+    ours = run_like_qsd(args, inspect)
     ours["stderr"] = generate.unexpand(ours["stderr"], subs)
     ours["objects"] = generate.unexpand_json(ours["objects"], subs)
 

@@ -20,11 +20,9 @@ from qompr.cli import doctor
 from qompr.cli import persist
 from qompr.cli import supervise
 from qompr.errors import QomprError
-from qompr.options import HelpText
-from qompr.options import ObjectCommandLine
 from qompr.options import Syntax
 from qompr.options import format_error
-from qompr.options import format_warning
+from qompr.options import run_command_line
 from qompr.options import to_json
 from qompr.options import to_keyval
 from qompr.options import type_help
@@ -43,32 +41,23 @@ def report(exc: QomprError) -> None:
     sys.stderr.write(format_error(exc, PROG))
 
 
-def _warn(message: str, hint: str) -> None:
-    sys.stderr.write(format_warning(message, hint, PROG))
-
-
 def _dump(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def cmd_object_check(args: argparse.Namespace) -> int:
     pm: pluggy.PluginManager = args.plugin_manager
-    tree = new_tree(pm)
-    cmdline = ObjectCommandLine(tree, Syntax(args.syntax), warn=_warn)
-    try:
-        for spec in args.specs:
-            answer = cmdline.parse(spec, complete=False)
-            if isinstance(answer, HelpText):
-                sys.stdout.write(answer.text)
-                return 0
-        objects = cmdline.create_all(complete=False)
-    except QomprError as exc:
-        report(exc)
-        return 1
+    run = run_command_line(
+        new_tree(pm), list(args.specs), Syntax(args.syntax), prog=PROG, complete=False
+    )
+    sys.stderr.write(run.stderr)
+    sys.stdout.write(run.stdout)
+    if run.exit_status or run.stdout:
+        return run.exit_status
     if args.json:
-        _dump([to_json(obj) for obj in objects])
+        _dump([to_json(obj) for obj in run.objects])
     else:
-        for obj in objects:
+        for obj in run.objects:
             print(to_keyval(obj))
     return 0
 

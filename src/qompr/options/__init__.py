@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: MIT
 """``-object`` strings: QemuOpts, keyval and QEMU-JSON parsing, and formatting back."""
 
+from qompr.options._cmdline import CommandLineRun as CommandLineRun
 from qompr.options._cmdline import HelpText as HelpText
 from qompr.options._cmdline import ObjectCommandLine as ObjectCommandLine
 from qompr.options._cmdline import Syntax as Syntax
 from qompr.options._cmdline import format_error as format_error
 from qompr.options._cmdline import format_warning as format_warning
 from qompr.options._cmdline import process as process
+from qompr.options._cmdline import run_command_line as run_command_line
 from qompr.options._cmdline import type_help as type_help
 from qompr.options._cmdline import types_help as types_help
 from qompr.options._format import escape_value as escape_value
@@ -20,6 +22,7 @@ from qompr.options._qemuopts import QemuOpts as QemuOpts
 from qompr.options._qemuopts import QemuOptsList as QemuOptsList
 
 __all__ = [
+    "CommandLineRun",
     "HelpText",
     "KeyvalResult",
     "ObjectCommandLine",
@@ -32,6 +35,7 @@ __all__ = [
     "json_loads",
     "keyval_parse",
     "process",
+    "run_command_line",
     "to_json",
     "to_json_string",
     "to_keyval",

@@ -29,11 +29,13 @@ from qompr.qom import TypeRegistry
 from qompr.qom import visit_object_options
 
 __all__ = [
+    "CommandLineRun",
     "HelpText",
     "ObjectCommandLine",
     "Syntax",
     "format_error",
     "format_warning",
+    "run_command_line",
     "type_help",
     "types_help",
 ]
@@ -207,6 +209,50 @@ class ObjectCommandLine:
             options = self.pending.pop(0)
             self.created.append(self.tree.add_options(options, complete=complete))
         return list(self.created)
+
+
+@attrs.frozen
+class CommandLineRun:
+    """What a QEMU program prints for its ``-object`` options, and what it created.
+
+    :param exit_status: 0 for success or a help request, 1 for an error.
+    :param stdout: help text, if help was asked for.
+    :param stderr: warnings and the error, exactly as QEMU's ``error_report`` prints them.
+    :param objects: the created objects (empty after an error or help).
+    """
+
+    exit_status: int
+    stdout: str
+    stderr: str
+    objects: tuple[Object, ...] = ()
+
+
+def run_command_line(
+    tree: ObjectTree,
+    args: list[str],
+    syntax: Syntax = Syntax.QEMU_SYSTEM,
+    *,
+    prog: str,
+    option: str = "-object",
+    complete: bool = True,
+) -> CommandLineRun:
+    """Process a command line's ``-object`` options as the program *prog* would, collecting
+    its output instead of raising: what ``qompr object check`` prints and the corpus replays
+    compare with the real QEMU programs."""
+    stderr: list[str] = []
+    cmdline = ObjectCommandLine(
+        tree, syntax, option=option, warn=lambda m, h: stderr.append(format_warning(m, h, prog))
+    )
+    try:
+        for arg in args:
+            answer = cmdline.parse(arg, complete=complete)
+            if answer is not None:
+                return CommandLineRun(0, answer.text, "".join(stderr))
+        objects = cmdline.create_all(complete=complete)
+    except QomprError as exc:
+        stderr.append(format_error(exc, prog))
+        return CommandLineRun(1, "", "".join(stderr))
+    return CommandLineRun(0, "", "".join(stderr), tuple(objects))
 
 
 def process(
