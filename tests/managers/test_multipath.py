@@ -498,6 +498,20 @@ def test_creation_fails_cleanly_without_library_or_multipathd(tree: ObjectTree, 
     assert tree.find_object("mp0") is None
 
 
+def test_creation_without_multipathd_when_not_required(
+    tree: ObjectTree, caplog: pytest.LogCaptureFixture
+) -> None:
+    # qompr-pr-helper's default backend: qemu-pr-helper does not ask multipathd at start-up
+    fake = FakeLibMpathPersistForUnitTests()
+    fake.multipathd_error = ConnectError("multipathd is not reachable")
+    obj = tree.object_add("pr-manager-multipath", "mp0", complete=False, require_multipathd=False)
+    assert isinstance(obj, PRManagerMultipath)
+    obj.library = fake
+    tree.complete(obj)
+    assert tree.find_object("mp0") is obj and not obj.is_connected()
+    assert "mp0: multipathd is not reachable" in caplog.text
+
+
 def test_run_before_completion_is_a_state_error(tree: ObjectTree, fd: int) -> None:
     obj = tree.object_add("pr-manager-multipath", "mp0", complete=False)
     assert isinstance(obj, PRManagerMultipath)

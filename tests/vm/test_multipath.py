@@ -32,10 +32,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from qompr.scsi import ReadFullStatusData
 from qompr.scsi import SenseCode
 
 from .guest_tools import sg_io
@@ -215,6 +217,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     note("tids_33", pr_out(0, params(0, KEY, many)))
     note("full_status", {"manager": pr_in(3), "path": path_in(devs[0], 3)})
     state("after_refusals")
+    _daemon_section(note, fd, devs, mpath)
 
     # LIO answers NOT READY to PR OUT when it cannot write its APTPL directory
     os.rename("/var/target/pr", "/var/target/pr.off")
@@ -264,6 +267,71 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     note("keys_down", pr_in(0))
     record["done"] = True
     save()
+
+
+def _daemon_section(note: Callable[[str, Any], None], fd: int, devs: list[str], mpath: str) -> None:
+    """qompr-pr-helper with its default backend, driven by pr-manager-helper: the map's fd
+    goes to libmpathpersist (every path registered), a path's fd to SG_IO."""
+    import qompr
+    from qompr.managers import PRManager
+    from qompr.scsi import PrInCdb
+    from qompr.scsi import PrOutCdb
+    from qompr.scsi import PrOutParameters
+
+    sock = "/run/qompr-pr-helper.sock"
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "qompr.daemon.main", "-k", sock, "-v"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        note("daemon_up", _wait(lambda: os.path.exists(sock), 30))
+        tree = qompr.new_tree(load_entrypoints=False)
+        client = tree.object_add("pr-manager-helper", "helper0", path=sock)
+        assert isinstance(client, PRManager)
+        status = Path(f"/proc/{daemon.pid}/status").read_text()
+        note("daemon_caps", re.findall(r"^(Cap(?:Eff|Prm)|Uid):\s*(.*)$", status, re.M))
+        path_fd = os.open(devs[0], os.O_RDWR)
+
+        def run(on: int, cdb: bytes, data: bytes = b"") -> dict[str, Any]:
+            result = client.run(on, cdb, data)
+            return {
+                "status": int(result.status),
+                "sense": result.sense.hex(),
+                "data": result.data.hex(),
+            }
+
+        def register(rk: int, sark: int) -> bytes:
+            return PrOutParameters(reservation_key=rk, sa_key=sark).to_bytes()
+
+        note("daemon_prstatus_before", _sh("multipathd getprstatus map mpatha")["out"])
+        note("daemon_register", run(fd, PrOutCdb(0, 0, 0, 24).to_bytes(), register(0, KEY)))
+        note(
+            "daemon_registered",
+            {
+                "sg_keys": [_sh(f"sg_persist -n -i -k {dev}")["out"] for dev in devs],
+                "prstatus": _sh("multipathd getprstatus map mpatha")["out"],
+                "map_keys": run(fd, PrInCdb(0, 64).to_bytes()),
+                "path_keys": run(path_fd, PrInCdb(0, 64).to_bytes()),
+                "path_sgio": sg_io(devs[0], PrInCdb(0, 64).to_bytes(), data_in_len=64).data.hex(),
+                # READ FULL STATUS: the multipath path refuses it, SG_IO on a path answers it
+                "map_full": run(fd, PrInCdb(3, 512).to_bytes()),
+                "path_full": run(path_fd, PrInCdb(3, 512).to_bytes()),
+            },
+        )
+        note("daemon_unregister", run(fd, PrOutCdb(0, 0, 0, 24).to_bytes(), register(KEY, 0)))
+        note(
+            "daemon_unregistered",
+            {
+                "sg_keys": [_sh(f"sg_persist -n -i -k {dev}")["out"] for dev in devs],
+                "prstatus": _sh("multipathd getprstatus map mpatha")["out"],
+            },
+        )
+        os.close(path_fd)
+    finally:
+        daemon.terminate()
+        _, err = daemon.communicate(timeout=30)
+        note("daemon_exit", [daemon.returncode, err[-2000:]])
 
 
 # ------------------------------------------------------------------------------------- host side
@@ -421,6 +489,32 @@ def test_refusals_never_reach_the_device(seen: dict[str, Any]) -> None:
     }
     assert seen["full_status"]["path"]["status"] == 0
     assert keys_of(seen["after_refusals"]["keys"]["data"])[1] == []
+
+
+def test_daemon_default_backend_sends_the_map_to_libmpathpersist(seen: dict[str, Any]) -> None:
+    # CAP_SYS_ADMIN (bit 21) is kept beside CAP_SYS_RAWIO (bit 17) while multipath is on
+    caps = dict(seen["daemon_caps"])
+    assert int(caps["CapEff"], 16) == int(caps["CapPrm"], 16) == (1 << 17) | (1 << 21)
+    assert seen["daemon_register"] == {"status": 0, "sense": "", "data": ""}
+    after = seen["daemon_registered"]
+    # one REGISTER on the map's fd registered every path: libmpathpersist did it, not SG_IO
+    assert [sg_keys(text) for text in after["sg_keys"]] == [[KEY] * 3] * 3
+    # ... and told multipathd (prflag; 0.9.4 prints it as a number, newer ones as a word)
+    assert after["prstatus"] != seen["daemon_prstatus_before"]
+    assert after["prstatus"].strip() in ("1", "set")
+    assert keys_of(after["map_keys"]["data"])[1] == [KEY] * 3
+    # a path's fd through the same daemon gets SG_IO: the path's own bytes
+    assert after["path_keys"]["data"] == after["path_sgio"]
+    invalid_field = SenseCode.INVALID_FIELD.to_bytes().hex()
+    assert after["map_full"] == {"status": CHECK_CONDITION, "sense": invalid_field, "data": ""}
+    assert after["path_full"]["status"] == 0
+    full = ReadFullStatusData.from_bytes(bytes.fromhex(after["path_full"]["data"]))
+    assert [d.reservation_key for d in full.descriptors] == [KEY] * 3
+    assert seen["daemon_unregister"]["status"] == 0
+    gone = seen["daemon_unregistered"]
+    assert [sg_keys(text) for text in gone["sg_keys"]] == [[]] * 3
+    assert gone["prstatus"] == seen["daemon_prstatus_before"]
+    assert seen["daemon_exit"][0] == 0, seen["daemon_exit"]
 
 
 def test_not_ready_is_reconstructed_with_test_unit_ready(seen: dict[str, Any]) -> None:

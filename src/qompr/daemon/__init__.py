@@ -5,16 +5,18 @@
 other programs embed it); :func:`qompr.daemon.main.main` is the command.
 """
 
-from qompr.daemon._server import Backend as Backend
+from qompr.daemon._backends import Backend as Backend
+from qompr.daemon._backends import DefaultBackend as DefaultBackend
+from qompr.daemon._backends import ManagerBackend as ManagerBackend
+from qompr.daemon._backends import SgIoBackend as SgIoBackend
 from qompr.daemon._server import ConnectionStatistics as ConnectionStatistics
 from qompr.daemon._server import HelperServer as HelperServer
-from qompr.daemon._server import ManagerBackend as ManagerBackend
 from qompr.daemon._server import ServerStatistics as ServerStatistics
-from qompr.daemon._server import SgIoBackend as SgIoBackend
 
 __all__ = [
     "Backend",
     "ConnectionStatistics",
+    "DefaultBackend",
     "HelperServer",
     "ManagerBackend",
     "ServerStatistics",

@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
-import inspect
 import logging
 import os
 import socket
@@ -38,16 +37,15 @@ import time
 from collections.abc import Callable
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-from typing import Protocol
 
 import attrs
 
+from qompr.daemon._backends import Backend
+from qompr.daemon._backends import SgIoBackend
 from qompr.errors import LocalProtocolError
 from qompr.errors import RemoteProtocolError
 from qompr.linux import PeerCredentials
 from qompr.linux import peer_credentials
-from qompr.linux.sgio import pr_helper_sgio
 from qompr.protocol import DATA_SIZE
 from qompr.protocol import NEED_DATA
 from qompr.protocol import ConnectionClosed
@@ -65,77 +63,12 @@ from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
 from qompr.transport.sync import recv_spec
 
-__all__ = [
-    "Backend",
-    "ConnectionStatistics",
-    "HelperServer",
-    "ManagerBackend",
-    "ServerStatistics",
-    "SgIoBackend",
-]
+__all__ = ["ConnectionStatistics", "HelperServer", "ServerStatistics"]
 
 log = logging.getLogger("qompr.daemon")
 
 #: How long a response may take to drain into a client that does not read.
 SEND_TIMEOUT = 5.0
-
-
-class Backend(Protocol):
-    """What executes a request: SG_IO on the fd (default) or a ``pr-manager`` object."""
-
-    def __call__(self, request: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
-        """Run *request*; return (status, sense, data-in).  Must not close the fd."""
-        ...
-
-
-class SgIoBackend:
-    """qemu-pr-helper's own executor: ``SG_IO`` on the passed fd (no multipath)."""
-
-    def __call__(self, request: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
-        return pr_helper_sgio(request.fd, request.cdb, request.data)
-
-    def __repr__(self) -> str:
-        return "SgIoBackend()"
-
-
-class ManagerBackend:
-    """Any ``pr-manager`` object as the executor (``--backend OBJECT-STRING``).
-
-    :param manager: the manager; if it has ``nexus_for_peer``, the server asks it once per
-        connection for the I_T nexus that connection's commands carry.  Both forms are
-        understood: ``nexus_for_peer(pid, uid, gid)`` and ``nexus_for_peer(sock)`` (the
-        client's socket, for the manager to read SO_PEERCRED itself).
-    """
-
-    def __init__(self, manager: Any) -> None:
-        self.manager = manager
-        method = getattr(manager, "nexus_for_peer", None)
-        self._by_socket = False
-        if method is not None:
-            required = [
-                p
-                for p in inspect.signature(method).parameters.values()
-                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            ]
-            self._by_socket = len(required) == 1
-        self._method = method
-
-    def nexus_for(self, sock: socket.socket, peer: PeerCredentials) -> Nexus | None:
-        """The nexus for a newly accepted connection, or None (the manager's default)."""
-        if self._method is None:
-            return None
-        if self._by_socket:
-            nexus = self._method(sock)
-        else:
-            nexus = self._method(peer.pid, peer.uid, peer.gid)
-        return nexus if isinstance(nexus, Nexus) else None
-
-    def __call__(self, request: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
-        result = self.manager.execute(request.fd, request.cdb, request.data, nexus=nexus)
-        return int(result.status), result.sense, result.data
-
-    def __repr__(self) -> str:
-        return f"ManagerBackend({self.manager!r})"
 
 
 @attrs.frozen
@@ -294,7 +227,7 @@ class HelperServer:
     """Serve the qemu-pr-helper protocol on a listening unix socket.
 
     :param listener: a bound, listening unix stream socket.
-    :param backend: the executor (:class:`SgIoBackend` if omitted).
+    :param backend: the executor (:class:`~qompr.daemon.SgIoBackend` if omitted).
     :param allow_uids: if this or *allow_gids* is non-empty, only peers whose SO_PEERCRED
         uid or gid is listed are served; others are closed before the handshake.
     :param allow_gids: see *allow_uids*.
@@ -314,6 +247,7 @@ class HelperServer:
     ) -> None:
         self.listener = listener
         self.backend: Backend = backend if backend is not None else SgIoBackend()
+        # DefaultBackend sends only block devices to multipath: the others stay SG_IO.
         self._inline_sgio = isinstance(self.backend, SgIoBackend)
         self.allow_uids = frozenset(allow_uids)
         self.allow_gids = frozenset(allow_gids)

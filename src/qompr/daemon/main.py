@@ -6,11 +6,15 @@ The command line, the start-up order and the messages are qemu-pr-helper 7.2's
 
 1. options, each acted on as it is read (``-k`` must be absolute, ``-u``/``-g`` must
    resolve, ``-V``/``-h`` print and exit);
+1a. multipath support, as a qemu-pr-helper built with it: /dev/mapper/control opened and
+   libmpathpersist initialised (where either is missing, every fd gets SG_IO, as from
+   Debian's build without multipath);
 2. the listening socket: systemd's fd 3 (``LISTEN_FDS=1``; ``-k`` is then refused) or
    ``-k PATH`` (default ``/var/run/qemu-pr-helper.sock``), any old file there unlinked;
 3. ``-d``: detach (``daemon(0, 0)``); then, with ``-d`` or ``-f``, the locked pid file;
-4. privileges dropped: every capability but CAP_SYS_RAWIO, uid/gid from ``-u``/``-g``,
-   supplementary groups and the bounding set cleared;
+4. privileges dropped: every capability but CAP_SYS_RAWIO (and CAP_SYS_ADMIN while
+   multipath support is on), uid/gid from ``-u``/``-g``, supplementary groups and the
+   bounding set cleared;
 5. serve until SIGTERM, SIGINT or SIGHUP; requests executing then still get answered; the
    socket file is removed on the way out.
 
@@ -41,12 +45,12 @@ from typing import NoReturn
 import attrs
 
 import qompr
+from qompr.daemon._backends import Backend
+from qompr.daemon._backends import DefaultBackend
+from qompr.daemon._backends import ManagerBackend
 from qompr.daemon._getopt import GetoptError
 from qompr.daemon._getopt import getopt_long
-from qompr.daemon._server import Backend
 from qompr.daemon._server import HelperServer
-from qompr.daemon._server import ManagerBackend
-from qompr.daemon._server import SgIoBackend
 from qompr.errors import QomprError
 from qompr.linux import caps
 from qompr.linux import systemd
@@ -321,10 +325,21 @@ def _setup_logging(opts: Options) -> None:
 
 
 # -- start-up steps -----------------------------------------------------------------------------
+def _default_backend(opts: Options) -> tuple[Backend, bool]:
+    """qemu-pr-helper's executor: multipath where device-mapper and libmpathpersist are."""
+    # qemu-pr-helper's levels: loglevel starts at 1 and -v adds one; libmpathpersist gets
+    # verbose = min(loglevel, 3) (0 with -q) and prints its CDBs from -vv on.
+    level = 1 + opts.verbosity
+    backend = DefaultBackend.probe(
+        verbose=0 if opts.quiet else min(level, 3), noisy=not opts.quiet and level >= 3
+    )
+    return backend, backend.needs_sys_admin
+
+
 def _make_backend(opts: Options) -> tuple[Backend, bool]:
     """The executor, and whether it needs CAP_SYS_ADMIN (multipath)."""
     if not opts.backend and not opts.plugins:
-        return SgIoBackend(), False
+        return _default_backend(opts)
     from qompr.managers import PRManager
     from qompr.options import HelpText
     from qompr.options import ObjectCommandLine
@@ -347,7 +362,7 @@ def _make_backend(opts: Options) -> tuple[Backend, bool]:
     except QomprError as exc:
         raise _Exit(1, err=format_error(exc, PROG)) from None
     if not opts.backend:
-        return SgIoBackend(), False  # plugins loaded (and checked) for their hooks only
+        return _default_backend(opts)  # plugins loaded (and checked) for their hooks only
     managers = [obj for obj in cmdline.created if isinstance(obj, PRManager)]
     if not managers:
         _fail(f"--backend needs a persistent reservation manager, not '{opts.backend[-1]}'")

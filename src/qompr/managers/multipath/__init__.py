@@ -25,6 +25,7 @@ from qompr.managers.multipath._abi import ProutParamDescriptor as ProutParamDesc
 from qompr.managers.multipath._abi import ProutParamStorage as ProutParamStorage
 from qompr.managers.multipath._abi import TransportId as TransportId
 from qompr.managers.multipath._dm import is_multipath as is_multipath
+from qompr.managers.multipath._dm import open_control as open_control
 from qompr.managers.multipath._doctor import DoctorCheck as DoctorCheck
 from qompr.managers.multipath._doctor import doctor_checks as doctor_checks
 from qompr.managers.multipath._doctor import parse_multipath_conf as parse_multipath_conf
@@ -60,6 +61,7 @@ __all__ = [
     "doctor_checks",
     "is_multipath",
     "multipathd_command",
+    "open_control",
     "parse_multipath_conf",
     "reservation_keys",
 ]

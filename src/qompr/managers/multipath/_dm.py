@@ -34,6 +34,7 @@ __all__ = [
     "DmTargetSpec",
     "dm_target_type",
     "is_multipath",
+    "open_control",
 ]
 
 #: The device-mapper control node.
@@ -86,9 +87,24 @@ def _iowr(nr: int, size: int) -> int:
 DM_TABLE_STATUS = _iowr(12, ctypes.sizeof(DmIoctl))
 
 
-def dm_target_type(rdev: int, *, control: str = DM_CONTROL) -> str | None:
+def open_control(control: str = DM_CONTROL) -> int:
+    """Open the device-mapper control node (read-write, close-on-exec).
+
+    A daemon opens it once before dropping privileges, as qemu-pr-helper does: the node is
+    ``0600 root``, so a helper running as another user could not open it later.
+
+    :raises ConnectError: ``Cannot open /dev/mapper/control: ...``.
+    """
+    try:
+        return os.open(control, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConnectError(f"Cannot open {control}: {exc.strerror}", exc) from None
+
+
+def dm_target_type(rdev: int, *, control: str | int = DM_CONTROL) -> str | None:
     """The type of the first target of device-mapper device *rdev* (``multipath``, ``linear``).
 
+    :param control: the control node's path, or an fd of it already open (kept open).
     :returns: the type, ``""`` for a device-mapper device without a live table, or ``None``
         when *rdev* is not a device-mapper device (ENXIO).
     :raises ConnectError: when *control* cannot be opened or the ioctl fails otherwise.
@@ -100,10 +116,7 @@ def dm_target_type(rdev: int, *, control: str = DM_CONTROL) -> str | None:
     hdr.data_start = ctypes.sizeof(DmIoctl)
     hdr.flags = _DM_NOFLUSH_FLAG
     hdr.dev = rdev
-    try:
-        fd = os.open(control, os.O_RDWR | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ConnectError(f"Cannot open {control}: {exc.strerror}", exc) from None
+    fd = control if isinstance(control, int) else open_control(control)
     try:
         fcntl.ioctl(fd, DM_TABLE_STATUS, buf)
     except OSError as exc:
@@ -111,7 +124,8 @@ def dm_target_type(rdev: int, *, control: str = DM_CONTROL) -> str | None:
             return None
         raise ConnectError(f"DM_TABLE_STATUS failed: {exc.strerror}", exc) from None
     finally:
-        os.close(fd)
+        if not isinstance(control, int):
+            os.close(fd)
     hdr = DmIoctl.from_buffer_copy(buf)
     if hdr.target_count == 0 and not hdr.flags & _DM_BUFFER_FULL_FLAG:
         return ""
@@ -122,11 +136,12 @@ def dm_target_type(rdev: int, *, control: str = DM_CONTROL) -> str | None:
     return bytes(spec.target_type).split(b"\0", 1)[0].decode("ascii", "replace")
 
 
-def is_multipath(fd: int, *, control: str = DM_CONTROL) -> bool:
+def is_multipath(fd: int, *, control: str | int = DM_CONTROL) -> bool:
     """Whether *fd* is a dm-multipath device, as qemu-pr-helper's ``is_mpath`` decides.
 
     :param fd: an open file.
-    :param control: the device-mapper control node (tests point it elsewhere).
+    :param control: the device-mapper control node (tests point it elsewhere), or an fd of it
+        that the caller keeps open (see :func:`open_control`).
     :raises ConnectError: where qemu-pr-helper would exit: /dev/mapper/control cannot be
         opened, or DM_TABLE_STATUS fails with an error other than ENXIO.
     :raises OSError: if *fd* is not an open file.

@@ -68,6 +68,10 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
     :attr:`test_unit_ready` sends the TEST UNIT READY of the sense reconstruction (SG_IO).
     """
 
+    #: qompr-pr-helper keeps CAP_SYS_ADMIN for this backend: libmpathpersist issues
+    #: device-mapper ioctls (as qemu-pr-helper keeps it when built with multipath).
+    needs_sys_admin = True
+
     verbose = IntProperty(
         minimum=0,
         maximum=4,
@@ -78,6 +82,12 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
         default=False,
         description="let libmpathpersist print the SCSI commands it sends "
         "(qemu-pr-helper: with -vv)",
+    )
+    require_multipathd = BoolProperty(
+        default=True,
+        description="refuse creation while multipathd does not answer "
+        "(qemu-pr-helper does not check; without multipathd, paths that appear later "
+        "are not registered)",
     )
 
     def instance_init(self) -> None:
@@ -91,12 +101,18 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
         """Load and initialise libmpathpersist, and check that multipathd answers.
 
         :raises ConnectError: if the library is missing or too old, or multipathd is not
-            reachable (the object is not created).
+            reachable and :attr:`require_multipathd` is on (the object is not created).
         """
         backend: MpathPersistApi = self.library if self.library is not None else LibMpathPersist()
         backend.init()
-        address = backend.check_multipathd()
-        log.debug("%s: multipathd answers on %s", self.id, address)
+        try:
+            address = backend.check_multipathd()
+        except ConnectError as exc:
+            if self.require_multipathd:
+                raise
+            log.warning("%s: %s", self.id, exc)
+        else:
+            log.debug("%s: multipathd answers on %s", self.id, address)
         self._backend = backend
 
     def is_connected(self) -> bool:

@@ -1,0 +1,214 @@
+# SPDX-License-Identifier: MIT
+"""The daemon's default backend: multipath for dm-multipath fds, SG_IO for the rest.
+
+On real devices (a dm-multipath map and its paths) it is tested in the VM bed
+(tests/vm/test_multipath.py); here the device-mapper test and libmpathpersist are replaced
+so that each decision can be driven.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from qompr.daemon import DefaultBackend
+from qompr.daemon import SgIoBackend
+from qompr.daemon import _backends
+from qompr.errors import ConnectError
+from qompr.managers.multipath import PrinResp
+from qompr.managers.multipath import PRManagerMultipath
+from qompr.managers.multipath import ProutParamStorage
+from qompr.managers.multipath import _manager
+from qompr.protocol import Request
+from qompr.scsi import PrInCdb
+from qompr.scsi import PrOutCdb
+from qompr.scsi import PrOutParameters
+from qompr.scsi import ScsiStatus
+from qompr.scsi import SenseCode
+
+KEY = 0x123ABC
+
+
+class FakeLibrary:
+    """libmpathpersist as far as these tests need it: READ KEYS answers ``keys``."""
+
+    init_error: ConnectError | None = None
+    multipathd_error: ConnectError | None = ConnectError("multipathd is not reachable")
+
+    def __init__(self) -> None:
+        self.keys = [KEY, KEY]
+        self.calls: list[tuple[str, int, int]] = []
+
+    def init(self) -> None:
+        if self.init_error is not None:
+            raise self.init_error
+
+    def check_multipathd(self) -> str:
+        if self.multipathd_error is not None:
+            raise self.multipathd_error
+        return "@fake"
+
+    def reserve_in(
+        self, fd: int, service_action: int, resp: PrinResp, *, noisy: bool, verbose: int
+    ) -> int:
+        self.calls.append(("in", fd, service_action))
+        keys = resp.prin_descriptor.prin_readkeys
+        keys.prgeneration = 5
+        keys.additional_length = 8 * len(self.keys)
+        body = b"".join(k.to_bytes(8, "big") for k in self.keys)
+        ctypes.memmove(ctypes.addressof(keys.key_list), body, len(body))
+        return 0
+
+    def reserve_out(
+        self,
+        fd: int,
+        service_action: int,
+        *,
+        scope: int,
+        type: int,
+        param: ProutParamStorage,
+        noisy: bool,
+        verbose: int,
+    ) -> int:
+        self.calls.append(("out", fd, service_action))
+        return 0
+
+
+@pytest.fixture
+def library(monkeypatch: pytest.MonkeyPatch) -> FakeLibrary:
+    """The next pr-manager-multipath created without a library gets this fake."""
+    fake = FakeLibrary()
+    monkeypatch.setattr(_manager, "LibMpathPersist", lambda: fake)
+    return fake
+
+
+@pytest.fixture
+def control(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """/dev/mapper/control as the probe opens it: here /dev/null; yields the fds handed out."""
+    opened: list[int] = []
+
+    def open_control() -> int:
+        fd = os.open(os.devnull, os.O_RDWR)
+        opened.append(fd)
+        return fd
+
+    monkeypatch.setattr(_backends, "open_control", open_control)
+    yield opened
+    for fd in opened:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+@pytest.fixture
+def device() -> Iterator[int]:
+    fd = os.open(os.devnull, os.O_RDWR)
+    yield fd
+    os.close(fd)
+
+
+def read_keys(fd: int) -> Request:
+    return Request(PrInCdb(0, 64).to_bytes(), fd)
+
+
+def is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_without_device_mapper_every_fd_gets_sg_io(
+    monkeypatch: pytest.MonkeyPatch, device: int
+) -> None:
+    def no_control() -> int:
+        raise ConnectError("Cannot open /dev/mapper/control: No such file or directory")
+
+    monkeypatch.setattr(_backends, "open_control", no_control)
+    backend = DefaultBackend.probe()
+    assert backend.multipath is None and not backend.needs_sys_admin
+    # exactly what a qemu-pr-helper built without multipath answers
+    assert backend(read_keys(device), None) == SgIoBackend()(read_keys(device), None)
+
+
+def test_without_libmpathpersist_every_fd_gets_sg_io_and_control_is_closed(
+    library: FakeLibrary, control: list[int]
+) -> None:
+    library.init_error = ConnectError("Cannot load libmpathpersist.so.0")
+    backend = DefaultBackend.probe()
+    assert backend.multipath is None and not backend.needs_sys_admin
+    assert len(control) == 1 and not is_open(control[0])
+
+
+def test_multipath_support_does_not_wait_for_multipathd(
+    library: FakeLibrary, control: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    # qemu-pr-helper does not ask multipathd at start-up either; it may start later
+    backend = DefaultBackend.probe(verbose=3, noisy=True)
+    assert isinstance(backend.multipath, PRManagerMultipath)
+    assert backend.needs_sys_admin
+    assert backend.multipath.verbose == 3 and backend.multipath.noisy
+    assert not backend.multipath.require_multipathd
+    assert "multipathd is not reachable" in caplog.text
+    backend.close()
+    assert not is_open(control[0])
+
+
+@pytest.fixture
+def backend(library: FakeLibrary, control: list[int]) -> Iterator[DefaultBackend]:
+    backend = DefaultBackend.probe()
+    yield backend
+    backend.close()
+
+
+def test_a_multipath_fd_goes_to_libmpathpersist(
+    monkeypatch: pytest.MonkeyPatch, backend: DefaultBackend, library: FakeLibrary, device: int
+) -> None:
+    monkeypatch.setattr(_backends, "is_multipath", lambda fd, control: True)
+    status, sense, data = backend(read_keys(device), None)
+    assert (status, sense) == (ScsiStatus.GOOD, b"")
+    assert data[:24] == bytes.fromhex("00000005 00000010") + KEY.to_bytes(8, "big") * 2
+    params = PrOutParameters(sa_key=KEY).to_bytes()
+    register = Request(PrOutCdb(0, 0, 0, len(params)).to_bytes(), device, params)
+    assert backend(register, None) == (ScsiStatus.GOOD, b"", b"")
+    assert library.calls == [("in", device, 0), ("out", device, 0)]
+
+
+def test_any_other_fd_gets_sg_io(
+    monkeypatch: pytest.MonkeyPatch, backend: DefaultBackend, library: FakeLibrary, device: int
+) -> None:
+    asked: list[int] = []
+
+    def is_multipath(fd: int, control: int) -> bool:
+        asked.append(fd)
+        return False
+
+    monkeypatch.setattr(_backends, "is_multipath", is_multipath)
+    assert backend(read_keys(device), None) == SgIoBackend()(read_keys(device), None)
+    assert asked == [device] and library.calls == []
+
+
+def test_a_failing_device_mapper_test_is_an_answer_not_an_exit(
+    monkeypatch: pytest.MonkeyPatch,
+    backend: DefaultBackend,
+    device: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # qemu-pr-helper calls exit() here (is_mpath on an unexpected DM_TABLE_STATUS error)
+    def broken(fd: int, control: int) -> bool:
+        raise ConnectError("DM_TABLE_STATUS failed: Input/output error")
+
+    monkeypatch.setattr(_backends, "is_multipath", broken)
+    status, sense, data = backend(read_keys(device), None)
+    assert status == ScsiStatus.CHECK_CONDITION
+    assert sense == SenseCode.LUN_COMM_FAILURE.to_bytes() and data == b""
+    assert "DM_TABLE_STATUS failed" in caplog.text
+
+
+def test_a_manager_needs_the_control_fd() -> None:
+    with pytest.raises(ValueError, match="control fd"):
+        DefaultBackend(multipath=object())  # type: ignore[arg-type]
