@@ -178,6 +178,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
         return [[d.reservation_key, d.transport_id.address] for d in data.descriptors]
 
     note("doctor", [[c.name, c.ok, c.detail] for c in doctor_checks(mpath)])
+    note("doctor_cli", _sh(f"{sys.executable} -m qompr doctor --device {mpath}"))
     note("is_multipath", [is_multipath(fd)] + [is_multipath(os.open(d, os.O_RDONLY)) for d in devs])
     state("empty")
     note("rcap", {"manager": pr_in(2, 8), "path": path_in(devs[1], 2, 8)})
@@ -258,6 +259,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     note("stop_multipathd", _sh("pkill -x multipathd; sleep 1"))
     _wait(lambda: _sh("multipathd show daemon")["rc"] != 0, 20)
     note("doctor_down", [[c.name, c.ok, c.detail] for c in doctor_checks(mpath)])
+    note("doctor_cli_down", _sh(f"{sys.executable} -m qompr doctor --device {mpath}"))
     note("connected_down", manager.is_connected())
     try:
         tree.object_add("pr-manager-multipath", "mp1")
@@ -380,6 +382,23 @@ def test_doctor_sees_library_multipathd_and_the_key(seen: dict[str, Any]) -> Non
     ]
     assert all(ok for _, ok, _ in seen["doctor"]), seen["doctor"]
     assert "mpatha" in seen["doctor"][2][2] and MPATH_KEY in seen["doctor"][2][2]
+
+
+def test_doctor_command_reports_each_check_and_fails_without_multipathd(
+    seen: dict[str, Any],
+) -> None:
+    good, down = seen["doctor_cli"], seen["doctor_cli_down"]
+    assert good["rc"] == 0, good
+    lines = good["out"].splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "[ok] libmpathpersist",
+        "[ok] multipathd",
+        "[ok] reservation_key",
+    ]
+    assert down["rc"] == 1, down
+    assert "[FAIL] multipathd:" in down["out"] and "hint:" in down["out"]
+    # the key check also fails by then: reservation_key was removed before multipathd stopped
+    assert "[FAIL] reservation_key:" in down["out"]
 
 
 def test_is_multipath_tells_the_map_from_its_paths(seen: dict[str, Any]) -> None:
