@@ -195,7 +195,7 @@ def sg_io(
 
 
 def sense_from_errno(err: int) -> tuple[ScsiStatus, SenseCode | None]:
-    """QEMU's ``scsi_sense_from_errno`` (Linux build): the status and sense for an errno.
+    """QEMU 7.2's ``scsi_sense_from_errno`` (Linux build): the status and sense for an errno.
 
     :param err: an errno value (0 for success).
     :returns: the status, and the sense code when it is CHECK CONDITION.
@@ -211,8 +211,9 @@ def sense_from_errno(err: int) -> tuple[ScsiStatus, SenseCode | None]:
 
 
 _ERRNO_SENSE: dict[int, SenseCode] = {
-    # Linux-only entries, per drivers/scsi/scsi_lib.c's errno choices (§1.8).
-    errno.ENODEV: SenseCode.TARGET_FAILURE,
+    # QEMU 7.2's table.  ENODEV is not in it (newer QEMU maps it to TARGET FAILURE): the
+    # real qemu-pr-helper 7.2 answers I/O PROCESS TERMINATED for the ENODEV that SG_IO on
+    # an offline /dev/sdX gives (tests/vm/test_pr_helper.py), so ENODEV takes the default.
     errno.EREMOTEIO: SenseCode.TARGET_FAILURE,
     errno.ENODATA: SenseCode.READ_ERROR,
     errno.ENOMEDIUM: SenseCode.NO_MEDIUM,
