@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,16 +70,32 @@ def iscsi_nexus(name: str, index: int, port: int = 1) -> Nexus:
 class EmulatedTarget:
     """A :class:`scenario.Target` backed by a ``pr-manager-emulated`` object.
 
-    Initiator names map to iSCSI initiator ports with ISIDs; port indexes are RTPIs.
+    Initiator names map to iSCSI initiator ports with ISIDs, or to the TransportIDs given in
+    *transport_ids* (the LIO replay uses the SAS TransportIDs tcm_loop reports, so that both
+    sides' PR IN data have the same layout); port indexes are RTPIs.
     """
 
-    def __init__(self, manager: PRManagerEmulated, initiators: Sequence[str], ports: int) -> None:
+    def __init__(
+        self,
+        manager: PRManagerEmulated,
+        initiators: Sequence[str],
+        ports: int,
+        *,
+        transport_ids: Mapping[str, TransportID] | None = None,
+    ) -> None:
         self.manager = manager
-        self._nexus = {
-            (name, port): iscsi_nexus(name, index, port)
-            for index, name in enumerate(initiators)
-            for port in range(1, ports + 1)
-        }
+        if transport_ids is None:
+            self._nexus = {
+                (name, port): iscsi_nexus(name, index, port)
+                for index, name in enumerate(initiators)
+                for port in range(1, ports + 1)
+            }
+        else:
+            self._nexus = {
+                (name, port): Nexus(name, port, transport_id=transport_ids[name])
+                for name in initiators
+                for port in range(1, ports + 1)
+            }
         self._names = {n.transport_id: n.initiator for n in self._nexus.values()}
 
     def nexus(self, initiator: str, port: int = 1) -> Nexus:
@@ -94,7 +111,7 @@ class EmulatedTarget:
     def transport_id(self, initiator: str) -> TransportID:
         return self._nexus[(initiator, 1)].transport_id
 
-    def rtpi(self, port: int) -> int:
+    def rtpi(self, port: int, initiator: str) -> int:
         return port
 
     def initiator_of(self, tid: TransportID) -> str | None:

@@ -1,13 +1,15 @@
 # SPDX-License-Identifier: MIT
 """Multi-initiator PR scenarios: the file format, the command builders and the checker.
 
-One scenario file drives any target: the emulated engine here, and later real LIO in a QEMU
-guest.  Everything target-specific is behind :class:`Target`:
+One scenario file drives any target: the emulated engine here, and real LIO in the VM test
+bed (``tests/vm/lio_scenarios.py``).  Everything target-specific is behind :class:`Target`:
 
 * initiators are named abstractly (``"A"``, ``"B"``, ``"C"``); the target maps each to an
-  I_T nexus (an iSCSI session with its own IQN and ISID on LIO) and to its TransportID;
-* target ports are abstract indexes 1..N; the target maps each to its RELATIVE TARGET PORT
-  IDENTIFIER;
+  I_T nexus (an iSCSI port with IQN and ISID in the engine's tests, a tcm_loop path with its
+  own SAS WWN on LIO) and to its TransportID;
+* target ports are abstract indexes 1..N; the target maps each, per initiator, to the
+  RELATIVE TARGET PORT IDENTIFIER of that initiator's I_T nexus through it (one RTPI per port
+  index in the engine; on LIO with tcm_loop every I_T nexus is its own target port);
 * PRgeneration is checked relative to its value at the start of the scenario;
 * TransportIDs in READ FULL STATUS are compared by mapping them back to initiator names.
 
@@ -108,8 +110,9 @@ SCSI_COMMANDS: dict[str, bytes] = {
     "sync_cache10": bytes((Opcode.SYNCHRONIZE_CACHE_10, *bytes(9))),
     "verify10": bytes((Opcode.VERIFY_10, 0, 0, 0, 0, 1, 0, 0, 1, 0)),
     "verify10_bytchk": bytes((Opcode.VERIFY_10, 0x02, 0, 0, 0, 1, 0, 0, 1, 0)),
-    "start_unit": bytes((Opcode.START_STOP_UNIT, 0, 0, 0, 0x01, 0)),
-    "stop_unit": bytes((Opcode.START_STOP_UNIT, 0, 0, 0, 0x00, 0)),
+    # IMMED=1: LIO executes START STOP UNIT only with IMMED=1 and START=1 (else 24h/00h).
+    "start_unit": bytes((Opcode.START_STOP_UNIT, 0x01, 0, 0, 0x01, 0)),
+    "stop_unit": bytes((Opcode.START_STOP_UNIT, 0x01, 0, 0, 0x00, 0)),
     "reserve6": bytes((Opcode.RESERVE_6, *bytes(5))),
     "release6": bytes((Opcode.RELEASE_6, *bytes(5))),
 }
@@ -167,8 +170,9 @@ class Target(Protocol):
         """The TransportID of *initiator*'s port (as READ FULL STATUS would report it)."""
         ...
 
-    def rtpi(self, port: int) -> int:
-        """The RELATIVE TARGET PORT IDENTIFIER of target port index *port*."""
+    def rtpi(self, port: int, initiator: str) -> int:
+        """The RELATIVE TARGET PORT IDENTIFIER through which *initiator* reaches target port
+        index *port* (REGISTER AND MOVE destinations, READ FULL STATUS descriptors)."""
         ...
 
     def initiator_of(self, tid: TransportID) -> str | None:
@@ -344,9 +348,10 @@ def build(scenario: Scenario, step: Step, target: Target) -> tuple[bytes, bytes]
         data = bytes.fromhex(p["param_hex"])
     elif action == PrOutAction.REGISTER_AND_MOVE:
         dest = target.transport_id(p["dest"])
-        rtpi = (
-            int(p["dest_rtpi"]) if "dest_rtpi" in p else target.rtpi(p.get("dest_port", step.port))
-        )
+        if "dest_rtpi" in p:
+            rtpi = int(p["dest_rtpi"])
+        else:
+            rtpi = target.rtpi(int(p.get("dest_port", step.port)), p["dest"])
         data = RegisterAndMoveParameters(
             reservation_key=scenario.key(p.get("rk", 0)),
             sa_key=scenario.key(p.get("sark", 0)),
@@ -480,7 +485,7 @@ def _check_full_status(
                 "holder": bool(w.get("holder", False)),
                 "type": _pr_type(w.get("type")) if w.get("holder") else 0,
                 "all_tg_pt": all_tg_pt,
-                "rtpi": 0 if all_tg_pt else target.rtpi(int(w.get("port", 1))),
+                "rtpi": 0 if all_tg_pt else target.rtpi(int(w.get("port", 1)), w["as"]),
             }
         )
     if got != wanted:

@@ -458,3 +458,65 @@ def test_new_isid_is_a_new_unregistered_nexus(mode: str) -> None:
     else:
         assert result.status == ScsiStatus.RESERVATION_CONFLICT
     assert list(state.registrations) == [old]  # the old registration is still listed
+
+
+# -- behaviour observed on LIO (tests/vm/test_lio_scenarios.py) ------------------------------
+
+_PREEMPTED = SenseCode.RESERVATIONS_PREEMPTED
+A2 = Nexus("A", 2)  # initiator A through target port 2
+
+
+@pytest.mark.parametrize("mode", ["lio", "spc4"])
+@pytest.mark.parametrize("request_sense", [False, True])
+def test_reporting_a_unit_attention_clears_the_queue_in_lio_mode(
+    mode: str, request_sense: bool
+) -> None:
+    """LIO frees every queued unit attention with the one it reports (Linux 6.1)."""
+    engine = ENGINES[mode]
+    state = registered(engine, (A, K_A), (B, K_B))
+    assert send(engine, state, A, pr_out(PrOutAction.RESERVE, rk=K_A, pr_type=PrType.WE_RO)).ok
+    assert send(engine, state, A, pr_out(PrOutAction.RELEASE, rk=K_A, pr_type=PrType.WE_RO)).ok
+    assert send(engine, state, A, pr_out(PrOutAction.CLEAR, rk=K_A)).ok
+    assert state.unit_attentions[B] == [SenseCode.RESERVATIONS_RELEASED, _PREEMPTED]
+    if request_sense:
+        data = send(engine, state, B, bytes((Opcode.REQUEST_SENSE, 0, 0, 0, 18, 0))).data
+        assert data == SenseCode.RESERVATIONS_RELEASED.to_bytes()
+    else:
+        outcome = engine.admit(state, B, bytes(6))
+        assert outcome.result == ScsiResult.check(SenseCode.RESERVATIONS_RELEASED)
+        assert outcome.changes is not None
+        state.apply(outcome.changes)
+    left = state.unit_attentions.get(B, [])
+    assert left == ([] if mode == "lio" else [_PREEMPTED])
+
+
+@pytest.mark.parametrize("policy", [LIO, SPC4])
+def test_all_tg_pt_registrant_holds_only_through_the_reserving_port(policy: Policy) -> None:
+    """SPC-4 §5.7.10: the holder is one I_T nexus, also for an ALL_TG_PT registrant."""
+    engine = Engine(EngineConfig(policy, (1, 2)))
+    state = LUState()
+    assert send(engine, state, A, pr_out(PrOutAction.REGISTER, sark=K_A, all_tg_pt=True)).ok
+    assert list(state.registrations) == [A, A2]
+    assert send(engine, state, A2, pr_out(PrOutAction.RESERVE, rk=K_A, pr_type=PrType.EA)).ok
+    assert engine.is_holder(state, A2) and not engine.is_holder(state, A)
+    read10 = bytes((Opcode.READ_10, 0, 0, 0, 0, 1, 0, 0, 1, 0))
+    assert engine.admit(state, A2, read10).result is None
+    assert engine.admit(state, A, read10).result == ScsiResult.conflict()
+    again = pr_out(PrOutAction.RESERVE, rk=K_A, pr_type=PrType.EA)
+    assert send(engine, state, A, again).status == ScsiStatus.RESERVATION_CONFLICT
+    # RELEASE from the non-holder port: GOOD, nothing released.
+    assert send(engine, state, A, pr_out(PrOutAction.RELEASE, rk=K_A, pr_type=PrType.EA)).ok
+    assert state.reservation == Reservation(PrType.EA, A2)
+
+
+@pytest.mark.parametrize("policy", [LIO, SPC4])
+def test_key_change_of_an_all_tg_pt_registration(policy: Policy) -> None:
+    """LIO changes the key only through the sending port; the spc4 mode on every port."""
+    engine = Engine(EngineConfig(policy, (1, 2)))
+    state = LUState()
+    assert send(engine, state, A, pr_out(PrOutAction.REGISTER, sark=K_A, all_tg_pt=True)).ok
+    change = pr_out(PrOutAction.REGISTER, rk=K_A, sark=K_B, all_tg_pt=True)
+    assert send(engine, state, A2, change).ok
+    keys = {n: r.key for n, r in state.registrations.items()}
+    assert keys == ({A: K_A, A2: K_B} if policy is LIO else {A: K_B, A2: K_B})
+    assert state.generation == (3 if policy is LIO else 2)

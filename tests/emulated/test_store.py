@@ -249,3 +249,21 @@ def test_processes_share_one_state_file(tmp_path: Path) -> None:
     # Every REGISTER (one new registration, count-1 key changes) bumped PRgeneration once.
     assert snap.generation == 4 * count
     keeper.close()
+
+
+@pytest.mark.parametrize("sqlite", [False, True])
+def test_reported_unit_attention_clears_the_queue(tmp_path: Path, sqlite: bool) -> None:
+    """LIO mode: one reported unit attention clears the nexus's whole queue, in both stores."""
+    store: MemoryStore | SqliteStore = (
+        SqliteStore(str(tmp_path / "pr.db")) if sqlite else MemoryStore()
+    )
+    populate(store, aptpl=False)  # queues RESERVATIONS RELEASED for A and C
+    assert do(store, B, pr_out(PrOutAction.PREEMPT, rk=0xF000_0000_0000_000B, sark=0xC, pr_type=8))
+    queued = dict(store.snapshot("lu0").unit_attentions)
+    assert queued[C] == (SenseCode.RESERVATIONS_RELEASED, SenseCode.REGISTRATIONS_PREEMPTED)
+    outcome = store.transact("lu0", lambda state: ENGINE.admit(state, C, bytes(6)))
+    assert outcome.result is not None and outcome.result.sense_code == queued[C][0]
+    left = dict(store.snapshot("lu0").unit_attentions)
+    assert C not in left and left[A] == (SenseCode.RESERVATIONS_RELEASED,)
+    if isinstance(store, SqliteStore):
+        store.close()

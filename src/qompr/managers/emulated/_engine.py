@@ -304,25 +304,18 @@ class Engine:
     def is_holder(self, state: LUState, nexus: Nexus) -> bool:
         """Whether *nexus* holds the reservation (SPC-4 §5.7.10).
 
-        Under WE_AR/EA_AR every registrant holds it.  A holder registered with ALL_TG_PT=1
-        holds it through each of its registered target ports (as LIO's
-        ``is_reservation_holder``).
+        Under WE_AR/EA_AR every registrant holds it; otherwise exactly one I_T nexus does,
+        the one that reserved (or received it by REGISTER AND MOVE), even when its initiator
+        registered with ALL_TG_PT=1: through its other target ports it is a registered
+        non-holder (SPC-4 §5.7.10; LIO compares the registration itself, observed on Linux
+        6.1 with one initiator through two tcm_loop target ports).
         """
         res = state.reservation
         if res is None:
             return False
-        regs = state.registrations
         if res.type in _AR_TYPES:
-            return nexus in regs
-        if nexus == res.holder:
-            return True
-        holder_reg = regs.get(res.holder)
-        return (
-            holder_reg is not None
-            and holder_reg.all_tg_pt
-            and nexus.transport_id == res.holder.transport_id
-            and nexus in regs
-        )
+            return nexus in state.registrations
+        return nexus == res.holder
 
     # -- unit attentions -------------------------------------------------------------------
 
@@ -330,7 +323,11 @@ class Engine:
         queue = state.unit_attentions.get(nexus)
         if not queue:
             return None
-        return Outcome(_check(queue[0]), Changes(consume_ua=nexus))
+        return Outcome(_check(queue[0]), self._consume_ua(nexus))
+
+    def _consume_ua(self, nexus: Nexus) -> Changes:
+        # [LIO≠SPC] LIO clears the whole queue with the one it reports (policy).
+        return Changes(consume_ua=nexus, consume_all_ua=self.policy.ua_report_clears_queue)
 
     def _request_sense(self, state: LUState, nexus: Nexus, cdb: bytes) -> Outcome:
         # SPC-4 §6.29: REQUEST SENSE returns (and clears) a pending unit attention; byte 1
@@ -340,7 +337,7 @@ class Engine:
         queue = state.unit_attentions.get(nexus)
         if queue:
             sense = queue[0].to_bytes(fixed=not descriptor)
-            return Outcome(ScsiResult.good(sense[:alloc]), Changes(consume_ua=nexus))
+            return Outcome(ScsiResult.good(sense[:alloc]), self._consume_ua(nexus))
         return Outcome(ScsiResult.good(SenseCode.NO_SENSE.to_bytes(fixed=not descriptor)[:alloc]))
 
     # -- SPC-2 RESERVE / RELEASE -----------------------------------------------------------
@@ -660,11 +657,13 @@ class Engine:
         siblings = self._siblings(state, nexus, reg)
         if sark != 0:
             # Key change: the registration keeps its place (and any reservation it holds).
+            # [LIO≠SPC] LIO changes only the sender's registration of an ALL_TG_PT one.
             new = Registration(sark, all_tg_pt=reg.all_tg_pt, aptpl=params.aptpl)
+            changed = (nexus, *siblings) if policy.key_change_every_port else (nexus,)
             return Outcome(
                 _GOOD,
                 Changes(
-                    put=tuple((n, new) for n in (nexus, *siblings)),
+                    put=tuple((n, new) for n in changed),
                     generation=_bump(state),
                     aptpl=params.aptpl,
                 ),

@@ -72,6 +72,14 @@ class Policy:
         disagrees with the parameter list: LIO 26/00, SPC 1A/00 (§3.1, §5).
     :param reject_reserved_cdb_bits: refuse non-zero reserved CDB bits with 24/00 (CTL, as
         SPC allows); LIO ignores them (§1.1, §5).
+    :param ua_report_clears_queue: LIO reports the oldest queued unit attention (as CHECK
+        CONDITION or as REQUEST SENSE data) and clears every unit attention queued for the
+        I_T nexus with it (``core_scsi3_ua_for_check_condition`` and
+        ``core_scsi3_ua_clear_for_request_sense`` free the whole list, UA_INTLCK_CTRL=00b;
+        observed on Linux 6.1); SPC-4 §5.9: each is reported by its own command.
+    :param key_change_every_port: a REGISTER that changes the key of an ALL_TG_PT
+        registration changes it on every target port [inferred]; LIO changes only the
+        registration of the I_T nexus that sent it (observed on Linux 6.1).
     """
 
     mode: Mode
@@ -93,6 +101,8 @@ class Policy:
     spec_i_pt_skips_registered: bool
     transport_id_length_error: SenseCode
     reject_reserved_cdb_bits: bool
+    ua_report_clears_queue: bool
+    key_change_every_port: bool
 
     @classmethod
     def for_mode(cls, mode: Mode | str) -> Policy:
@@ -121,6 +131,8 @@ LIO = Policy(
     spec_i_pt_skips_registered=True,
     transport_id_length_error=SenseCode.INVALID_PARAM,
     reject_reserved_cdb_bits=False,
+    ua_report_clears_queue=True,
+    key_change_every_port=False,
 )
 
 #: The letter of SPC-4 (with the [inferred] readings of spc4-pr.md where the text was missing).
@@ -144,4 +156,6 @@ SPC4 = Policy(
     spec_i_pt_skips_registered=False,
     transport_id_length_error=SenseCode.INVALID_PARAM_LEN,
     reject_reserved_cdb_bits=True,
+    ua_report_clears_queue=False,
+    key_change_every_port=True,
 )

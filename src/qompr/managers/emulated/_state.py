@@ -89,6 +89,8 @@ class Changes:
     """What one command changes, applied in field order by :meth:`LUState.apply`.
 
     :param consume_ua: the nexus whose oldest unit attention was reported (and so cleared).
+    :param consume_all_ua: with *consume_ua*, clear every unit attention queued for that nexus
+        (LIO clears the whole queue when it reports one).
     :param clear: remove every registration (CLEAR).
     :param remove: I_T nexuses whose registration is removed.
     :param put: registrations added (at the end) or replaced (in place).
@@ -101,6 +103,7 @@ class Changes:
     """
 
     consume_ua: Nexus | None = None
+    consume_all_ua: bool = False
     clear: bool = False
     remove: tuple[Nexus, ...] = ()
     put: tuple[tuple[Nexus, Registration], ...] = ()
@@ -164,7 +167,7 @@ class LUState:
         if changes.consume_ua is not None:
             queue = self.unit_attentions.get(changes.consume_ua)
             if queue:
-                del queue[0]
+                del queue[: len(queue) if changes.consume_all_ua else 1]
                 if not queue:
                     del self.unit_attentions[changes.consume_ua]
         regs = self.registrations

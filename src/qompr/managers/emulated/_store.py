@@ -356,7 +356,12 @@ class SqliteStore:
     def _write(self, conn: sqlite3.Connection, lu: str, state: LUState, ch: Changes) -> None:
         """Write *ch* (not yet applied to *state*) in the open transaction."""
         execute = conn.execute
-        if ch.consume_ua is not None:
+        if ch.consume_ua is not None and ch.consume_all_ua:
+            execute(
+                "DELETE FROM unit_attention WHERE lu = ? AND nexus = ?",
+                (lu, _nexus_blob(ch.consume_ua)),
+            )
+        elif ch.consume_ua is not None:
             execute(
                 "DELETE FROM unit_attention WHERE id = (SELECT id FROM unit_attention"
                 " WHERE lu = ? AND nexus = ? ORDER BY id LIMIT 1)",
