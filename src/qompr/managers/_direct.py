@@ -6,31 +6,57 @@ privileged process can use in-process: a PR OUT on an fd opened read-only is ref
 INVALID COMMAND OPERATION CODE without reaching the device; PR IN goes out with an 8192-byte
 buffer and the answer is cut to the CDB's allocation length; errno, host status and driver
 status become status and sense as QEMU maps them (:func:`qompr.linux.sgio.map_outcome`).
+
 Unlike qemu-pr-helper, the timeout is a property (qemu-pr-helper passes 1 ms, which the block
-layer raises to 7 s on /dev/sdX and which a /dev/sgN node takes literally).
+layer raises to 7 s on /dev/sdX and which a /dev/sgN node takes literally), and it bounds how
+long the caller waits even when the kernel cannot end the command: the ioctl runs in a worker
+thread, and when no answer came :data:`GRACE_MS` after the timeout the caller gets what the
+kernel reports for a command it timed out and aborted (host status ``DID_TIME_OUT``), mapped
+as qemu-pr-helper maps it: CHECK CONDITION, ABORTED COMMAND, COMMAND TIMEOUT DURING
+PROCESSING (0B/2E/02).  That happens on real devices: LIO on Linux 6.1 deadlocks the logical
+unit on PREEMPT AND ABORT through tcm_loop, and the SCSI error handler's abort waits for it
+for ever (docs/vm-testbed.md).  The worker stays blocked in the kernel (uninterruptibly on
+/dev/sdX, so the process cannot fully exit until the device answers); qemu-pr-helper in that
+case never answers at all.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
+import threading
 from typing import final
 
 from qompr.linux.sgio import Direction
+from qompr.linux.sgio import SgIoOutcome
 from qompr.linux.sgio import map_outcome
 from qompr.linux.sgio import sg_io
 from qompr.managers._base import PR_OUT
 from qompr.managers._base import PRManager
 from qompr.qom import IntProperty
+from qompr.scsi import HostStatus
 from qompr.scsi import Nexus
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
 from qompr.scsi import transfer_length
 
-__all__ = ["PRManagerDirect"]
+__all__ = ["GRACE_MS", "PRManagerDirect"]
 
 #: qemu-pr-helper's data buffer (PR_HELPER_DATA_SIZE).
 DATA_SIZE = 8192
+#: How long after ``timeout`` the manager still waits for the kernel's own answer: the SCSI
+#: error handler aborts a timed-out command first, and the block layer's timer runs late by
+#: up to a second (it rounds expiries up to whole seconds).
+GRACE_MS = 2000
+
+
+def _sense_bytes(buffer: bytes) -> bytes:
+    """The sense in the 96-byte buffer: 8 + ADDITIONAL SENSE LENGTH bytes (SPC-4 4.5), as
+    pr-manager-helper keeps of qemu-pr-helper's buffer, so both managers answer alike."""
+    if len(buffer) >= 8 and buffer[0] & 0x7F in (0x70, 0x71, 0x72, 0x73):
+        return buffer[: 8 + buffer[7]]
+    return buffer
 
 
 @final
@@ -41,7 +67,7 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
         minimum=1,
         maximum=24 * 3600 * 1000,
         default=30_000,
-        description="SG_IO timeout in milliseconds",
+        description="SG_IO timeout in milliseconds (the caller waits at most 2 s more)",
     )
 
     def run(
@@ -53,17 +79,51 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
             # qemu-pr-helper checks the access mode before the ioctl (prh_co_entry).
             if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
                 return ScsiResult.check(SenseCode.INVALID_OPCODE)
-            outcome = sg_io(
-                fd, cdb16, Direction.TO_DEV, data_out=bytes(data[:length]),
-                cmd_len=16, timeout_ms=self.timeout,
-            )  # fmt: skip
-            status, sense, _ = map_outcome(outcome, len(data[:length]))
-            return ScsiResult(status, sense if status == 0x02 else b"")
-        outcome = sg_io(
-            fd, cdb16, Direction.FROM_DEV, data_in_size=DATA_SIZE,
-            cmd_len=16, timeout_ms=self.timeout,
-        )  # fmt: skip
+            data_out = bytes(data[:length])
+            outcome = self._sg_io(fd, cdb16, Direction.TO_DEV, data_out=data_out)
+            status, sense, _ = map_outcome(outcome, len(data_out))
+            return ScsiResult(status, _sense_bytes(sense) if status == 0x02 else b"")
+        outcome = self._sg_io(fd, cdb16, Direction.FROM_DEV, data_in_size=DATA_SIZE)
         status, sense, transferred = map_outcome(outcome, DATA_SIZE)
         if status != 0:
-            return ScsiResult(status, sense if status == 0x02 else b"")
+            return ScsiResult(status, _sense_bytes(sense) if status == 0x02 else b"")
         return ScsiResult(status, b"", outcome.data[: min(transferred, max(length, 0))])
+
+    def _sg_io(
+        self,
+        fd: int,
+        cdb16: bytes,
+        direction: Direction,
+        *,
+        data_out: bytes = b"",
+        data_in_size: int = 0,
+    ) -> SgIoOutcome:
+        """One SG_IO in a worker thread, waited for at most ``timeout`` + :data:`GRACE_MS`."""
+        timeout_ms = self.timeout
+        answers: list[SgIoOutcome | BaseException] = []
+        done = threading.Event()
+
+        call = functools.partial(
+            sg_io, fd, cdb16, direction, data_out=data_out, data_in_size=data_in_size,
+            cmd_len=16, timeout_ms=timeout_ms,
+        )  # fmt: skip
+
+        def work() -> None:
+            try:
+                answers.append(call())
+            except BaseException as exc:  # handed to the caller below
+                answers.append(exc)
+            finally:
+                done.set()
+
+        # A daemon thread: one the kernel never lets go of must not hold up interpreter exit.
+        name = f"{self.id or self.typename} SG_IO"
+        threading.Thread(target=work, name=name, daemon=True).start()
+        if not done.wait((timeout_ms + GRACE_MS) / 1000):
+            # scsi_timeout() sets DID_TIME_OUT on a command it aborts; qemu-pr-helper maps it
+            # to COMMAND TIMEOUT (scsi_sense_from_host_status).
+            return SgIoOutcome(0, host_status=HostStatus.TIME_OUT)
+        answer = answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
