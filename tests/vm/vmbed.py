@@ -226,10 +226,10 @@ def _busybox() -> Path:
     raise VMBedError("busybox not found: run scripts/vm-setup (installs busybox-static)")
 
 
-def _module_files(kver: str) -> list[Path]:
-    """The initramfs modules and their dependencies, in load order (modprobe's order)."""
+def _module_files(kver: str, modules: Sequence[str] = INITRD_MODULES) -> list[Path]:
+    """*modules* and their dependencies, in load order (modprobe's order)."""
     files: list[Path] = []
-    for module in INITRD_MODULES:
+    for module in modules:
         proc = subprocess.run(
             [_modprobe(), "-S", kver, "--show-depends", module],
             capture_output=True,
