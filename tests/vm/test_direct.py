@@ -51,12 +51,13 @@ import pytest
 from qompr.managers._direct import GRACE_MS
 from qompr.scsi import SenseCode
 
+from .guest_program import boot
+from .guest_program import load_record
 from .guest_tools import PRHelperClient
 from .guest_tools import parse_read_keys
 from .guest_tools import sg_io
 from .vmbed import REPO
 from .vmbed import VMResult
-from .vmbed import run_in_vm
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_host")]
 
@@ -458,33 +459,23 @@ def guest_wedge() -> None:  # pragma: no cover - runs in the VM
 
 @pytest.fixture(scope="module")
 def bed() -> VMResult:
-    result = run_in_vm(GUEST_SCRIPT, paths=3, pr_helper=True, cwd=REPO, timeout=400)
-    if result.exit_status != 0 or RESULT not in result.files:
-        pytest.fail(f"the guest program failed:\n{result.describe()}", pytrace=False)
-    return result
+    return boot(GUEST_SCRIPT, RESULT, paths=3, pr_helper=True, cwd=REPO, timeout=400)
 
 
 @pytest.fixture(scope="module")
 def seen(bed: VMResult) -> dict[str, Any]:
-    record: dict[str, Any] = bed.json(RESULT)
-    assert record.get("done"), "the guest program stopped early"
-    return record
+    return load_record(bed, RESULT)
 
 
 @pytest.fixture(scope="module")
 def wedge() -> VMResult:
     """The boot that wedges the LU (placed last: the module's other tests use ``bed``)."""
-    result = run_in_vm(WEDGE_SCRIPT, paths=2, pr_helper=True, cwd=REPO, timeout=300)
-    if result.exit_status != 0 or WEDGE_RESULT not in result.files:
-        pytest.fail(f"the guest program failed:\n{result.describe()}", pytrace=False)
-    return result
+    return boot(WEDGE_SCRIPT, WEDGE_RESULT, paths=2, pr_helper=True, cwd=REPO, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def wedged(wedge: VMResult) -> dict[str, Any]:
-    record: dict[str, Any] = wedge.json(WEDGE_RESULT)
-    assert record.get("done"), "the guest program stopped early"
-    return record
+    return load_record(wedge, WEDGE_RESULT)
 
 
 def status(answer: dict[str, Any]) -> tuple[int, list[int]]:

@@ -40,10 +40,11 @@ import pytest
 from qompr.scsi import ReadFullStatusData
 from qompr.scsi import SenseCode
 
+from .guest_program import boot
+from .guest_program import load_record
 from .guest_tools import sg_io
 from .vmbed import REPO
 from .vmbed import VMResult
-from .vmbed import run_in_vm
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_host")]
 
@@ -341,17 +342,12 @@ def _daemon_section(note: Callable[[str, Any], None], fd: int, devs: list[str], 
 
 @pytest.fixture(scope="module")
 def bed() -> VMResult:
-    result = run_in_vm(GUEST_SCRIPT, paths=3, mpath_key=MPATH_KEY, cwd=REPO, timeout=400)
-    if result.exit_status != 0 or RESULT not in result.files:
-        pytest.fail(f"the guest program failed:\n{result.describe()}", pytrace=False)
-    return result
+    return boot(GUEST_SCRIPT, RESULT, paths=3, mpath_key=MPATH_KEY, cwd=REPO, timeout=400)
 
 
 @pytest.fixture(scope="module")
 def seen(bed: VMResult) -> dict[str, Any]:
-    record: dict[str, Any] = bed.json(RESULT)
-    assert record.get("done"), "the guest program stopped early"
-    return record
+    return load_record(bed, RESULT)
 
 
 def keys_of(data_hex: str) -> tuple[int, list[int]]:

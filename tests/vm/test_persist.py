@@ -51,10 +51,11 @@ import pytest
 
 from qompr.scsi import SenseCode
 
+from .guest_program import boot
+from .guest_program import load_record
 from .guest_tools import sg_io
 from .vmbed import REPO
 from .vmbed import VMResult
-from .vmbed import run_in_vm
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_host")]
 
@@ -353,17 +354,12 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
 
 @pytest.fixture(scope="module")
 def bed() -> VMResult:
-    result = run_in_vm(GUEST_SCRIPT, paths=3, cwd=REPO, timeout=400)
-    if result.exit_status != 0 or RESULT not in result.files:
-        pytest.fail(f"the guest program failed:\n{result.describe()}", pytrace=False)
-    return result
+    return boot(GUEST_SCRIPT, RESULT, paths=3, cwd=REPO, timeout=400)
 
 
 @pytest.fixture(scope="module")
 def seen(bed: VMResult) -> dict[str, Any]:
-    record: dict[str, Any] = bed.json(RESULT)
-    assert record.get("done"), "the guest program stopped early"
-    return record
+    return load_record(bed, RESULT)
 
 
 def norm(text: str) -> str:

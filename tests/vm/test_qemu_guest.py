@@ -34,6 +34,8 @@ from typing import Any
 
 import pytest
 
+from .guest_program import boot
+from .guest_program import load_record
 from .nested import Step
 from .nested import build_initramfs
 from .nested import parse_console
@@ -41,7 +43,6 @@ from .vmbed import REPO
 from .vmbed import VMResult
 from .vmbed import ensure_vmlinux
 from .vmbed import host_kernel
-from .vmbed import run_in_vm
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_host")]
 
@@ -153,6 +154,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
         record["qemu"] = {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
         with open(console, errors="replace") as text:
             record["console"] = text.read()
+        record["done"] = True
     finally:
         daemon.terminate()
         _, err = daemon.communicate(timeout=30)
@@ -171,8 +173,9 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> VMResult:
     directory.chmod(0o755)
     initrd = build_initramfs(kver, STEPS, ["/usr/bin/sg_persist", "/usr/bin/sg_raw"],
                              directory / "initrd.cpio")  # fmt: skip
-    result = run_in_vm(
+    return boot(
         GUEST_SCRIPT,
+        RESULT,
         paths=3,
         pr_helper=True,
         env={
@@ -182,15 +185,11 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> VMResult:
         cwd=REPO,
         timeout=600,
     )
-    if result.exit_status != 0 or RESULT not in result.files:
-        pytest.fail(f"the guest program failed:\n{result.describe()}", pytrace=False)
-    return result
 
 
 @pytest.fixture(scope="module")
 def record(bed: VMResult) -> dict[str, Any]:
-    seen: dict[str, Any] = bed.json(RESULT)
-    return seen
+    return load_record(bed, RESULT)
 
 
 @pytest.fixture(scope="module")
