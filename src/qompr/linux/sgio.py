@@ -194,10 +194,12 @@ def sg_io(
     )
 
 
-def sense_from_errno(err: int) -> tuple[ScsiStatus, SenseCode | None]:
-    """QEMU 7.2's ``scsi_sense_from_errno`` (Linux build): the status and sense for an errno.
+def sense_from_errno(err: int, *, qemu_7_2: bool = False) -> tuple[ScsiStatus, SenseCode | None]:
+    """QEMU's ``scsi_sense_from_errno`` (Linux build): the status and sense for an errno.
 
     :param err: an errno value (0 for success).
+    :param qemu_7_2: QEMU 7.2's table, which has no ENODEV case: an offline /dev/sdX (SG_IO
+        fails with ENODEV) is I/O PROCESS TERMINATED there, TARGET FAILURE in current QEMU.
     :returns: the status, and the sense code when it is CHECK CONDITION.
     """
     if err == 0:
@@ -206,14 +208,15 @@ def sense_from_errno(err: int) -> tuple[ScsiStatus, SenseCode | None]:
         return ScsiStatus.TASK_SET_FULL, None
     if err == errno.EBADE:
         return ScsiStatus.RESERVATION_CONFLICT, None
+    if err == errno.ENODEV and not qemu_7_2:
+        # Current QEMU, Linux only (where ENODEV is not ENOMEDIUM); 7.2 takes the default,
+        # as the real qemu-pr-helper 7.2 answers on LIO (tests/vm/test_pr_helper.py).
+        return ScsiStatus.CHECK_CONDITION, SenseCode.TARGET_FAILURE
     code = _ERRNO_SENSE.get(err, SenseCode.IO_ERROR)
     return ScsiStatus.CHECK_CONDITION, code
 
 
 _ERRNO_SENSE: dict[int, SenseCode] = {
-    # QEMU 7.2's table.  ENODEV is not in it (newer QEMU maps it to TARGET FAILURE): the
-    # real qemu-pr-helper 7.2 answers I/O PROCESS TERMINATED for the ENODEV that SG_IO on
-    # an offline /dev/sdX gives (tests/vm/test_pr_helper.py), so ENODEV takes the default.
     errno.EREMOTEIO: SenseCode.TARGET_FAILURE,
     errno.ENODATA: SenseCode.READ_ERROR,
     errno.ENOMEDIUM: SenseCode.NO_MEDIUM,
@@ -255,16 +258,19 @@ _HOST_SENSE: dict[int, SenseCode] = {
 }
 
 
-def map_outcome(outcome: SgIoOutcome, size: int) -> tuple[int, bytes, int]:
+def map_outcome(
+    outcome: SgIoOutcome, size: int, *, qemu_7_2: bool = False
+) -> tuple[int, bytes, int]:
     """``do_sgio_worker``'s decision: (status, 96 sense bytes, bytes transferred).
 
     :param outcome: what :func:`sg_io` returned.
     :param size: the ``dxfer_len`` that was asked for.
+    :param qemu_7_2: map errno with QEMU 7.2's table (see :func:`sense_from_errno`).
     """
     sense = outcome.sense.ljust(_SENSE_SIZE, b"\0")
     code: SenseCode | None
     if outcome.errno:
-        status, code = sense_from_errno(outcome.errno)
+        status, code = sense_from_errno(outcome.errno, qemu_7_2=qemu_7_2)
     elif outcome.host_status:
         status, code = sense_from_host_status(outcome.host_status)
     elif outcome.driver_status & SG_ERR_DRIVER_TIMEOUT:
@@ -287,7 +293,7 @@ _ERRNO_ANSWERS: dict[int, tuple[int, bytes]] = {}
 def _errno_answer(err: int) -> tuple[int, bytes]:
     answer = _ERRNO_ANSWERS.get(err)
     if answer is None:
-        status, code = sense_from_errno(err)
+        status, code = sense_from_errno(err, qemu_7_2=True)
         sense = code.to_bytes().ljust(_SENSE_SIZE, b"\0") if code is not None else _ZERO_SENSE
         answer = _ERRNO_ANSWERS[err] = (int(status), sense)
     return answer
@@ -333,7 +339,7 @@ def pr_helper_sgio(fd: int, cdb: bytes, data: bytes = b"") -> tuple[int, bytes, 
         bufs.sense.raw,
         bufs.data.raw[:size] if data_in else b"",
     )
-    status, sense, transferred = map_outcome(outcome, size)
+    status, sense, transferred = map_outcome(outcome, size, qemu_7_2=True)
     if not data_in:
         return status, sense, b""
     transferred = max(0, min(transferred, _DATA_SIZE))

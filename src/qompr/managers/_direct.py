@@ -5,7 +5,8 @@ What qemu-pr-helper does for a non-multipath fd (``do_sgio_worker``), as a manag
 privileged process can use in-process: a PR OUT on an fd opened read-only is refused with
 INVALID COMMAND OPERATION CODE without reaching the device; PR IN goes out with an 8192-byte
 buffer and the answer is cut to the CDB's allocation length; errno, host status and driver
-status become status and sense as QEMU maps them (:func:`qompr.linux.sgio.map_outcome`).
+status become status and sense as current QEMU maps them (:func:`qompr.linux.sgio.map_outcome`;
+the daemon uses QEMU 7.2's errno table, the release it is compared with byte for byte).
 
 Unlike qemu-pr-helper, the timeout is a property (qemu-pr-helper passes 1 ms, which the block
 layer raises to 7 s on /dev/sdX and which a /dev/sgN node takes literally), and it bounds how
