@@ -10,7 +10,9 @@ length 255) back to back, each with a regular-file fd, and prints requests per s
 p50/p99 latency of both helpers, and qompr's ratios.  qompr-pr-helper is measured twice: with
 its default SG_IO executor (what qemu-pr-helper does: on a regular file the ioctl fails and both
 answer CHECK CONDITION) and with ``--backend pr-manager-emulated`` (real READ KEYS answers; the
-real helper has no such backend, so its SG_IO numbers are the reference).  Last, it opens many
+real helper has no such backend, so its SG_IO numbers are the reference), with an SQLite state
+file (``qompr+emu``: a worker thread and a transaction per command) and in memory
+(``qompr+mem``: run on the daemon's loop).  Last, it opens many
 idle connections to each helper and prints their resident memory.
 
 The load comes from client processes (one per core, each driving its share of the connections
@@ -170,7 +172,7 @@ def main() -> int:
         regular = os.path.join(tmp, "lu.img")
         with open(regular, "wb") as f:
             f.write(bytes(1 << 20))
-        for sub in ("real", "ours", "multi", "emu"):
+        for sub in ("real", "ours", "multi", "emu", "mem"):
             os.mkdir(os.path.join(tmp, sub))
         emu_state = os.path.join(tmp, "pr.db")
         real = HelperProcess([real_bin], os.path.join(tmp, "real"))
@@ -181,12 +183,23 @@ def main() -> int:
             [*ours_argv, "--backend", f"pr-manager-emulated,id=emu0,state={emu_state}"],
             os.path.join(tmp, "emu"),
         )
-        with real, ours, multi, emu:
+        # In memory the engine says it cannot block: the daemon runs it on its loop.
+        mem = HelperProcess(
+            [*ours_argv, "--backend", "pr-manager-emulated,id=emu0"], os.path.join(tmp, "mem")
+        )
+        with real, ours, multi, emu, mem:
             _register_keys(emu.path, regular)
+            _register_keys(mem.path, regular)
             table: dict[tuple[str, int], dict[str, float]] = {}
             for _round in range(args.rounds):
                 for n in CONNECTIONS:
-                    helpers = (("qemu", real), ("qompr", ours), (MULTI, multi), ("qompr+emu", emu))
+                    helpers = (
+                        ("qemu", real),
+                        ("qompr", ours),
+                        (MULTI, multi),
+                        ("qompr+emu", emu),
+                        ("qompr+mem", mem),
+                    )
                     for name, helper in helpers:
                         result = measure(helper.path, n, args.seconds, regular)
                         best = table.get((name, n))
@@ -223,7 +236,7 @@ def _report(table: dict[tuple[str, int], dict[str, float]]) -> None:
     print(f"{'conns':>5}  {'helper':10} {'req/s':>9} {'p50 us':>8} {'p99 us':>8}  vs qemu")
     for n in CONNECTIONS:
         ref = table[("qemu", n)]
-        for name in ("qemu", "qompr", MULTI, "qompr+emu"):
+        for name in ("qemu", "qompr", MULTI, "qompr+emu", "qompr+mem"):
             r = table[(name, n)]
             ratio = ""
             if name != "qemu":

@@ -52,6 +52,9 @@ def qompr_register_commands(subparsers: argparse._SubParsersAction[Any]) -> None
 def qompr_command_executed(manager: PRManager, cdb: bytes, result: ScsiResult) -> None:
     """Called after a PR manager executed a PERSISTENT RESERVE IN/OUT command.
 
+    Runs in the thread that executed it, which may be ``qompr-pr-helper``'s event loop (a
+    manager whose ``cannot_block`` is true): never block.
+
     :param manager: the manager (its ``id`` names it in ``/objects``).
     :param cdb: the command descriptor block as executed.
     :param result: status, sense and data-in of the command.

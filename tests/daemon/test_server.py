@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,9 @@ from qompr.daemon.testing import pr_in
 from qompr.daemon.testing import pr_out
 from qompr.daemon.testing import recv_exact
 from qompr.daemon.testing import request
+from qompr.managers.emulated import PRManagerEmulated
 from qompr.protocol import Request
+from qompr.qom import ObjectTree
 from qompr.scsi import Nexus
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
@@ -275,3 +278,40 @@ def test_requests_reach_the_backend_intact() -> None:
         (pr_in(3, action=1), b""),
         (pr_out(30, action=6, type_=0x15), bytes(range(30))),
     ]
+
+
+class _Recorder:
+    """A manager that records the thread each command runs in."""
+
+    def __init__(self, cannot_block: bool) -> None:
+        self.cannot_block = cannot_block
+        self.threads: list[str] = []
+
+    def execute(self, fd: int, cdb: bytes, data: bytes, *, nexus: Any = None) -> ScsiResult:
+        self.threads.append(threading.current_thread().name)
+        return ScsiResult.good(b"\0" * 8)
+
+
+@pytest.mark.parametrize("cannot_block", [True, False])
+def test_a_manager_that_cannot_block_runs_on_the_loop(cannot_block: bool) -> None:
+    manager = _Recorder(cannot_block)
+    with InProcessServer(backend=ManagerBackend(manager)) as srv, connected(srv.path) as sock:
+        fd = os.open("/dev/null", os.O_RDWR)
+        try:
+            for _ in range(3):
+                assert request(sock, pr_in(), fd)[0] == 0
+        finally:
+            os.close(fd)
+    loop_thread = [name.startswith("qompr-pr-helper-worker") for name in manager.threads]
+    assert loop_thread == [not cannot_block] * 3
+
+
+def test_emulated_in_memory_cannot_block_with_a_state_file_it_can(
+    tree: ObjectTree, tmp_path: Path
+) -> None:
+    memory = tree.object_add("pr-manager-emulated", "emu0")
+    stored = tree.object_add("pr-manager-emulated", "emu1", state=str(tmp_path / "pr.db"))
+    assert isinstance(memory, PRManagerEmulated) and isinstance(stored, PRManagerEmulated)
+    assert memory.cannot_block and not stored.cannot_block
+    memory.abort_handler = lambda nexuses: None  # an embedder's handler may block
+    assert not memory.cannot_block

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qompr.daemon._server import sgio_cannot_block
+from qompr.daemon._backends import sgio_cannot_block
 from qompr.linux import sgio
 from qompr.linux.sgio import Direction
 from qompr.linux.sgio import SgIoOutcome

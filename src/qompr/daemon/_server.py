@@ -4,12 +4,13 @@
 General layout.  One asyncio loop owns the listening socket and every connection, and does
 all their I/O: reads, parsing, replies.  A command runs
 
-* *on the loop* when it cannot block: the default SG_IO executor on an fd that is not a
-  device (a pipe, a socket, /dev/null and its kin, a file on a local filesystem): there the
-  ioctl fails at once, exactly as in qemu-pr-helper, and a thread hop would cost more than
-  the whole command;
-* *on a worker thread* otherwise (a block or SCSI device, where SG_IO may take seconds; any
-  ``--backend`` object): at most :attr:`HelperServer.max_workers` at once, as
+* *on the loop* when the backend says it cannot block (``cannot_block(request)``): the
+  default SG_IO executor on an fd that is not a device (a pipe, a socket, /dev/null and its
+  kin, a file on a local filesystem), where the ioctl fails at once, exactly as in
+  qemu-pr-helper; a ``--backend`` manager that says so (``pr-manager-emulated`` in memory).
+  There a thread hop would cost more than the whole command;
+* *on a worker thread* otherwise (a block or SCSI device, where SG_IO may take seconds; a
+  manager with a state file): at most :attr:`HelperServer.max_workers` at once, as
   qemu-pr-helper's thread pool stops at 64.
 
 One thread doing every Python step of every connection keeps the interpreter lock out of the
@@ -25,13 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import logging
 import os
 import socket
-import stat
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -167,62 +165,6 @@ class _Client:
         )
 
 
-# Filesystems whose regular files and directories answer SG_IO with ENOTTY at once (no
-# ioctl is forwarded anywhere, unlike FUSE or network filesystems).  statfs(2) magics.
-_LOCAL_FS = frozenset(
-    {
-        0xEF53,  # ext2/3/4
-        0x58465342,  # xfs
-        0x9123683E,  # btrfs
-        0x01021994,  # tmpfs (and memfd)
-        0x858458F6,  # ramfs
-        0x794C7630,  # overlayfs
-        0xF2F52010,  # f2fs
-        0x9FA0,  # proc
-        0x62656572,  # sysfs
-    }
-)
-_MEM_MAJOR = 1  # /dev/null, /dev/zero, /dev/full, /dev/random...: the mem driver
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fstatfs.argtypes = (ctypes.c_int, ctypes.c_void_p)
-_libc.fstatfs.restype = ctypes.c_int
-
-
-def _fs_type(fd: int) -> int:
-    buf = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first word
-    if _libc.fstatfs(fd, buf) != 0:
-        return -1
-    return int.from_bytes(buf.raw[: ctypes.sizeof(ctypes.c_long)], sys.byteorder)
-
-
-def sgio_cannot_block(fd: int) -> bool:
-    """Whether ``SG_IO`` on *fd* is sure to fail at once (so it may run on the loop).
-
-    True for pipes, sockets, the mem character devices, and regular files and directories
-    of local filesystems; False for block and other character devices (SCSI disks, sg
-    nodes), FUSE, network filesystems, and anything unknown.
-    """
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        return True  # EBADF: the ioctl fails at once too
-    mode = st.st_mode
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-        return True
-    if stat.S_ISCHR(mode):
-        return os.major(st.st_rdev) == _MEM_MAJOR
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        local = _local_devices.get(st.st_dev)
-        if local is None:
-            local = _local_devices[st.st_dev] = _fs_type(fd) in _LOCAL_FS
-        return local
-    return False
-
-
-# st_dev -> whether that filesystem is in _LOCAL_FS (a mount keeps its type).
-_local_devices: dict[int, bool] = {}
-
-
 class HelperServer:
     """Serve the qemu-pr-helper protocol on a listening unix socket.
 
@@ -247,8 +189,8 @@ class HelperServer:
     ) -> None:
         self.listener = listener
         self.backend: Backend = backend if backend is not None else SgIoBackend()
-        # DefaultBackend sends only block devices to multipath: the others stay SG_IO.
-        self._inline_sgio = isinstance(self.backend, SgIoBackend)
+        # The backend's promise that a command cannot block: then it runs on the loop.
+        self._cannot_block = getattr(self.backend, "cannot_block", None)
         self.allow_uids = frozenset(allow_uids)
         self.allow_gids = frozenset(allow_gids)
         self.max_workers = max_workers
@@ -470,7 +412,7 @@ class HelperServer:
                 self._close(client, "closed by the client")
                 return
             assert isinstance(event, Request)
-            if self._inline_sgio and sgio_cannot_block(event.fd):
+            if self._cannot_block is not None and self._cannot_block(event):
                 self._answer(client, event, self._execute(client, event))
                 if client.closed or client.outgoing:
                     return

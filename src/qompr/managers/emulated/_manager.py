@@ -190,6 +190,13 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         """The I_T nexus of the peer of unix socket *sock* (SO_PEERCRED, ``initiator-rule``)."""
         return nexus_for_peer(sock, self.initiator_rule, target_port=target_port)
 
+    @property
+    def cannot_block(self) -> bool:
+        """Whether a command finishes at once: the state is in memory (no file to sync) and
+        no ``abort_handler`` is set.  ``qompr-pr-helper --backend`` then runs commands on its
+        event loop instead of handing each to a worker thread."""
+        return isinstance(self._store, MemoryStore) and self.abort_handler is None
+
     # -- commands ---------------------------------------------------------------------------
 
     def _ready(self) -> tuple[Engine, Store]:
