@@ -8,6 +8,10 @@
   executor of a qemu-pr-helper built without multipath (as Debian's is): ``SG_IO`` for all.
 * :class:`SgIoBackend` — ``SG_IO`` for every fd, never asking device-mapper.
 * :class:`ManagerBackend` — any ``pr-manager`` object (``--backend OBJECT-STRING``).
+
+Each may say, per request, that the command cannot block (``cannot_block``), and the server
+then runs it on its event loop: SG_IO on an fd that is not a device fails at once
+(:func:`sgio_cannot_block`), and a manager may promise it (``pr-manager-emulated`` in memory).
 """
 
 from __future__ import annotations
