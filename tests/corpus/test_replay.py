@@ -27,9 +27,7 @@ from typing import Any
 
 import pytest
 
-import qompr
 from qompr.options import Syntax
-from qompr.options import run_command_line
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "qemu-7.2-object.json"
@@ -42,30 +40,12 @@ CASES: list[dict[str, Any]] = DATA["cases"]
 FOREIGN_TYPES = {
     "memory-backend-epc", "pef-guest", "s390-pv-guest", "iothread", "secret", "isa-serial"
 }  # fmt: skip
-TYPE_LIST_HEADER = "List of user creatable objects:\n"
 
 
 @pytest.fixture(scope="module")
 def env(generate: Any) -> Iterator[tuple[Path, list[tuple[str, str]]]]:
     with generate.environment() as tmp:
         yield tmp, generate.substitutions(tmp)
-
-
-def run_like_qemu(args: list[str], inspect: Any) -> dict[str, Any]:
-    """qompr's answer to a qemu-system command line made of these ``-object`` options."""
-    tree = qompr.new_tree(load_entrypoints=False)
-    try:
-        run = run_command_line(tree, args, Syntax.QEMU_SYSTEM, prog=PROG)
-        objects = inspect(tree) if run.exit_status == 0 and not run.stdout else None
-    finally:
-        for obj in tree.user_objects():
-            obj.unparent()  # close helper connections
-    return {
-        "exit_status": run.exit_status,
-        "stdout": run.stdout,
-        "stderr": run.stderr,
-        "objects": objects,
-    }
 
 
 def test_corpus_is_from_qemu_7_2() -> None:
@@ -76,7 +56,7 @@ def test_corpus_is_from_qemu_7_2() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_replay(
     case: dict[str, Any],
-    inspect: Any,
+    replay: Any,
     generate: Any,
     env: tuple[Path, list[tuple[str, str]]],
     monkeypatch: pytest.MonkeyPatch,
@@ -84,7 +64,7 @@ def test_replay(
     tmp, subs = env
     monkeypatch.chdir(tmp)  # QEMU ran with its working directory in @TMP@
     args = [generate.expand(a, subs) for a in case["args"]]
-    ours = run_like_qemu(args, inspect)
+    ours = replay.run(args, Syntax.QEMU_SYSTEM, prog=PROG)
     ours["stderr"] = generate.unexpand(ours["stderr"], subs)
     ours["objects"] = generate.unexpand_json(ours["objects"], subs)
 
@@ -95,19 +75,4 @@ def test_replay(
         assert f"Parameter 'qom-type' does not accept value '{name}'" in ours["stderr"]
         return
 
-    assert ours["exit_status"] == case["exit_status"], ours["stderr"]
-    assert ours["stderr"] == case["stderr"]
-    if case["stdout"].startswith(TYPE_LIST_HEADER):
-        theirs_types = case["stdout"].splitlines()[1:]
-        our_types = ours["stdout"].splitlines()[1:]
-        assert ours["stdout"].startswith(TYPE_LIST_HEADER)
-        assert our_types == sorted(our_types)
-        assert all(line.startswith("  ") for line in our_types)
-        assert [t for t in theirs_types if t in our_types] == [
-            t for t in our_types if t in theirs_types
-        ]
-        assert "  pr-manager-helper" in our_types
-    else:
-        assert ours["stdout"] == case["stdout"]
-    if case["exit_status"] == 0 and case["stayed_running"]:
-        assert ours["objects"] == case["objects"]
+    replay.assert_same(ours, case)
