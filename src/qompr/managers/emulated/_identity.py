@@ -19,11 +19,10 @@ import enum
 import os
 import socket
 import stat
-import struct
 from collections.abc import Sequence
 
-import attrs
-
+from qompr.linux import PeerCredentials
+from qompr.linux import peer_credentials
 from qompr.scsi import Nexus
 
 __all__ = [
@@ -58,33 +57,6 @@ class InitiatorRule(enum.Enum):
     PID = "pid"
     #: The VM name from QEMU's ``-name`` option: ``vm:<name>`` (``pid:<pid>`` without one).
     VM_NAME = "vm-name"
-
-
-@attrs.frozen
-class PeerCredentials:
-    """The SO_PEERCRED credentials of a unix socket peer.
-
-    :param pid: the peer's process id.
-    :param uid: its effective user id.
-    :param gid: its effective group id.
-    """
-
-    pid: int
-    uid: int
-    gid: int
-
-
-_UCRED = struct.Struct("3i")  # struct ucred { pid_t pid; uid_t uid; gid_t gid; }
-
-
-def peer_credentials(sock: socket.socket) -> PeerCredentials:
-    """The credentials of the peer of a connected unix socket (Linux SO_PEERCRED).
-
-    :raises OSError: if the socket has no such credentials.
-    """
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    pid, uid, gid = _UCRED.unpack(raw)
-    return PeerCredentials(pid, uid, gid)
 
 
 def process_cmdline(pid: int, *, proc: str = "/proc") -> list[str]:
