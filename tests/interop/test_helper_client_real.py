@@ -7,9 +7,9 @@ must give the same values (its sense trimmed to the 18 bytes that fixed-format s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +24,7 @@ from qompr.daemon.testing import FdFactory
 from qompr.daemon.testing import HelperProcess
 from qompr.daemon.testing import Script
 from qompr.daemon.testing import Step
+from qompr.daemon.testing import loop_device as attach_loop_device
 from qompr.daemon.testing import run_script
 from qompr.managers import PRManagerHelper
 from qompr.managers import query_pr_managers
@@ -72,16 +73,12 @@ def manager(real_helper: HelperProcess) -> Iterator[tuple[PRManagerHelper, Event
 
 @pytest.fixture
 def loop_device(tmp_path: Path) -> Iterator[str]:
-    image = tmp_path / "lu.img"
-    image.write_bytes(bytes(1 << 20))
-    try:
-        dev = subprocess.run(
-            ["losetup", "-f", "--show", str(image)], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"NO LOOP DEVICE (losetup failed: {exc})")
-    yield dev
-    subprocess.run(["losetup", "-d", dev], check=False)
+    with contextlib.ExitStack() as stack:
+        try:
+            dev = stack.enter_context(attach_loop_device(tmp_path))
+        except OSError as exc:
+            pytest.skip(f"NO LOOP DEVICE (losetup failed: {exc})")
+        yield dev
 
 
 def test_handshake_and_connected_event(manager: tuple[PRManagerHelper, Events]) -> None:

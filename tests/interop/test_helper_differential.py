@@ -11,9 +11,9 @@ path and qompr sends zeros (:meth:`~qompr.daemon.testing.Outcome.normalised`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +26,7 @@ from qompr.daemon.testing import HelperProcess
 from qompr.daemon.testing import Outcome
 from qompr.daemon.testing import Script
 from qompr.daemon.testing import Step
+from qompr.daemon.testing import loop_device as attach_loop_device
 from qompr.daemon.testing import pr_in
 from qompr.daemon.testing import pr_out
 from qompr.daemon.testing import run_script
@@ -144,20 +145,14 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def loop_device(workdir: Path) -> Iterator[str | None]:
-    image = workdir / "loop.img"
-    image.write_bytes(bytes(1 << 20))
-    try:
-        dev = subprocess.run(
-            ["losetup", "-f", "--show", str(image)], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError) as exc:
-        sys.stderr.write(f"\nNO LOOP DEVICE for the differential test: {exc}\n")
-        yield None
-        return
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            dev = stack.enter_context(attach_loop_device(workdir))
+        except OSError as exc:
+            sys.stderr.write(f"\nNO LOOP DEVICE for the differential test: {exc}\n")
+            yield None
+            return
         yield dev
-    finally:
-        subprocess.run(["losetup", "-d", dev], check=False)
 
 
 @pytest.fixture(scope="module")

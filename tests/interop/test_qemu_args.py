@@ -8,6 +8,7 @@ show the disk's nodes with the manager attached.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 import qompr
+from qompr.daemon.testing import loop_device as attach_loop_device
 from qompr.embed import drive_args
 from qompr.embed import managed_alias
 from qompr.embed import object_args
@@ -38,16 +40,12 @@ def loopdev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("qemu-system-x86_64 is not installed: run scripts/run-tests to install it")
     if os.geteuid() != 0 or shutil.which("losetup") is None:
         pytest.skip("LOUD SKIP: needs root and losetup to make a block device for host_device")
-    image = tmp_path_factory.mktemp("disk") / "disk.img"
-    image.write_bytes(b"\0" * (1 << 20))
-    proc = subprocess.run(
-        ["losetup", "--find", "--show", str(image)], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"LOUD SKIP: this machine cannot attach a loop device: {proc.stderr.strip()}")
-    dev = proc.stdout.strip()
-    yield dev
-    subprocess.run(["losetup", "-d", dev], check=False)
+    with contextlib.ExitStack() as stack:
+        try:
+            dev = stack.enter_context(attach_loop_device(tmp_path_factory.mktemp("disk")))
+        except OSError as exc:
+            pytest.skip(f"LOUD SKIP: this machine cannot attach a loop device: {exc}")
+        yield dev
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ caller's wait even when the kernel never ends the command.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +25,7 @@ import pytest
 import qompr
 from qompr.daemon.testing import FdFactory
 from qompr.daemon.testing import HelperProcess
+from qompr.daemon.testing import loop_device as attach_loop_device
 from qompr.errors import QomprError
 from qompr.linux.sgio import Direction
 from qompr.linux.sgio import SgIoOutcome
@@ -52,18 +53,14 @@ COMMANDS = [
 @pytest.fixture(scope="module")
 def fds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FdFactory]:
     work = tmp_path_factory.mktemp("fds")
-    loop = None
-    if os.geteuid() == 0 and shutil.which("losetup"):
-        image = work / "disk.img"
-        image.write_bytes(bytes(1 << 20))
-        proc = subprocess.run(["losetup", "--find", "--show", str(image)],
-                              capture_output=True, text=True, check=False)  # fmt: skip
-        loop = proc.stdout.strip() or None
-    factory = FdFactory(work, loop)
-    yield factory
-    factory.close()
-    if loop:
-        subprocess.run(["losetup", "-d", loop], check=False)
+    with contextlib.ExitStack() as stack:
+        loop = None
+        if os.geteuid() == 0 and shutil.which("losetup"):
+            with contextlib.suppress(OSError):  # the loop kinds then skip, loudly
+                loop = stack.enter_context(attach_loop_device(work))
+        factory = FdFactory(work, loop)
+        yield factory
+        factory.close()
 
 
 @pytest.fixture(scope="module")

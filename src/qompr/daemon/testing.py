@@ -168,6 +168,28 @@ class FdFactory:
         self.keep.clear()
 
 
+@contextlib.contextmanager
+def loop_device(directory: Path) -> Iterator[str]:
+    """A zeroed 1 MiB image in *directory* attached as a loop block device (``losetup``),
+    detached afterwards: a real block device that is not SCSI (the ``loop`` fd kinds).
+
+    :raises OSError: when it cannot be attached (not root, no ``losetup``, no free loop
+        device); the message says why.
+    """
+    image = directory / "loop.img"
+    image.write_bytes(bytes(1 << 20))
+    proc = subprocess.run(
+        ["losetup", "--find", "--show", str(image)], capture_output=True, text=True, check=False
+    )
+    device = proc.stdout.strip()
+    if proc.returncode != 0 or not device:
+        raise OSError(proc.stderr.strip() or f"losetup exited with {proc.returncode}")
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False)
+
+
 def parse_stream(stream: bytes) -> tuple[bytes, tuple[Reply, ...], bytes]:
     """Split what a helper sent into its feature bytes, replies, and leftover bytes."""
     features, rest = stream[:4], stream[4:]
