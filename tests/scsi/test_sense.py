@@ -12,6 +12,7 @@ from qompr.scsi import Asc
 from qompr.scsi import SenseCode
 from qompr.scsi import SenseData
 from qompr.scsi import SenseKey
+from qompr.scsi import sense_length
 
 from .strategies import sense_codes
 from .strategies import sense_data
@@ -180,3 +181,17 @@ def test_round_trip_both_formats(sense: SenseData) -> None:
 @given(sense_codes, st.booleans())
 def test_code_round_trip(code: SenseCode, fixed: bool) -> None:
     assert SenseData.from_bytes(code.to_bytes(fixed=fixed)).code == code
+
+
+@pytest.mark.parametrize(
+    ("buffer", "length"),
+    [
+        (SenseCode.INVALID_FIELD.to_bytes().ljust(96, b"\0"), 18),  # fixed: 8 + 10
+        (SenseCode.INVALID_FIELD.to_bytes(fixed=False).ljust(96, b"\0"), 8),  # descriptor
+        (bytes([0x71, 0, 6, 0, 0, 0, 0, 200]), 8),  # cut short: never past the buffer
+        (bytes(96), 96),  # no response code: all of it
+        (bytes([0x70, 0, 6]), 3),  # shorter than the header
+    ],
+)
+def test_sense_length(buffer: bytes, length: int) -> None:
+    assert sense_length(buffer) == length

@@ -40,6 +40,7 @@ from qompr.scsi import HostStatus
 from qompr.scsi import Nexus
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
+from qompr.scsi import sense_length
 from qompr.scsi import transfer_length
 
 __all__ = ["GRACE_MS", "PRManagerDirect"]
@@ -53,11 +54,8 @@ GRACE_MS = 2000
 
 
 def _sense_bytes(buffer: bytes) -> bytes:
-    """The sense in the 96-byte buffer: 8 + ADDITIONAL SENSE LENGTH bytes (SPC-4 4.5), as
-    pr-manager-helper keeps of qemu-pr-helper's buffer, so both managers answer alike."""
-    if len(buffer) >= 8 and buffer[0] & 0x7F in (0x70, 0x71, 0x72, 0x73):
-        return buffer[: 8 + buffer[7]]
-    return buffer
+    # What pr-manager-helper keeps of qemu-pr-helper's buffer, so both managers answer alike.
+    return buffer[: sense_length(buffer)]
 
 
 @final

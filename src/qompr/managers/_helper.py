@@ -53,6 +53,7 @@ from qompr.qom import StringProperty
 from qompr.scsi import ScsiResult
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
+from qompr.scsi import sense_length
 from qompr.scsi import transfer_length
 from qompr.transport.asyncio import AsyncHelperClient
 from qompr.transport.sync import UNIX_PATH_MAX
@@ -73,13 +74,6 @@ _log = logging.getLogger("qompr.manager")
 
 def _comm_failure() -> ScsiResult:
     return ScsiResult.check(SenseCode.LUN_COMM_FAILURE)
-
-
-def _sense_length(sense: bytes) -> int:
-    """The bytes of a 96-byte sense buffer that hold sense (SPC-4 §4.5: 8 + byte 7)."""
-    if len(sense) >= 8 and sense[0] & 0x7F in (0x70, 0x71, 0x72, 0x73):
-        return min(len(sense), 8 + sense[7])
-    return len(sense)
 
 
 def _prepare(fd: int, cdb: bytes, data: bytes) -> Request | ScsiResult:
@@ -307,7 +301,7 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
             self.log.warning("the helper answered status %#04x", response.status)
             return _comm_failure()
         if status == ScsiStatus.CHECK_CONDITION:
-            sense = response.sense[: _sense_length(response.sense[:SENSE_SIZE])]
+            sense = response.sense[: sense_length(response.sense[:SENSE_SIZE])]
             return ScsiResult(status, sense, response.data)
         return ScsiResult(status, b"", response.data)
 

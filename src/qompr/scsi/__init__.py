@@ -59,6 +59,7 @@ from qompr.scsi._prin import ReportCapabilitiesData as ReportCapabilitiesData
 from qompr.scsi._prin import decode_pr_in_data as decode_pr_in_data
 from qompr.scsi._sense import SenseCode as SenseCode
 from qompr.scsi._sense import SenseData as SenseData
+from qompr.scsi._sense import sense_length as sense_length
 from qompr.scsi._status import CommandFailed as CommandFailed
 from qompr.scsi._status import ScsiResult as ScsiResult
 from qompr.scsi._status import ScsiStatus as ScsiStatus
@@ -106,5 +107,6 @@ __all__ = [
     "decode_pr_in_data",
     "decode_pr_out_parameters",
     "derive_transport_id",
+    "sense_length",
     "transfer_length",
 ]

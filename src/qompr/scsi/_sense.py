@@ -19,7 +19,7 @@ from qompr.scsi._constants import SenseKey
 from qompr.scsi._util import is_bool
 from qompr.scsi._util import uint
 
-__all__ = ["SenseCode", "SenseData"]
+__all__ = ["SenseCode", "SenseData", "sense_length"]
 
 # Response codes (SPC-4 §4.5.1).
 _FIXED_CURRENT = 0x70
@@ -31,6 +31,19 @@ _DESC_DEFERRED = 0x73
 FIXED_SENSE_SIZE = 18
 #: Size of descriptor-format sense as QEMU builds it (no descriptors).
 DESCRIPTOR_SENSE_SIZE = 8
+
+
+def sense_length(buffer: bytes) -> int:
+    """How many bytes of a sense buffer hold sense: 8 + ADDITIONAL SENSE LENGTH (byte 7) for
+    fixed and descriptor sense (SPC-4 §4.5), at most the buffer; all of it otherwise."""
+    if len(buffer) >= 8 and buffer[0] & 0x7F in (
+        _FIXED_CURRENT,
+        _FIXED_DEFERRED,
+        _DESC_CURRENT,
+        _DESC_DEFERRED,
+    ):
+        return min(len(buffer), 8 + buffer[7])
+    return len(buffer)
 
 
 @attrs.frozen
