@@ -245,7 +245,17 @@ def _rtpi(fd: int) -> int:
     raise RuntimeError("no relative target port designator in VPD page 83h")
 
 
-class LioTarget:
+class _TcmLoopInitiators:
+    """The initiator names of the bed: tcm_loop initiator WWNs, SAS TransportIDs."""
+
+    def transport_id(self, initiator: str) -> TransportID:
+        return transport_id(initiator)
+
+    def initiator_of(self, tid: TransportID) -> str | None:
+        return next((n for n in INITIATORS if transport_id(n) == tid), None)
+
+
+class LioTarget(_TcmLoopInitiators):
     """A :class:`emulated.scenario.Target` on the guest's LIO LUN, through SG_IO on /dev/sgN.
 
     Initiators are the tcm_loop initiator WWNs (SAS TransportIDs); port index *n* of an
@@ -273,14 +283,8 @@ class LioTarget:
         r = self.raw(initiator, port, cdb, data)
         return ScsiResult(ScsiStatus(r.status), r.sense, r.data)
 
-    def transport_id(self, initiator: str) -> TransportID:
-        return transport_id(initiator)
-
     def rtpi(self, port: int, initiator: str) -> int:
         return self.paths[(initiator, port)].rtpi
-
-    def initiator_of(self, tid: TransportID) -> str | None:
-        return next((n for n in INITIATORS if transport_id(n) == tid), None)
 
 
 _RELEASE6 = bytes((Opcode.RELEASE_6, 0, 0, 0, 0, 0))
@@ -544,7 +548,7 @@ class LioRecord:
         return RecordedLio({(p["initiator"], p["port"]): p["rtpi"] for p in self.paths})
 
 
-class RecordedLio:
+class RecordedLio(_TcmLoopInitiators):
     """The guest's :class:`LioTarget` as seen from the host: the name and port mappings
     (:func:`emulated.scenario.check` needs them), no commands."""
 
@@ -555,14 +559,8 @@ class RecordedLio:
     def command(self, initiator: str, port: int, cdb: bytes, data: bytes) -> ScsiResult:
         raise NotImplementedError("recorded answers only: the LU is in the guest")
 
-    def transport_id(self, initiator: str) -> TransportID:
-        return transport_id(initiator)
-
     def rtpi(self, port: int, initiator: str) -> int:
         return self.rtpis[(initiator, port)]
-
-    def initiator_of(self, tid: TransportID) -> str | None:
-        return next((n for n in INITIATORS if transport_id(n) == tid), None)
 
     def port_label(self, rtpi: int, initiator: str) -> str:
         """``"A/2"`` for the RTPI of A's second path, if *initiator* is A (or unknown: "?").
