@@ -276,6 +276,7 @@ def _daemon_section(note: Callable[[str, Any], None], fd: int, devs: list[str], 
     """qompr-pr-helper with its default backend, driven by pr-manager-helper: the map's fd
     goes to libmpathpersist (every path registered), a path's fd to SG_IO."""
     import qompr
+    from qompr.daemon.testing import wait_for_socket
     from qompr.managers import PRManager
     from qompr.scsi import PrInCdb
     from qompr.scsi import PrOutCdb
@@ -288,7 +289,7 @@ def _daemon_section(note: Callable[[str, Any], None], fd: int, devs: list[str], 
         text=True,
     )
     try:
-        note("daemon_up", _wait(lambda: os.path.exists(sock), 30))
+        wait_for_socket(sock, 30, daemon)
         tree = qompr.new_tree(load_entrypoints=False)
         client = tree.object_add("pr-manager-helper", "helper0", path=sock)
         assert isinstance(client, PRManager)

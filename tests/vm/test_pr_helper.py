@@ -56,6 +56,7 @@ from typing import Any
 
 import pytest
 
+from qompr.daemon.testing import wait_for_socket
 from qompr.scsi import SenseCode
 
 from .guest_program import boot
@@ -605,18 +606,10 @@ def proc_status(pid: int) -> dict[str, str]:
 
 
 def _wait_socket(path: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> float:
+    """Seconds until *proc* listens on *path* (its start-up time under TCG)."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with status {proc.returncode}")
-        with socket.socket(socket.AF_UNIX) as probe:
-            try:
-                probe.connect(path)
-                return round(time.monotonic() - start, 2)
-            except OSError:
-                pass
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {path}")
+    wait_for_socket(path, timeout, proc)
+    return round(time.monotonic() - start, 2)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:

@@ -105,6 +105,7 @@ cd "$VMBED_REPO/tests"
 
 def guest_main() -> None:  # pragma: no cover - runs in the VM
     """Start qompr-pr-helper, boot the second-level guest on two scsi-block disks, record."""
+    from qompr.daemon.testing import wait_for_socket
     from qompr.embed import managed_alias
     from qompr.embed import pr_helper_object
     from qompr.embed import scsi_block_disk
@@ -124,9 +125,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(sock) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for_socket(sock, 60, daemon)
         ours, real = managed_alias(), unmanaged_alias("libvirt-2-storage")
         disks = [
             scsi_block_disk(env["VMBED_DEV1"], ours, index=1, scsi_id=0),
