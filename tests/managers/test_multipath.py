@@ -32,6 +32,7 @@ import pytest
 from qompr.errors import ConnectError
 from qompr.errors import ObjectError
 from qompr.errors import StateError
+from qompr.linux import devmapper as _dm
 from qompr.linux.sgio import Direction
 from qompr.linux.sgio import SgIoOutcome
 from qompr.managers import PRManagerMultipath
@@ -44,7 +45,6 @@ from qompr.managers.multipath import ProutParamDescriptor
 from qompr.managers.multipath import ProutParamStorage
 from qompr.managers.multipath import TransportId
 from qompr.managers.multipath import _abi
-from qompr.managers.multipath import _dm
 from qompr.managers.multipath import _doctor
 from qompr.managers.multipath import _multipathd
 from qompr.managers.multipath import _sgio

@@ -24,19 +24,24 @@ import os
 import socket
 import stat
 import sys
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import Protocol
 
 from qompr.errors import ConnectError
 from qompr.linux import PeerCredentials
+from qompr.linux.devmapper import is_multipath
+from qompr.linux.devmapper import open_control
 from qompr.linux.sgio import pr_helper_sgio
-from qompr.managers.multipath import PRManagerMultipath
-from qompr.managers.multipath import is_multipath
-from qompr.managers.multipath import open_control
 from qompr.protocol import Request
 from qompr.scsi import Nexus
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
+
+if TYPE_CHECKING:
+    # Imported by probe() only where device-mapper is there: not every daemon start-up
+    # should pay for the manager packages.
+    from qompr.managers.multipath import PRManagerMultipath
 
 __all__ = ["Backend", "DefaultBackend", "ManagerBackend", "SgIoBackend", "sgio_cannot_block"]
 
@@ -156,6 +161,7 @@ class DefaultBackend(SgIoBackend):
         need not be running yet: the library works without it, and multipathd may start
         later).  Whatever is missing leaves SG_IO for every fd, and says why in the log.
         """
+        from qompr.managers.multipath import PRManagerMultipath
         from qompr.plugins import get_plugin_manager
         from qompr.plugins import new_tree
 

@@ -4,6 +4,7 @@
 * :mod:`qompr.linux.sgio`: the ``SG_IO`` ioctl and qemu-pr-helper's status/sense mapping;
 * :mod:`qompr.linux.caps`: capability and id dropping as libcap-ng's ``capng_change_id``;
 * :mod:`qompr.linux.systemd`: socket activation and ``sd_notify``;
+* :mod:`qompr.linux.devmapper`: is an fd a dm-multipath map (qemu-pr-helper's ``is_mpath``);
 * :func:`peer_credentials`: ``SO_PEERCRED`` of a unix socket.
 """
 

@@ -9,14 +9,16 @@ General layout (the modules are private; every public name is re-exported here):
   as qemu-pr-helper's multipath path does it, without its defects;
 * ``_library``: the lazily loaded ctypes binding and the :class:`MpathPersistApi` interface;
 * ``_manager``: the QOM type :class:`PRManagerMultipath`;
-* ``_dm``: :func:`is_multipath`, qemu-pr-helper's DM_TABLE_STATUS test;
 * ``_sgio``: the TEST UNIT READY of the sense reconstruction (on :mod:`qompr.linux.sgio`);
 * ``_multipathd``: a client of multipathd's control socket;
-* ``_doctor``: the ``qompr doctor`` checks (:func:`doctor_checks`).
+* ``_doctor``: the ``qompr doctor`` checks (:func:`doctor_checks`);
+* :func:`is_multipath` and :func:`open_control` come from :mod:`qompr.linux.devmapper`.
 
 Importing this package loads no shared library.
 """
 
+from qompr.linux.devmapper import is_multipath as is_multipath
+from qompr.linux.devmapper import open_control as open_control
 from qompr.managers.multipath._abi import MPATH_MAX_PARAM_LEN as MPATH_MAX_PARAM_LEN
 from qompr.managers.multipath._abi import MPATH_MX_TIDS as MPATH_MX_TIDS
 from qompr.managers.multipath._abi import MpathReturn as MpathReturn
@@ -24,8 +26,6 @@ from qompr.managers.multipath._abi import PrinResp as PrinResp
 from qompr.managers.multipath._abi import ProutParamDescriptor as ProutParamDescriptor
 from qompr.managers.multipath._abi import ProutParamStorage as ProutParamStorage
 from qompr.managers.multipath._abi import TransportId as TransportId
-from qompr.managers.multipath._dm import is_multipath as is_multipath
-from qompr.managers.multipath._dm import open_control as open_control
 from qompr.managers.multipath._doctor import DoctorCheck as DoctorCheck
 from qompr.managers.multipath._doctor import doctor_checks as doctor_checks
 from qompr.managers.multipath._doctor import parse_multipath_conf as parse_multipath_conf
