@@ -849,7 +849,7 @@ def helper_socket(tmp_path: Path) -> Iterator[str]:
     """A qompr helper daemon serving pr-manager-emulated on a unix socket, in a thread."""
     tree = qompr.new_tree(load_entrypoints=False)
     objects = process(tree, ["pr-manager-emulated,id=emu"])
-    assert isinstance(objects, list)
+    assert isinstance(objects, list) and isinstance(objects[0], PRManager)
     path = str(tmp_path / "helper.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)

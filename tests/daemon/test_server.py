@@ -8,11 +8,13 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import pytest
 
+import qompr
 from qompr.daemon import ManagerBackend
+from qompr.daemon import SgIoBackend
 from qompr.daemon.testing import InProcessServer
 from qompr.daemon.testing import connected
 from qompr.daemon.testing import is_closed
@@ -20,6 +22,8 @@ from qompr.daemon.testing import pr_in
 from qompr.daemon.testing import pr_out
 from qompr.daemon.testing import recv_exact
 from qompr.daemon.testing import request
+from qompr.managers import ClientIdentity
+from qompr.managers import PRManager
 from qompr.managers.emulated import PRManagerEmulated
 from qompr.protocol import Request
 from qompr.qom import ObjectTree
@@ -31,21 +35,39 @@ IO_ERROR = SenseCode.IO_ERROR.to_bytes().ljust(96, b"\0")
 INVALID_OPCODE = SenseCode.INVALID_OPCODE.to_bytes().ljust(96, b"\0")
 
 
-class FakeManager:
-    """A pr-manager stand-in that records calls and answers what it is told."""
+class FakeManager(PRManager, qom_type="test-fake-manager"):
+    """A pr-manager that records calls and answers what it is told."""
 
-    def __init__(self, result: ScsiResult | None = None, delay: float = 0.0) -> None:
-        self.result = result or ScsiResult.good()
-        self.delay = delay
+    def instance_init(self) -> None:
+        self.result = ScsiResult.good()
+        self.delay = 0.0
         self.calls: list[tuple[bytes, bytes, Nexus | None]] = []
         self.started = threading.Event()
 
-    def execute(self, fd: int, cdb: bytes, data: bytes, *, nexus: Nexus | None) -> ScsiResult:
+    def run(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
         os.fstat(fd)  # the fd is still open while the command runs
         self.calls.append((cdb, data, nexus))
         self.started.set()
         time.sleep(self.delay)
         return self.result
+
+
+_M = TypeVar("_M", bound=FakeManager)
+
+
+def make(cls: type[_M], result: ScsiResult | None = None, delay: float = 0.0) -> _M:
+    """A completed manager of the test type *cls*, in a tree of its own."""
+    tree = qompr.new_tree(load_entrypoints=False)
+    tree.types.register(FakeManager)
+    if cls is not FakeManager:
+        tree.types.register(cls)
+    manager = tree.object_add(cls.__qom_info__.name, "fake")
+    assert isinstance(manager, cls)
+    manager.result = result or ScsiResult.good()
+    manager.delay = delay
+    return manager
 
 
 def test_sgio_on_dev_null_answers_io_error_and_readonly_out_invalid_opcode() -> None:
@@ -89,7 +111,7 @@ def test_protocol_errors_close_only_that_connection() -> None:
 
 
 def test_manager_backend_results_are_shaped_like_qemu_pr_helpers() -> None:
-    manager = FakeManager(ScsiResult.good(bytes(range(100))))
+    manager = make(FakeManager, ScsiResult.good(bytes(range(100))))
     with InProcessServer(backend=ManagerBackend(manager)) as srv, connected(srv.path) as sock:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
@@ -106,11 +128,13 @@ def test_manager_backend_results_are_shaped_like_qemu_pr_helpers() -> None:
 
 
 def test_backend_exceptions_answer_target_failure() -> None:
-    class Broken(FakeManager):
-        def execute(self, fd: int, cdb: bytes, data: bytes, *, nexus: Nexus | None) -> Any:
+    class Broken(FakeManager, qom_type="test-broken-manager"):
+        def run(
+            self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+        ) -> ScsiResult:
             raise RuntimeError("boom")
 
-    with InProcessServer(backend=ManagerBackend(Broken())) as srv, connected(srv.path) as sock:
+    with InProcessServer(backend=ManagerBackend(make(Broken))) as srv, connected(srv.path) as sock:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
             status, sense, _ = request(sock, pr_in(), fd)
@@ -120,21 +144,15 @@ def test_backend_exceptions_answer_target_failure() -> None:
             os.close(fd)
 
 
-@pytest.mark.parametrize("form", ["credentials", "socket"])
-def test_nexus_for_peer_is_asked_once_per_connection(form: str) -> None:
-    asked: list[Any] = []
+def test_nexus_for_client_is_asked_once_per_connection() -> None:
+    asked: list[ClientIdentity] = []
 
-    class ByCredentials(FakeManager):
-        def nexus_for_peer(self, pid: int, uid: int, gid: int) -> Nexus:
-            asked.append((pid, uid, gid))
-            return Nexus(f"pid{pid}")
+    class ByCredentials(FakeManager, qom_type="test-naming-manager"):
+        def nexus_for_client(self, client: ClientIdentity) -> Nexus:
+            asked.append(client)
+            return Nexus(f"pid{client.pid}", 2)
 
-    class BySocket(FakeManager):
-        def nexus_for_peer(self, sock: socket.socket, *, target_port: int = 1) -> Nexus:
-            asked.append(sock.fileno())
-            return Nexus(f"sock{target_port}")
-
-    manager = ByCredentials() if form == "credentials" else BySocket()
+    manager = make(ByCredentials)
     with InProcessServer(backend=ManagerBackend(manager)) as srv, connected(srv.path) as sock:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
@@ -143,11 +161,9 @@ def test_nexus_for_peer_is_asked_once_per_connection(form: str) -> None:
         finally:
             os.close(fd)
     # One call for this connection (the harness's readiness probe made another).
-    if form == "credentials":
-        assert (os.getpid(), os.getuid(), os.getgid()) in asked
-        assert manager.calls[0][2] == Nexus(f"pid{os.getpid()}")
-    else:
-        assert manager.calls[0][2] == Nexus("sock1")
+    assert ClientIdentity(os.getpid(), os.getuid(), os.getgid()) in asked
+    assert len(asked) == 2
+    assert manager.calls[0][2] == Nexus(f"pid{os.getpid()}", 2)
     assert manager.calls[0][2] == manager.calls[1][2]
 
 
@@ -166,7 +182,7 @@ def test_allow_lists_refuse_other_peers_before_the_handshake() -> None:
 
 
 def test_a_slow_command_does_not_hold_up_other_clients() -> None:
-    slow = FakeManager(delay=1.0)
+    slow = make(FakeManager, delay=1.0)
     server = InProcessServer(backend=ManagerBackend(slow))
     with server as srv, connected(srv.path) as a, connected(srv.path) as b:
         fd = os.open("/dev/null", os.O_RDWR)
@@ -183,7 +199,7 @@ def test_a_slow_command_does_not_hold_up_other_clients() -> None:
 
 
 def test_stop_lets_the_command_in_flight_answer_then_closes() -> None:
-    slow = FakeManager(delay=0.5)
+    slow = make(FakeManager, delay=0.5)
     srv = InProcessServer(backend=ManagerBackend(slow))
     with srv, connected(srv.path) as busy, connected(srv.path) as idle:
         fd = os.open("/dev/null", os.O_RDWR)
@@ -210,7 +226,7 @@ def _refused(path: str) -> bool:
 
 
 def test_max_workers_bounds_commands_in_flight() -> None:
-    slow = FakeManager(delay=0.3)
+    slow = make(FakeManager, delay=0.3)
     with InProcessServer(backend=ManagerBackend(slow), max_workers=2) as srv:
         socks = [socket.socket(socket.AF_UNIX) for _ in range(4)]
         fd = os.open("/dev/null", os.O_RDWR)
@@ -263,11 +279,12 @@ def test_idle_connections_cost_no_worker_threads() -> None:
 def test_requests_reach_the_backend_intact() -> None:
     seen: list[Request] = []
 
-    def backend(req: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
-        seen.append(req)
-        return 0, b"", b"abc"
+    class Backend(SgIoBackend):
+        def __call__(self, req: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
+            seen.append(req)
+            return 0, b"", b"abc"
 
-    with InProcessServer(backend=backend) as srv, connected(srv.path) as sock:
+    with InProcessServer(backend=Backend()) as srv, connected(srv.path) as sock:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
             assert request(sock, pr_in(3, action=1), fd) == (0, bytes(96), b"abc")
@@ -280,21 +297,27 @@ def test_requests_reach_the_backend_intact() -> None:
     ]
 
 
-class _Recorder:
+class _Recorder(FakeManager, qom_type="test-recorder-manager"):
     """A manager that records the thread each command runs in."""
 
-    def __init__(self, cannot_block: bool) -> None:
-        self.cannot_block = cannot_block
+    def instance_init(self) -> None:
+        self.promise = False
         self.threads: list[str] = []
 
-    def execute(self, fd: int, cdb: bytes, data: bytes, *, nexus: Any = None) -> ScsiResult:
+    def cannot_block(self, fd: int) -> bool:
+        return self.promise
+
+    def run(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
         self.threads.append(threading.current_thread().name)
         return ScsiResult.good(b"\0" * 8)
 
 
 @pytest.mark.parametrize("cannot_block", [True, False])
 def test_a_manager_that_cannot_block_runs_on_the_loop(cannot_block: bool) -> None:
-    manager = _Recorder(cannot_block)
+    manager = make(_Recorder)
+    manager.promise = cannot_block
     with InProcessServer(backend=ManagerBackend(manager)) as srv, connected(srv.path) as sock:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
@@ -312,6 +335,8 @@ def test_emulated_in_memory_cannot_block_with_a_state_file_it_can(
     memory = tree.object_add("pr-manager-emulated", "emu0")
     stored = tree.object_add("pr-manager-emulated", "emu1", state=str(tmp_path / "pr.db"))
     assert isinstance(memory, PRManagerEmulated) and isinstance(stored, PRManagerEmulated)
-    assert memory.cannot_block and not stored.cannot_block
-    memory.abort_handler = lambda nexuses: None  # an embedder's handler may block
-    assert not memory.cannot_block
+    with open(tmp_path / "lu", "wb") as lu:
+        fd = lu.fileno()
+        assert memory.cannot_block(fd) and not stored.cannot_block(fd)
+        memory.abort_handler = lambda nexuses: None  # an embedder's handler may block
+        assert not memory.cannot_block(fd)

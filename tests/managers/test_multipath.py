@@ -206,7 +206,7 @@ def manager(
         tur_calls.append(fd)
         return ScsiResult.good()
 
-    obj.test_unit_ready = tur
+    obj.tur_sender = tur
     tree.complete(obj)
     return obj
 
@@ -943,7 +943,7 @@ def test_a_failing_test_unit_ready_gives_its_own_answer(
     rc: int,
     tur: ScsiResult,
 ) -> None:
-    manager.test_unit_ready = lambda _fd: tur
+    manager.tur_sender = lambda _fd: tur
     fake.rc = rc
     result = out(manager, fd, PrOutAction.REGISTER, basic_list(0, KEY))
     assert (result.status, result.sense) == (tur.status, tur.sense)

@@ -60,6 +60,7 @@ import attrs
 import pluggy
 
 from qompr import __version__
+from qompr.errors import ConnectError
 from qompr.errors import QomprError
 from qompr.errors import ScsiError
 from qompr.linux.sgio import Direction
@@ -1314,7 +1315,7 @@ class _ManagerBackend:
         try:
             result = self.manager.execute(fd, cdb, data_out, nexus=self.nexus)
         except OSError as exc:  # ConnectError included
-            cause = getattr(exc, "cause", None)
+            cause = exc.cause if isinstance(exc, ConnectError) else None
             err = exc.errno or (cause.errno if isinstance(cause, OSError) else None)
             return _Response(os_error=err or errno.EIO)
         except (QomprError, NotImplementedError) as exc:
@@ -1985,7 +1986,7 @@ class _Session:
         except QomprError as exc:
             _err(format_error(exc, PROG))
             self.flagged = True
-            cause = getattr(exc, "cause", None)
+            cause = exc.cause if isinstance(exc, ConnectError) else None
             if isinstance(cause, OSError) and cause.errno:
                 return _convert_errno(cause.errno)
             return Exit.SYNTAX_ERROR
@@ -1999,8 +2000,8 @@ class _Session:
         self.backend = _ManagerBackend(manager, nexus)
         self.report["backend"] = manager.typename
         self.report["manager"] = manager.id
-        shown = nexus if nexus is not None else getattr(manager, "default_nexus", None)
-        if isinstance(shown, Nexus):
+        shown = nexus if nexus is not None else manager.default_nexus
+        if shown is not None:
             self.report["nexus"] = {
                 "initiator": shown.initiator,
                 "target_port": shown.target_port,
@@ -2015,8 +2016,8 @@ class _Session:
         if op.target_port is None:
             return None
         # The manager's own initiator (pr-manager-emulated has one) through another port.
-        default = getattr(manager, "default_nexus", None)
-        if isinstance(default, Nexus):
+        default = manager.default_nexus
+        if default is not None:
             return Nexus(default.initiator, op.target_port, transport_id=default.transport_id)
         return Nexus(f"{PROG.replace(' ', '-')}:{os.getpid()}", op.target_port)
 

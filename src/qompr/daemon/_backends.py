@@ -17,22 +17,19 @@ then runs it on its event loop: SG_IO on an fd that is not a device fails at onc
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import inspect
 import logging
 import os
-import socket
-import stat
-import sys
 from typing import TYPE_CHECKING
-from typing import Any
 from typing import Protocol
 
 from qompr.errors import ConnectError
 from qompr.linux import PeerCredentials
 from qompr.linux.devmapper import is_multipath
 from qompr.linux.devmapper import open_control
+from qompr.linux.fdkind import sgio_cannot_block
 from qompr.linux.sgio import pr_helper_sgio
+from qompr.managers import ClientIdentity
+from qompr.managers import PRManager
 from qompr.protocol import Request
 from qompr.scsi import Nexus
 from qompr.scsi import ScsiStatus
@@ -49,72 +46,21 @@ log = logging.getLogger("qompr.daemon")
 
 
 class Backend(Protocol):
-    """What executes a request: SG_IO on the fd (default) or a ``pr-manager`` object.
-
-    A backend may also have ``cannot_block(request) -> bool``: where it says True, the server
-    runs the command on its event loop instead of a worker thread (no thread hop), so it must
-    be sure the command finishes at once.
-    """
+    """What executes a request: SG_IO on the fd (default) or a ``pr-manager`` object."""
 
     def __call__(self, request: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
         """Run *request*; return (status, sense, data-in).  Must not close the fd."""
         ...
 
+    def cannot_block(self, request: Request) -> bool:
+        """Where True, the server runs the command on its event loop instead of a worker
+        thread (no thread hop), so the backend must be sure the command finishes at once."""
+        ...
 
-# Filesystems whose regular files and directories answer SG_IO with ENOTTY at once (no
-# ioctl is forwarded anywhere, unlike FUSE or network filesystems).  statfs(2) magics.
-_LOCAL_FS = frozenset(
-    {
-        0xEF53,  # ext2/3/4
-        0x58465342,  # xfs
-        0x9123683E,  # btrfs
-        0x01021994,  # tmpfs (and memfd)
-        0x858458F6,  # ramfs
-        0x794C7630,  # overlayfs
-        0xF2F52010,  # f2fs
-        0x9FA0,  # proc
-        0x62656572,  # sysfs
-    }
-)
-_MEM_MAJOR = 1  # /dev/null, /dev/zero, /dev/full, /dev/random...: the mem driver
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fstatfs.argtypes = (ctypes.c_int, ctypes.c_void_p)
-_libc.fstatfs.restype = ctypes.c_int
-
-
-def _fs_type(fd: int) -> int:
-    buf = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first word
-    if _libc.fstatfs(fd, buf) != 0:
-        return -1
-    return int.from_bytes(buf.raw[: ctypes.sizeof(ctypes.c_long)], sys.byteorder)
-
-
-def sgio_cannot_block(fd: int) -> bool:
-    """Whether ``SG_IO`` on *fd* is sure to fail at once (so it may run on the loop).
-
-    True for pipes, sockets, the mem character devices, and regular files and directories
-    of local filesystems; False for block and other character devices (SCSI disks, sg
-    nodes), FUSE, network filesystems, and anything unknown.
-    """
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        return True  # EBADF: the ioctl fails at once too
-    mode = st.st_mode
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-        return True
-    if stat.S_ISCHR(mode):
-        return os.major(st.st_rdev) == _MEM_MAJOR
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        local = _local_devices.get(st.st_dev)
-        if local is None:
-            local = _local_devices[st.st_dev] = _fs_type(fd) in _LOCAL_FS
-        return local
-    return False
-
-
-# st_dev -> whether that filesystem is in _LOCAL_FS (a mount keeps its type).
-_local_devices: dict[int, bool] = {}
+    def nexus_for(self, peer: PeerCredentials) -> Nexus | None:
+        """The I_T nexus of a newly accepted client's commands (asked once per connection);
+        ``None``: the device knows its own."""
+        ...
 
 
 class SgIoBackend:
@@ -127,6 +73,10 @@ class SgIoBackend:
         """The ioctl fails at once on this fd (not a device: see :func:`sgio_cannot_block`);
         a dm-multipath fd is a block device, so :class:`DefaultBackend` keeps this too."""
         return sgio_cannot_block(request.fd)
+
+    def nexus_for(self, peer: PeerCredentials) -> Nexus | None:
+        """``None``: a real device sees the host's own initiator."""
+        return None
 
     def __repr__(self) -> str:
         return "SgIoBackend()"
@@ -222,43 +172,27 @@ class DefaultBackend(SgIoBackend):
 class ManagerBackend:
     """Any ``pr-manager`` object as the executor (``--backend OBJECT-STRING``).
 
-    :param manager: the manager; if it has ``nexus_for_peer``, the server asks it once per
-        connection for the I_T nexus that connection's commands carry.  Both forms are
-        understood: ``nexus_for_peer(pid, uid, gid)`` and ``nexus_for_peer(sock)`` (the
-        client's socket, for the manager to read SO_PEERCRED itself).
+    Everything the server asks goes through the manager's declared contract
+    (:class:`~qompr.managers.PRManager`): :meth:`~qompr.managers.PRManager.nexus_for_client`
+    once per connection, :meth:`~qompr.managers.PRManager.cannot_block` per request.
+
+    :param manager: the manager.
     """
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: PRManager) -> None:
         self.manager = manager
-        method = getattr(manager, "nexus_for_peer", None)
-        self._by_socket = False
-        if method is not None:
-            required = [
-                p
-                for p in inspect.signature(method).parameters.values()
-                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            ]
-            self._by_socket = len(required) == 1
-        self._method = method
 
-    def nexus_for(self, sock: socket.socket, peer: PeerCredentials) -> Nexus | None:
-        """The nexus for a newly accepted connection, or None (the manager's default)."""
-        if self._method is None:
-            return None
-        if self._by_socket:
-            nexus = self._method(sock)
-        else:
-            nexus = self._method(peer.pid, peer.uid, peer.gid)
-        return nexus if isinstance(nexus, Nexus) else None
+    def nexus_for(self, peer: PeerCredentials) -> Nexus | None:
+        """The nexus for a newly accepted connection, or None (the device's own)."""
+        return self.manager.nexus_for_client(ClientIdentity(peer.pid, peer.uid, peer.gid))
 
     def __call__(self, request: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
         result = self.manager.execute(request.fd, request.cdb, request.data, nexus=nexus)
         return int(result.status), result.sense, result.data
 
     def cannot_block(self, request: Request) -> bool:
-        """What the manager's ``cannot_block`` attribute says (False if it has none), e.g.
-        ``pr-manager-emulated`` with its state in memory."""
-        return bool(getattr(self.manager, "cannot_block", False))
+        """What the manager says for this fd (e.g. ``pr-manager-emulated`` in memory)."""
+        return self.manager.cannot_block(request.fd)
 
     def __repr__(self) -> str:
         return f"ManagerBackend({self.manager!r})"

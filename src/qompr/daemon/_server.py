@@ -189,13 +189,10 @@ class HelperServer:
     ) -> None:
         self.listener = listener
         self.backend: Backend = backend if backend is not None else SgIoBackend()
-        # The backend's promise that a command cannot block: then it runs on the loop.
-        self._cannot_block = getattr(self.backend, "cannot_block", None)
         self.allow_uids = frozenset(allow_uids)
         self.allow_gids = frozenset(allow_gids)
         self.max_workers = max_workers
         self._on_event = on_event
-        self._nexus_for = getattr(self.backend, "nexus_for", None)
         self._executor = ThreadPoolExecutor(
             max_workers, thread_name_prefix="qompr-pr-helper-worker"
         )
@@ -341,11 +338,11 @@ class HelperServer:
             log.warning("connection %d refused: peer %s is not allowed", client.id, peer)
             sock.close()
             return
-        if self._nexus_for is not None and peer is not None:
+        if peer is not None:
             try:
-                client.nexus = self._nexus_for(sock, peer)
+                client.nexus = self.backend.nexus_for(peer)
             except Exception:
-                log.exception("connection %d: nexus_for_peer failed", client.id)
+                log.exception("connection %d: naming its I_T nexus failed", client.id)
                 sock.close()
                 return
         with self._lock:
@@ -412,7 +409,7 @@ class HelperServer:
                 self._close(client, "closed by the client")
                 return
             assert isinstance(event, Request)
-            if self._cannot_block is not None and self._cannot_block(event):
+            if self.backend.cannot_block(event):
                 self._answer(client, event, self._execute(client, event))
                 if client.closed or client.outgoing:
                     return

@@ -367,7 +367,7 @@ def _make_backend(opts: Options) -> tuple[Backend, bool]:
     if not managers:
         _fail(f"--backend needs a persistent reservation manager, not '{opts.backend[-1]}'")
     manager = managers[-1]
-    return ManagerBackend(manager), bool(getattr(manager, "needs_sys_admin", False))
+    return ManagerBackend(manager), caps.Capability.CAP_SYS_ADMIN in manager.required_capabilities()
 
 
 def _listen(path: str) -> socket.socket:

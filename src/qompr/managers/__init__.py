@@ -1,19 +1,39 @@
 # SPDX-License-Identifier: MIT
-"""Persistent-reservation managers: the abstract ``pr-manager`` type and the built-ins."""
+"""Persistent-reservation managers: the abstract ``pr-manager`` type and the built-ins.
+
+The abstract type, its contract and :class:`DelegatingPRManager` load with this package; each
+built-in manager loads on first use (``from qompr.managers import PRManagerDirect``), so a
+program pays only for the managers it touches (a daemon serving SG_IO never imports the
+emulated engine or libmpathpersist's bindings).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+from typing import Any
 
 from qompr.managers._base import PR_IN as PR_IN
 from qompr.managers._base import PR_OUT as PR_OUT
+from qompr.managers._base import TEST_UNIT_READY_CDB as TEST_UNIT_READY_CDB
+from qompr.managers._base import ClientIdentity as ClientIdentity
 from qompr.managers._base import PRManager as PRManager
 from qompr.managers._base import pr_manager_lookup as pr_manager_lookup
 from qompr.managers._base import query_pr_managers as query_pr_managers
-from qompr.managers._direct import PRManagerDirect as PRManagerDirect
-from qompr.managers._helper import PRManagerHelper as PRManagerHelper
-from qompr.managers.emulated import PRManagerEmulated as PRManagerEmulated
-from qompr.managers.multipath import PRManagerMultipath as PRManagerMultipath
+from qompr.managers._delegating import DelegatingPRManager as DelegatingPRManager
+
+if TYPE_CHECKING:
+    from qompr.managers._direct import PRManagerDirect as PRManagerDirect
+    from qompr.managers._helper import PRManagerHelper as PRManagerHelper
+    from qompr.managers.emulated import PRManagerEmulated as PRManagerEmulated
+    from qompr.managers.multipath import PRManagerMultipath as PRManagerMultipath
 
 __all__ = [
     "PR_IN",
     "PR_OUT",
+    "TEST_UNIT_READY_CDB",
+    "ClientIdentity",
+    "DelegatingPRManager",
     "PRManager",
     "PRManagerDirect",
     "PRManagerEmulated",
@@ -22,3 +42,20 @@ __all__ = [
     "pr_manager_lookup",
     "query_pr_managers",
 ]
+
+# The built-in managers, by the module that defines each (loaded on first access).
+_LAZY = {
+    "PRManagerDirect": "qompr.managers._direct",
+    "PRManagerHelper": "qompr.managers._helper",
+    "PRManagerEmulated": "qompr.managers.emulated",
+    "PRManagerMultipath": "qompr.managers.multipath",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qompr.managers' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

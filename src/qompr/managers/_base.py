@@ -6,6 +6,25 @@ and an optional ``is_connected``.  Here :meth:`PRManager.run` takes the CDB, the
 and an optional I_T nexus, and returns a :class:`~qompr.scsi.ScsiResult`; SCSI outcomes are
 values.  :meth:`PRManager.execute` wraps it with the checks and notifications every manager
 shares; :meth:`PRManager.execute_async` runs it in a worker thread, as QEMU's thread pool does.
+
+The contract
+------------
+
+Everything a server (``qompr-pr-helper``), a command (``qompr persist``) or a wrapping manager
+needs to know about a manager is a typed method or property of :class:`PRManager`, with a
+default that fits a real device.  Nothing is found by ``getattr`` or ``inspect``:
+
+================================  ============================================================
+:attr:`~PRManager.default_nexus`   the I_T nexus of commands given without one; ``None``: the
+                                   device knows its own (a real LU sees the host's initiator)
+:meth:`~PRManager.nexus_for_client`  the I_T nexus of a helper client (:class:`ClientIdentity`)
+:meth:`~PRManager.cannot_block`    a command on this fd finishes at once (may run on a loop)
+:meth:`~PRManager.required_capabilities`  what a privilege drop must keep
+:meth:`~PRManager.test_unit_ready`  TEST UNIT READY, which reports a pending unit attention
+================================  ============================================================
+
+A manager that wraps another derives from :class:`DelegatingPRManager`, which passes the whole
+contract through to its ``target``.
 """
 
 from __future__ import annotations
@@ -16,21 +35,58 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import Final
+
+import attrs
 
 from qompr.errors import ObjectError
 from qompr.qom import USER_CREATABLE
 from qompr.qom import Object
 from qompr.qom import ObjectTree
 from qompr.scsi import ScsiResult
+from qompr.scsi import SenseCode
 
 if TYPE_CHECKING:
+    from qompr.linux.caps import Capability
     from qompr.scsi import Nexus
 
-__all__ = ["PR_IN", "PR_OUT", "PRManager", "pr_manager_lookup", "query_pr_managers"]
+__all__ = [
+    "PR_IN",
+    "PR_OUT",
+    "TEST_UNIT_READY_CDB",
+    "ClientIdentity",
+    "PRManager",
+    "pr_manager_lookup",
+    "query_pr_managers",
+]
 
 #: PERSISTENT RESERVE IN / OUT opcodes: the only commands a manager executes.
 PR_IN = 0x5E
 PR_OUT = 0x5F
+#: TEST UNIT READY (SPC-4 §6.47): opcode 00h, no parameters.
+TEST_UNIT_READY_CDB: Final = bytes(6)
+
+
+@attrs.frozen
+class ClientIdentity:
+    """Who is at the other end of a helper connection, as the server knows it.
+
+    The server fills it once per connection: the SO_PEERCRED credentials, and for a trusted
+    client that named itself through qompr's protocol extension (``docs/daemon.md``,
+    "Who is the initiator") the initiator name and target port it chose.
+
+    :param pid: the client's process id (SO_PEERCRED).
+    :param uid: its effective user id.
+    :param gid: its effective group id.
+    :param initiator: the initiator name a trusted client gave, or ``None``.
+    :param target_port: the RELATIVE TARGET PORT IDENTIFIER it chose, or ``None``.
+    """
+
+    pid: int
+    uid: int
+    gid: int
+    initiator: str | None = attrs.field(default=None, kw_only=True)
+    target_port: int | None = attrs.field(default=None, kw_only=True)
 
 
 class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_CREATABLE,)):
@@ -61,6 +117,45 @@ class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_C
     def is_connected(self) -> bool:
         """Whether the backend is reachable (QEMU: True for managers without the method)."""
         return True
+
+    # -- the contract: what servers and wrappers may ask (defaults fit a real device) ---------
+    @property
+    def default_nexus(self) -> Nexus | None:
+        """The I_T nexus of commands given without one.
+
+        ``None`` (the default) means the device knows its own: a real logical unit sees the
+        host's initiator port.  A manager that emulates initiators names one.
+        """
+        return None
+
+    def nexus_for_client(self, client: ClientIdentity) -> Nexus | None:
+        """The I_T nexus the commands of a helper client carry (asked once per connection).
+
+        ``None`` (the default): the device knows its own, every client is the host.
+        """
+        return None
+
+    def cannot_block(self, fd: int) -> bool:
+        """Whether a command on *fd* is sure to finish at once.
+
+        A server may then run it on its event loop instead of a worker thread; so a manager
+        must only say True when no I/O can wait (default False).
+        """
+        return False
+
+    def required_capabilities(self) -> frozenset[Capability]:
+        """The capabilities a privileged server must keep after dropping privileges to run
+        this manager's commands, beyond what SG_IO needs (``CAP_SYS_RAWIO``, always kept)."""
+        return frozenset()
+
+    def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
+        """TEST UNIT READY on *fd*: GOOD, or CHECK CONDITION with a pending unit attention
+        (which it reports and so clears, SPC-4 §5.14), or NOT READY.
+
+        The default answers ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE: the manager
+        cannot send other commands than PERSISTENT RESERVE IN/OUT.
+        """
+        return ScsiResult.check(SenseCode.INVALID_OPCODE)
 
     async def run_async(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None

@@ -29,11 +29,13 @@ import os
 import threading
 from typing import final
 
+from qompr.linux.fdkind import sgio_cannot_block
 from qompr.linux.sgio import Direction
 from qompr.linux.sgio import SgIoOutcome
 from qompr.linux.sgio import map_outcome
 from qompr.linux.sgio import sg_io
 from qompr.managers._base import PR_OUT
+from qompr.managers._base import TEST_UNIT_READY_CDB
 from qompr.managers._base import PRManager
 from qompr.qom import IntProperty
 from qompr.scsi import HostStatus
@@ -88,10 +90,20 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
             return ScsiResult(status, _sense_bytes(sense) if status == 0x02 else b"")
         return ScsiResult(status, b"", outcome.data[: min(transferred, max(length, 0))])
 
+    def cannot_block(self, fd: int) -> bool:
+        """True where the ioctl fails at once (not a device: a pipe, /dev/null, a local file)."""
+        return sgio_cannot_block(fd)
+
+    def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
+        """TEST UNIT READY through SG_IO (the device knows its own nexus)."""
+        outcome = self._sg_io(fd, TEST_UNIT_READY_CDB, Direction.NONE)
+        status, sense, _ = map_outcome(outcome, 0)
+        return ScsiResult(status, _sense_bytes(sense) if status == 0x02 else b"")
+
     def _sg_io(
         self,
         fd: int,
-        cdb16: bytes,
+        cdb: bytes,
         direction: Direction,
         *,
         data_out: bytes = b"",
@@ -103,8 +115,8 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
         done = threading.Event()
 
         call = functools.partial(
-            sg_io, fd, cdb16, direction, data_out=data_out, data_in_size=data_in_size,
-            cmd_len=16, timeout_ms=timeout_ms,
+            sg_io, fd, cdb, direction, data_out=data_out, data_in_size=data_in_size,
+            cmd_len=len(cdb), timeout_ms=timeout_ms,
         )  # fmt: skip
 
         def work() -> None:

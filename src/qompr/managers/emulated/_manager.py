@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -25,13 +24,14 @@ from typing import final
 
 from qompr.errors import ObjectError
 from qompr.errors import StateError
+from qompr.managers._base import TEST_UNIT_READY_CDB
+from qompr.managers._base import ClientIdentity
 from qompr.managers._base import PRManager
 from qompr.managers.emulated._engine import Engine
 from qompr.managers.emulated._engine import EngineConfig
 from qompr.managers.emulated._engine import Outcome
 from qompr.managers.emulated._identity import InitiatorRule
 from qompr.managers.emulated._identity import lu_identity
-from qompr.managers.emulated._identity import nexus_for_peer
 from qompr.managers.emulated._identity import nexus_for_pid
 from qompr.managers.emulated._policy import Policy
 from qompr.managers.emulated._state import LUState
@@ -186,16 +186,25 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         """The I_T nexus of client process *pid*, named by ``initiator-rule``."""
         return nexus_for_pid(pid, self.initiator_rule, target_port=target_port)
 
-    def nexus_for_peer(self, sock: socket.socket, *, target_port: int = 1) -> Nexus:
-        """The I_T nexus of the peer of unix socket *sock* (SO_PEERCRED, ``initiator-rule``)."""
-        return nexus_for_peer(sock, self.initiator_rule, target_port=target_port)
+    def nexus_for_client(self, client: ClientIdentity) -> Nexus:
+        """The I_T nexus of a helper client: the initiator it named, if it is trusted to
+        name one, else its process named by ``initiator-rule``; through the target port it
+        chose (default 1)."""
+        port = client.target_port if client.target_port is not None else 1
+        if client.initiator is not None:
+            return Nexus(client.initiator, port)
+        return nexus_for_pid(client.pid, self.initiator_rule, target_port=port)
 
-    @property
-    def cannot_block(self) -> bool:
+    def cannot_block(self, fd: int) -> bool:
         """Whether a command finishes at once: the state is in memory (no file to sync) and
         no ``abort_handler`` is set.  ``qompr-pr-helper --backend`` then runs commands on its
         event loop instead of handing each to a worker thread."""
         return isinstance(self._store, MemoryStore) and self.abort_handler is None
+
+    def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
+        """TEST UNIT READY: a pending unit attention is reported and cleared (as LIO does)."""
+        answer = self.check_command(fd, TEST_UNIT_READY_CDB, nexus=nexus)
+        return answer if answer is not None else ScsiResult.good()
 
     # -- commands ---------------------------------------------------------------------------
 

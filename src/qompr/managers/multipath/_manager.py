@@ -26,6 +26,7 @@ from typing import final
 
 from qompr.errors import ConnectError
 from qompr.errors import StateError
+from qompr.linux.caps import Capability
 from qompr.managers._base import PR_IN
 from qompr.managers._base import PR_OUT
 from qompr.managers._base import PRManager
@@ -65,12 +66,9 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
 
     :attr:`library` is the backend; ``None`` (the default) means the real
     ``libmpathpersist.so.0``.  Tests set it to a fake before the object is completed.
-    :attr:`test_unit_ready` sends the TEST UNIT READY of the sense reconstruction (SG_IO).
+    :attr:`tur_sender` sends the TEST UNIT READY of the sense reconstruction and of
+    :meth:`test_unit_ready` (SG_IO on the map, which passes it to a path); tests replace it.
     """
-
-    #: qompr-pr-helper keeps CAP_SYS_ADMIN for this backend: libmpathpersist issues
-    #: device-mapper ioctls (as qemu-pr-helper keeps it when built with multipath).
-    needs_sys_admin = True
 
     verbose = IntProperty(
         minimum=0,
@@ -94,7 +92,7 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
         #: The libmpathpersist backend; ``None`` picks the real library at completion.
         self.library: MpathPersistApi | None = None
         #: Sends TEST UNIT READY on an fd (SG_IO); replaceable for tests.
-        self.test_unit_ready: Callable[[int], ScsiResult] = send_test_unit_ready
+        self.tur_sender: Callable[[int], ScsiResult] = send_test_unit_ready
         self._backend: MpathPersistApi | None = None
 
     def complete(self) -> None:
@@ -124,6 +122,15 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
         except ConnectError:
             return False
         return True
+
+    def required_capabilities(self) -> frozenset[Capability]:
+        """CAP_SYS_ADMIN: libmpathpersist issues device-mapper ioctls (qemu-pr-helper keeps
+        it when built with multipath)."""
+        return frozenset({Capability.CAP_SYS_ADMIN})
+
+    def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
+        """TEST UNIT READY through SG_IO on the map (*nexus* is ignored: the paths' own)."""
+        return self.tur_sender(fd)
 
     def _ready(self) -> MpathPersistApi:
         if self._backend is None:
@@ -168,7 +175,7 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
             fd, request.service_action, resp, noisy=self.noisy, verbose=self.verbose
         )
         log.debug("%s: PR IN %s on fd %d: %d", self.id, request.service_action.name, fd, rc)
-        answer = reconstruct_answer(rc, lambda: self.test_unit_ready(fd))
+        answer = reconstruct_answer(rc, lambda: self.tur_sender(fd))
         if not answer.ok:
             return answer
         return ScsiResult.good(encode_pr_in_answer(request, resp))
@@ -186,4 +193,4 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
         )
         del tids  # the library is done with the TransportID structs
         log.debug("%s: PR OUT %s on fd %d: %d", self.id, request.service_action.name, fd, rc)
-        return reconstruct_answer(rc, lambda: self.test_unit_ready(fd))
+        return reconstruct_answer(rc, lambda: self.tur_sender(fd))
