@@ -16,6 +16,7 @@ import pytest
 
 import qompr
 from qompr import get_plugin_manager
+from qompr.daemon.testing import wait_for_socket
 from qompr.errors import PluginError
 from qompr.plugins import describe_plugins
 from qompr.qom import Object
@@ -169,3 +170,48 @@ def test_daemon_loads_only_plugins_named_on_its_command_line(forward_site: Path)
     assert proc.returncode == 1
     assert "does not accept value" not in proc.stderr
     assert "Failed to bind socket to /nonexistent/dir/x.sock" in proc.stderr
+
+
+def test_two_clients_through_the_forward_plugin_are_two_initiators(
+    forward_site: Path, tmp_path: Path
+) -> None:
+    # pr-manager-forward is a DelegatingPRManager: the daemon asks it how a client is named,
+    # and it answers what pr-manager-emulated answers (one initiator per client process),
+    # instead of making every client the daemon's own process.
+    sock = str(tmp_path / "h.sock")
+    disk = tmp_path / "disk"
+    disk.write_bytes(bytes(4096))
+    env = {k: v for k, v in os.environ.items() if k != "QOMPR_LOAD_PLUGINS"}
+    env["PYTHONPATH"] = str(forward_site)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "qompr.daemon.main", "-k", sock, "--plugin", "forward",
+         "--backend", "pr-manager-emulated,id=e",
+         "--backend", "pr-manager-forward,id=f,target=e"]
+        + (["--keep-privileges"] if os.geteuid() != 0 else []),
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_socket(sock, proc=daemon)
+        persist = [sys.executable, "-m", "qompr", "persist", "--helper", sock, "-n"]
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*persist, *args, str(disk)], capture_output=True, text=True, env=env, check=False
+            )
+
+        for key in ("0xa", "0xb"):  # two processes: two clients
+            assert run("-o", "-G", f"-S{key}").returncode == 0
+        keys = run("-i", "-k")
+        assert keys.returncode == 0, keys.stderr
+        assert "2 registered reservation keys follow:\n    0xa\n    0xb\n" in keys.stdout
+        # A third process is a third, unregistered initiator: LIO answers its RESERVE with
+        # NOT READY (sg_persist's exit status 2), not as the registrant of 0xa.
+        reserve = run("-o", "-R", "-K0xa", "-T5")
+        assert (reserve.returncode, reserve.stderr) == (
+            2,
+            "PR out (Reserve): Device not ready\nqompr persist failed: Device not ready\n",
+        )
+    finally:
+        daemon.terminate()
+        _, err = daemon.communicate(timeout=10)
+    assert daemon.returncode == 0, err

@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""``pr-manager-forward``: log each PR command, then let another manager execute it."""
+"""``pr-manager-forward``: log each PR command, then let another manager execute it.
+
+Built on :class:`qompr.managers.DelegatingPRManager`, which passes the target manager's whole
+contract through: behind ``qompr-pr-helper`` each client is the initiator the target says it
+is (``pr-manager-emulated`` names one per VM), not one initiator for all.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qompr import hookimpl
-from qompr.errors import ObjectError
-from qompr.managers import PRManager
-from qompr.qom import LinkProperty
+from qompr.managers import DelegatingPRManager
 from qompr.qom import Object
 from qompr.qom import StringProperty
 from qompr.scsi import Nexus
@@ -22,33 +25,19 @@ __all__ = ["PRManagerForward"]
 logger = logging.getLogger("qompr_forward")
 
 
-class PRManagerForward(PRManager, qom_type="pr-manager-forward"):
+class PRManagerForward(DelegatingPRManager, qom_type="pr-manager-forward"):
     """Forwards to ``target`` and records every command."""
 
-    target = LinkProperty(
-        "pr-manager", mandatory=True, description="the manager that executes the commands"
-    )
     log = StringProperty(description="append one line per command to this file")
 
     def instance_init(self) -> None:
         self._log_lock = threading.Lock()
         self.commands = 0
 
-    def complete(self) -> None:
-        if self.target is None:
-            raise ObjectError("Parameter 'target' is missing")
-        if self.target is self:
-            raise ObjectError("pr-manager-forward cannot forward to itself")
-
-    def _target(self) -> PRManager:
-        target = self.target
-        assert isinstance(target, PRManager)
-        return target
-
     def run(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:
-        result = self._target().execute(fd, cdb, data, nexus=nexus)
+        result = super().run(fd, cdb, data, nexus=nexus)
         line = f"{self.id} cdb={bytes(cdb).hex()} status=0x{result.status:02x}"
         if result.sense:
             line += f" sense-key=0x{result.sense[2] & 0x0F:x}" if len(result.sense) > 2 else ""
@@ -59,9 +48,6 @@ class PRManagerForward(PRManager, qom_type="pr-manager-forward"):
                     fh.write(line + "\n")
         logger.info("%s", line)
         return result
-
-    def is_connected(self) -> bool:
-        return self._target().is_connected()
 
 
 @hookimpl
