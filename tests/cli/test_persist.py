@@ -48,6 +48,7 @@ from qompr.scsi import PrInCdb
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
 from qompr.scsi import TransportID
+from tests._support import SGIO_SHIM_C
 
 SG_PERSIST = shutil.which("sg_persist")
 CC = shutil.which("cc") or shutil.which("gcc")
@@ -1128,100 +1129,7 @@ def test_device_matches_real_sg_persist(
 #
 # An LD_PRELOAD library replaces ioctl(SG_IO) in both programs: it answers INQUIRY and the PR
 # command from files (status, sense, data), logs the CDB and data-out it was sent, and leaves
-# every other ioctl alone.
-
-_SHIM_C = r"""
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <scsi/sg.h>
-
-static size_t slurp(const char *dir, const char *name, unsigned char *buf, size_t max)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return 0;
-    size_t n = fread(buf, 1, max, fp);
-    fclose(fp);
-    return n;
-}
-
-static int number(const char *dir, const char *prefix, const char *name)
-{
-    char file[64];
-    unsigned char buf[32] = {0};
-    snprintf(file, sizeof(file), "%s%s", prefix, name);
-    slurp(dir, file, buf, sizeof(buf) - 1);
-    return atoi((char *)buf);
-}
-
-int ioctl(int fd, unsigned long req, ...)
-{
-    va_list ap;
-    va_start(ap, req);
-    void *arg = va_arg(ap, void *);
-    va_end(ap);
-    const char *dir = getenv("SHIM_DIR");
-    if (req != SG_IO || dir == NULL) {
-        int (*real)(int, unsigned long, void *) = dlsym(RTLD_NEXT, "ioctl");
-        return real(fd, req, arg);
-    }
-    sg_io_hdr_t *h = arg;
-    unsigned char *cdb = h->cmdp;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/log", dir);
-    FILE *log = fopen(path, "a");
-    if (log) {
-        for (int i = 0; i < h->cmd_len; ++i)
-            fprintf(log, "%02x", cdb[i]);
-        if (h->dxfer_direction == SG_DXFER_TO_DEV) {
-            fprintf(log, " ");
-            for (unsigned i = 0; i < h->dxfer_len; ++i)
-                fprintf(log, "%02x", ((unsigned char *)h->dxferp)[i]);
-        }
-        fprintf(log, " %u\n", h->dxfer_len);
-        fclose(log);
-    }
-    const char *prefix = cdb[0] == 0x12 ? "inquiry." : "";
-    int err = number(dir, prefix, "errno");
-    if (err) {
-        errno = err;
-        return -1;
-    }
-    char file[64];
-    static unsigned char data[65536];
-    unsigned char sense[252];
-    snprintf(file, sizeof(file), "%sdata", prefix);
-    size_t dlen = slurp(dir, file, data, sizeof(data));
-    snprintf(file, sizeof(file), "%ssense", prefix);
-    size_t slen = slurp(dir, file, sense, sizeof(sense));
-    int status = number(dir, prefix, "status");
-    h->resid = 0;
-    if (h->dxfer_direction == SG_DXFER_FROM_DEV) {
-        if (dlen > h->dxfer_len)
-            dlen = h->dxfer_len;
-        memcpy(h->dxferp, data, dlen);
-        h->resid = h->dxfer_len - dlen;
-    }
-    if (slen > h->mx_sb_len)
-        slen = h->mx_sb_len;
-    memcpy(h->sbp, sense, slen);
-    h->sb_len_wr = slen;
-    h->status = status;
-    h->masked_status = (status >> 1) & 0x7f;
-    h->host_status = 0;
-    h->driver_status = slen ? 0x08 : 0;
-    h->info = (status || slen) ? SG_INFO_CHECK : 0;
-    h->duration = 1;
-    return 0;
-}
-"""
+# every other ioctl alone (tests/_support/sgio_shim.c).
 
 
 @pytest.fixture(scope="module")
@@ -1229,11 +1137,8 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> str:
     if SG_PERSIST is None or CC is None:
         pytest.skip("needs sg_persist and a C compiler")
     where = tmp_path_factory.mktemp("shim")
-    (where / "shim.c").write_text(_SHIM_C)
     lib = where / "shim.so"
-    subprocess.run(
-        [CC, "-shared", "-fPIC", "-o", str(lib), str(where / "shim.c"), "-ldl"], check=True
-    )
+    subprocess.run([CC, "-shared", "-fPIC", "-o", str(lib), str(SGIO_SHIM_C), "-ldl"], check=True)
     return str(lib)
 
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Record how the real QEMU 7.2 parses and creates ``-object`` options.
 
 For every case in :data:`CASES` this script runs::
@@ -15,110 +15,41 @@ Placeholders (``@SOCK@`` ...) in the case strings are replaced by real paths
 in a fixed-length temporary directory before running QEMU, and the real paths
 are replaced back by the placeholders in everything recorded.  See README.md.
 
-Usage::
+The placeholder environment, the QMP client and the runner live in ``tests/_support``
+(the replays and interop tests use them too).  Usage, from the checkout's root::
 
-    python tests/corpus/generate.py --out tests/corpus/qemu-7.2-object.json
+    python -m tests.corpus.generate --out tests/corpus/qemu-7.2-object.json
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import datetime
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-from collections.abc import Iterator
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from typing import TypeAlias
 
-JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
-JsonObject: TypeAlias = dict[str, JsonValue]
+from tests._support.placeholders import PLACEHOLDERS
+from tests._support.placeholders import SOCK_ALIASES
+from tests._support.placeholders import TMP_PLACEHOLDER
+from tests._support.placeholders import JsonObject
+from tests._support.placeholders import JsonValue
+from tests._support.placeholders import environment
+from tests._support.qemu_run import BASE_COMMAND
+from tests._support.qemu_run import DEFAULT_TIMEOUT
+from tests._support.qemu_run import QEMU
+from tests._support.qemu_run import Case
+from tests._support.qemu_run import qemu_version
+from tests._support.qemu_run import run_case
 
 FORMAT_VERSION = 1
-QEMU = "qemu-system-x86_64"
-BASE_COMMAND: tuple[str, ...] = (
-    QEMU,
-    "-machine",
-    "none",
-    "-nodefaults",
-    "-display",
-    "none",
-    "-S",
-    "-qmp",
-    "unix:@QMP@,server=on,wait=off",
-)
-DEFAULT_TIMEOUT = 20.0
-
-# ---------------------------------------------------------------------------
-# Placeholders.  Each names a file inside the temporary directory (@TMP@).
-# ---------------------------------------------------------------------------
-
-#: placeholder -> (file name inside @TMP@, description)
-PLACEHOLDERS: dict[str, tuple[str, str]] = {
-    "@SOCK@": ("s1.sock", "fake qemu-pr-helper: sends 4 zero bytes, reads 4 bytes, stays open"),
-    "@SOCK2@": ("s2.sock", "second fake qemu-pr-helper, same behaviour as @SOCK@"),
-    "@SOCK3@": ("s3.sock", "third fake qemu-pr-helper, same behaviour as @SOCK@"),
-    "@FEAT@": (
-        "feat.sock",
-        "fake helper that announces features 0xffffffff, reads 4 bytes, stays open",
-    ),
-    "@LONGHS@": (
-        "longhs.sock",
-        "fake helper that sends 8 bytes 'garbage!' instead of 4, reads 4 bytes, stays open",
-    ),
-    "@NOHS@": ("nohs.sock", "listening socket whose server closes at once, no handshake"),
-    "@SHORTHS@": (
-        "shorths.sock",
-        "listening socket whose server sends 2 zero bytes of handshake, then closes",
-    ),
-    "@DEAD@": ("dead.sock", "a bound unix socket that is not listening (connect refused)"),
-    "@NOTSOCK@": ("regular-file", "a regular (empty) file"),
-    "@DIR@": ("a-directory", "a directory"),
-}
-TMP_PLACEHOLDER = "@TMP@"
-
-#: Extra names created inside @TMP@ as symlinks to @SOCK@'s socket, so that
-#: cases can connect through paths containing awkward characters.
-SOCK_ALIASES: tuple[str, ...] = (
-    "a,b.sock",
-    "a,,b.sock",
-    "a b.sock",
-    "\u00e9t\u00e9.sock",
-    "link.sock",
-    "a=b.sock",
-    "x\\y.sock",
-    "'q'.sock",
-    '"dq".sock',
-)
 
 # ---------------------------------------------------------------------------
 # The cases.
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Case:
-    """One QEMU command line: each element of ``args`` is one ``-object`` option."""
-
-    group: str
-    name: str
-    args: tuple[str, ...]
-    note: str = ""
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.group}/{self.name}"
 
 
 def _cases() -> list[Case]:
@@ -735,316 +666,6 @@ def _cases() -> list[Case]:
 
 
 CASES: tuple[Case, ...] = tuple(_cases())
-
-# ---------------------------------------------------------------------------
-# Fake qemu-pr-helper servers.
-# ---------------------------------------------------------------------------
-
-
-class FakeHelper:
-    """A listening unix socket answering connections in a background thread."""
-
-    def __init__(self, path: Path, mode: str) -> None:
-        self.path = path
-        self.mode = mode
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.bind(str(path))
-        self._sock.listen(64)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        self._sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                if self.mode == "close":
-                    return
-                if self.mode == "short":
-                    conn.sendall(b"\0\0")
-                    return
-                features = {"features": b"\xff\xff\xff\xff", "long": b"garbage!"}.get(
-                    self.mode, b"\0\0\0\0"
-                )
-                conn.sendall(features)
-                got = b""
-                while len(got) < 4:
-                    chunk = conn.recv(4 - len(got))
-                    if not chunk:
-                        return
-                    got += chunk
-                # Keep the connection open until QEMU goes away.
-                while conn.recv(4096):
-                    pass
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._stop.set()
-        self._sock.close()
-        self._thread.join(timeout=2)
-
-
-@contextlib.contextmanager
-def environment() -> Iterator[Path]:
-    """Create the temporary directory with every placeholder target in it."""
-    # mkdtemp names have a fixed length, so paths have the same length every run.
-    tmp = Path(tempfile.mkdtemp(prefix="qompr-corpus-", dir="/tmp"))
-    helpers: list[FakeHelper] = []
-    dead: socket.socket | None = None
-    try:
-        modes = {
-            "@SOCK@": "ok",
-            "@SOCK2@": "ok",
-            "@SOCK3@": "ok",
-            "@FEAT@": "features",
-            "@LONGHS@": "long",
-            "@NOHS@": "close",
-            "@SHORTHS@": "short",
-        }
-        for placeholder, mode in modes.items():
-            helpers.append(FakeHelper(tmp / PLACEHOLDERS[placeholder][0], mode))
-        dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        dead.bind(str(tmp / PLACEHOLDERS["@DEAD@"][0]))
-        (tmp / PLACEHOLDERS["@NOTSOCK@"][0]).write_bytes(b"")
-        (tmp / PLACEHOLDERS["@DIR@"][0]).mkdir()
-        for alias in SOCK_ALIASES:
-            (tmp / alias).symlink_to(PLACEHOLDERS["@SOCK@"][0])
-        yield tmp
-    finally:
-        for helper in helpers:
-            helper.close()
-        if dead is not None:
-            dead.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def substitutions(tmp: Path) -> list[tuple[str, str]]:
-    """(placeholder, real text) pairs, most specific first."""
-    subs = [(ph, str(tmp / name)) for ph, (name, _) in PLACEHOLDERS.items()]
-    # Longest real text first so that @SOCK@ does not eat part of @SOCK2@ etc.
-    subs.sort(key=lambda pair: len(pair[1]), reverse=True)
-    subs.append((TMP_PLACEHOLDER, str(tmp)))
-    return subs
-
-
-def expand(text: str, subs: Sequence[tuple[str, str]]) -> str:
-    for placeholder, real in subs:
-        text = text.replace(placeholder, real)
-    return text
-
-
-def unexpand(text: str, subs: Sequence[tuple[str, str]]) -> str:
-    for placeholder, real in subs:
-        text = text.replace(real, placeholder)
-    return text
-
-
-def unexpand_json(value: JsonValue, subs: Sequence[tuple[str, str]]) -> JsonValue:
-    if isinstance(value, str):
-        return unexpand(value, subs)
-    if isinstance(value, list):
-        return [unexpand_json(item, subs) for item in value]
-    if isinstance(value, dict):
-        return {unexpand(k, subs): unexpand_json(v, subs) for k, v in value.items()}
-    return value
-
-
-# ---------------------------------------------------------------------------
-# A minimal QMP client.
-# ---------------------------------------------------------------------------
-
-
-class QMPError(Exception):
-    pass
-
-
-class QMPClient:
-    def __init__(self, sock: socket.socket, timeout: float) -> None:
-        self._sock = sock
-        self._sock.settimeout(timeout)
-        self._buf = b""
-
-    def read_message(self) -> JsonObject | None:
-        """The next JSON object from QEMU, or None at end of file."""
-        while b"\n" not in self._buf:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                return None
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        msg: Any = json.loads(line.decode("utf-8"))
-        if not isinstance(msg, dict):
-            raise QMPError(f"unexpected QMP message: {msg!r}")
-        return msg
-
-    def execute(self, command: str, arguments: JsonObject | None = None) -> JsonObject:
-        request: JsonObject = {"execute": command}
-        if arguments is not None:
-            request["arguments"] = arguments
-        self._sock.sendall(json.dumps(request).encode("utf-8") + b"\n")
-        while True:
-            msg = self.read_message()
-            if msg is None:
-                raise QMPError(f"EOF while waiting for the answer to {command}")
-            if "event" in msg or "QMP" in msg:
-                # Events, and a repeated greeting: a client that connects while
-                # qemu-storage-daemon attaches its monitor is rarely greeted twice.
-                continue
-            return msg
-
-
-def _qmp_return(reply: JsonObject, what: str) -> JsonValue:
-    if "return" not in reply:
-        raise QMPError(f"{what} failed: {reply!r}")
-    return reply["return"]
-
-
-def inspect_objects(client: QMPClient) -> list[JsonValue]:
-    """qom-list /objects, then qom-list and qom-get each property of each child."""
-    _qmp_return(client.execute("qmp_capabilities"), "qmp_capabilities")
-    children = _qmp_return(client.execute("qom-list", {"path": "/objects"}), "qom-list")
-    if not isinstance(children, list):
-        raise QMPError(f"qom-list /objects returned {children!r}")
-    objects: list[JsonValue] = []
-    for child in sorted(children, key=lambda c: str(c["name"]) if isinstance(c, dict) else ""):
-        if not isinstance(child, dict):
-            raise QMPError(f"bad qom-list entry {child!r}")
-        name = str(child["name"])
-        ctype = str(child["type"])
-        if not ctype.startswith("child<"):
-            continue
-        path = f"/objects/{name}"
-        props = _qmp_return(client.execute("qom-list", {"path": path}), "qom-list")
-        if not isinstance(props, list):
-            raise QMPError(f"qom-list {path} returned {props!r}")
-        recorded: list[JsonValue] = []
-        for prop in sorted(props, key=lambda p: str(p["name"]) if isinstance(p, dict) else ""):
-            if not isinstance(prop, dict):
-                raise QMPError(f"bad qom-list entry {prop!r}")
-            pname = str(prop["name"])
-            entry: JsonObject = {"name": pname, "type": prop["type"]}
-            reply = client.execute("qom-get", {"path": path, "property": pname})
-            if "return" in reply:
-                entry["value"] = reply["return"]
-            else:
-                entry["error"] = reply.get("error")
-            recorded.append(entry)
-        objects.append({"id": name, "type": ctype[len("child<") : -1], "properties": recorded})
-    return objects
-
-
-# ---------------------------------------------------------------------------
-# Running one case.
-# ---------------------------------------------------------------------------
-
-
-def qemu_env() -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": "/"}
-
-
-def run_case(
-    case: Case,
-    tmp: Path,
-    index: int,
-    timeout: float,
-    *,
-    base_command: Sequence[str] = BASE_COMMAND,
-    option: str = "-object",
-    after: Sequence[str] = (),
-) -> JsonObject:
-    """Run one case: ``base_command``, the case's ``option ARG`` pairs, then ``after``
-    (``@QMP@`` in either is the QMP socket's path)."""
-    subs = substitutions(tmp)
-    qmp_path = tmp / f"qmp-{index:04d}.sock"
-    with contextlib.suppress(FileNotFoundError):
-        qmp_path.unlink()
-    qmp_sub = [("@QMP@", str(qmp_path))]
-    argv = [expand(a, qmp_sub) for a in base_command]
-    for arg in case.args:
-        argv += [option, expand(arg, subs)]
-    argv += [expand(a, qmp_sub) for a in after]
-    objects: list[JsonValue] | None = None
-    timed_out = False
-    qmp_error: str | None = None
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=tmp, env=qemu_env()
-        )
-        deadline = time.monotonic() + timeout
-        try:
-            while proc.poll() is None and time.monotonic() < deadline:
-                if qmp_path.exists():
-                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    try:
-                        sock.connect(str(qmp_path))
-                    except OSError:
-                        sock.close()
-                        time.sleep(0.01)
-                        continue
-                    with sock:
-                        client = QMPClient(sock, max(0.1, deadline - time.monotonic()))
-                        try:
-                            greeting = client.read_message()
-                        except (OSError, ValueError):
-                            greeting = None
-                        if greeting is not None:
-                            # QEMU reached its main loop: every object exists.
-                            try:
-                                objects = inspect_objects(client)
-                                client.execute("quit")
-                            except (OSError, ValueError, QMPError) as exc:
-                                qmp_error = f"{type(exc).__name__}: {exc}"
-                    break
-                time.sleep(0.01)
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.kill()
-            proc.wait()
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode("utf-8", "surrogateescape")
-        stderr = err.read().decode("utf-8", "surrogateescape")
-    with contextlib.suppress(FileNotFoundError):
-        qmp_path.unlink()
-    result: JsonObject = {
-        "name": case.full_name,
-        "group": case.group,
-        "args": list(case.args),
-        "note": case.note,
-        "exit_status": None if timed_out else proc.returncode,
-        "timed_out": timed_out,
-        "stdout": unexpand(stdout, subs),
-        "stderr": unexpand(stderr, subs),
-        "stayed_running": objects is not None,
-        "objects": unexpand_json(objects, subs) if objects is not None else None,
-    }
-    if qmp_error is not None:
-        result["qmp_error"] = unexpand(qmp_error, subs)
-    return result
-
-
-def qemu_version(program: str = QEMU) -> str:
-    proc = subprocess.run(
-        [program, "--version"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=qemu_env(),
-        check=True,
-    )
-    return proc.stdout.splitlines()[0].strip()
 
 
 def check_cases(cases: Sequence[Case]) -> None:

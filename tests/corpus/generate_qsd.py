@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Record how the real qemu-storage-daemon 7.2 parses and creates ``--object`` options.
 
 qemu-storage-daemon reads ``--object`` with QEMU's strict keyval parser (or JSON when the
@@ -13,9 +13,9 @@ helpers, placeholders, QMP inspection and JSON schema; see README.md).  The case
 of ``generate.py``'s (same group and name) followed by keyval-specific ones (groups
 ``keyval-*``).
 
-Usage::
+Usage, from the checkout's root::
 
-    python tests/corpus/generate_qsd.py --out tests/corpus/qsd-7.2-object.json
+    python -m tests.corpus.generate_qsd --out tests/corpus/qsd-7.2-object.json
 """
 
 from __future__ import annotations
@@ -23,31 +23,22 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime
-import importlib.util
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-HERE = Path(__file__).resolve().parent
-
-if TYPE_CHECKING:
-    from tests.corpus import generate
-else:
-    # Loaded by path, under the name test_replay.py uses, so this works as a script, under
-    # pytest and next to test_replay.py alike.
-    generate = sys.modules.get("corpus_generate")
-    if generate is None:
-        _spec = importlib.util.spec_from_file_location("corpus_generate", HERE / "generate.py")
-        assert _spec is not None and _spec.loader is not None
-        generate = importlib.util.module_from_spec(_spec)
-        sys.modules[_spec.name] = generate  # dataclasses look their module up there
-        _spec.loader.exec_module(generate)
-
-Case = generate.Case
-JsonObject = generate.JsonObject
-JsonValue = generate.JsonValue
+from tests._support.placeholders import PLACEHOLDERS
+from tests._support.placeholders import SOCK_ALIASES
+from tests._support.placeholders import TMP_PLACEHOLDER
+from tests._support.placeholders import JsonObject
+from tests._support.placeholders import JsonValue
+from tests._support.placeholders import environment
+from tests._support.qemu_run import DEFAULT_TIMEOUT
+from tests._support.qemu_run import Case
+from tests._support.qemu_run import qemu_version
+from tests._support.qemu_run import run_case as run_qemu_case
+from tests.corpus import generate
 
 FORMAT_VERSION = 1
 PROGRAM = "qemu-storage-daemon"
@@ -307,7 +298,7 @@ CASES: tuple[Case, ...] = (*generate.CASES, *_keyval_cases())
 
 def run_case(case: Case, tmp: Path, index: int, timeout: float) -> JsonObject:
     """One case through qemu-storage-daemon."""
-    result: JsonObject = generate.run_case(
+    result: JsonObject = run_qemu_case(
         case, tmp, index, timeout, base_command=BASE_COMMAND, option=OPTION, after=AFTER_OBJECTS
     )
     return result
@@ -318,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON corpus")
     parser.add_argument("--jobs", type=int, default=4, help="processes run in parallel")
     parser.add_argument(
-        "--timeout", type=float, default=generate.DEFAULT_TIMEOUT, help="seconds allowed per case"
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds allowed per case"
     )
     parser.add_argument("--only", default="", help="run only cases whose name contains this")
     parser.add_argument("--date", default="", help="date to record (default: today, UTC)")
@@ -329,8 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROGRAM} not found in PATH", file=sys.stderr)
         return 2
     selected = [c for c in CASES if opts.only in c.full_name]
-    version = generate.qemu_version(PROGRAM)
-    with generate.environment() as tmp, concurrent.futures.ThreadPoolExecutor(opts.jobs) as pool:
+    version = qemu_version(PROGRAM)
+    with environment() as tmp, concurrent.futures.ThreadPoolExecutor(opts.jobs) as pool:
         futures = [
             pool.submit(run_case, case, tmp, index, opts.timeout)
             for index, case in enumerate(selected)
@@ -342,13 +333,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "qemu_version": version,
         "date": date,
         "command": [*BASE_COMMAND, OPTION, "ARG1", f"[{OPTION} ARG2 ...]", *AFTER_OBJECTS],
-        "environment": {"LC_ALL": "C", "cwd": generate.TMP_PLACEHOLDER, "stdin": "/dev/null"},
+        "environment": {"LC_ALL": "C", "cwd": TMP_PLACEHOLDER, "stdin": "/dev/null"},
         "placeholders": {
-            generate.TMP_PLACEHOLDER: "a fixed-length temporary directory; the program's cwd",
+            TMP_PLACEHOLDER: "a fixed-length temporary directory; the program's cwd",
             "@QMP@": "the QMP socket (never appears in the cases)",
-            **{ph: f"@TMP@/{name}: {desc}" for ph, (name, desc) in generate.PLACEHOLDERS.items()},
+            **{ph: f"@TMP@/{name}: {desc}" for ph, (name, desc) in PLACEHOLDERS.items()},
         },
-        "socket_aliases": {f"@TMP@/{a}": "symlink to @SOCK@" for a in generate.SOCK_ALIASES},
+        "socket_aliases": {f"@TMP@/{a}": "symlink to @SOCK@" for a in SOCK_ALIASES},
         "cases": results,
     }
     return int(generate.write_corpus(opts.out, corpus, results))

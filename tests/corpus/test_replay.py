@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 
 from qompr.options import Syntax
+from tests._support import placeholders
+from tests._support.replay import Replay
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "qemu-7.2-object.json"
@@ -43,9 +45,9 @@ FOREIGN_TYPES = {
 
 
 @pytest.fixture(scope="module")
-def env(generate: Any) -> Iterator[tuple[Path, list[tuple[str, str]]]]:
-    with generate.environment() as tmp:
-        yield tmp, generate.substitutions(tmp)
+def env() -> Iterator[tuple[Path, list[tuple[str, str]]]]:
+    with placeholders.environment() as tmp:
+        yield tmp, placeholders.substitutions(tmp)
 
 
 def test_corpus_is_from_qemu_7_2() -> None:
@@ -56,17 +58,15 @@ def test_corpus_is_from_qemu_7_2() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_replay(
     case: dict[str, Any],
-    replay: Any,
-    generate: Any,
     env: tuple[Path, list[tuple[str, str]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tmp, subs = env
     monkeypatch.chdir(tmp)  # QEMU ran with its working directory in @TMP@
-    args = [generate.expand(a, subs) for a in case["args"]]
-    ours = replay.run(args, Syntax.QEMU_SYSTEM, prog=PROG)
-    ours["stderr"] = generate.unexpand(ours["stderr"], subs)
-    ours["objects"] = generate.unexpand_json(ours["objects"], subs)
+    args = [placeholders.expand(a, subs) for a in case["args"]]
+    ours = Replay.run(args, Syntax.QEMU_SYSTEM, prog=PROG)
+    ours["stderr"] = placeholders.unexpand(ours["stderr"], subs)
+    ours["objects"] = placeholders.unexpand_json(ours["objects"], subs)
 
     foreign = {a.split(",")[0] for a in case["args"]} & FOREIGN_TYPES
     if foreign:
@@ -75,4 +75,4 @@ def test_replay(
         assert f"Parameter 'qom-type' does not accept value '{name}'" in ours["stderr"]
         return
 
-    replay.assert_same(ours, case)
+    Replay.assert_same(ours, case)

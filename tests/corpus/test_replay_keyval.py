@@ -23,12 +23,9 @@ Two deliberate differences are checked separately, not skipped:
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 from typing import Any
 
 import pytest
@@ -36,22 +33,15 @@ import pytest
 from qompr.errors import QomprError
 from qompr.options import Syntax
 from qompr.options import keyval_parse
+from tests._support import placeholders
+from tests._support.replay import Replay
+from tests.corpus import generate_qsd
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "qsd-7.2-object.json"
 PROG = "qemu-storage-daemon"
 OPTION = "--object"
 
-if TYPE_CHECKING:
-    from tests.corpus import generate
-    from tests.corpus import generate_qsd
-else:
-    _spec = importlib.util.spec_from_file_location("corpus_generate_qsd", HERE / "generate_qsd.py")
-    assert _spec is not None and _spec.loader is not None
-    generate_qsd = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = generate_qsd
-    _spec.loader.exec_module(generate_qsd)
-    generate = generate_qsd.generate  # generate.py, as generate_qsd.py loaded it
 
 DATA: dict[str, Any] = json.loads(CORPUS.read_text(encoding="utf-8"))
 CASES: list[dict[str, Any]] = DATA["cases"]
@@ -67,8 +57,8 @@ TYPE_LIST_HEADER = "List of user creatable objects:\n"
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[tuple[Path, list[tuple[str, str]]]]:
-    with generate.environment() as tmp:
-        yield tmp, generate.substitutions(tmp)
+    with placeholders.environment() as tmp:
+        yield tmp, placeholders.substitutions(tmp)
 
 
 def _foreign_type(case: dict[str, Any]) -> str | None:
@@ -127,16 +117,15 @@ def test_corpus_covers_keyval_and_creation() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_replay(
     case: dict[str, Any],
-    replay: Any,
     env: tuple[Path, list[tuple[str, str]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tmp, subs = env
     monkeypatch.chdir(tmp)  # QSD ran with its working directory in @TMP@
-    args = [generate.expand(a, subs) for a in case["args"]]
-    ours = replay.run(args, Syntax.KEYVAL, prog=PROG, option=OPTION)
-    ours["stderr"] = generate.unexpand(ours["stderr"], subs)
-    ours["objects"] = generate.unexpand_json(ours["objects"], subs)
+    args = [placeholders.expand(a, subs) for a in case["args"]]
+    ours = Replay.run(args, Syntax.KEYVAL, prog=PROG, option=OPTION)
+    ours["stderr"] = placeholders.unexpand(ours["stderr"], subs)
+    ours["objects"] = placeholders.unexpand_json(ours["objects"], subs)
 
     foreign = _foreign_type(case)
     if foreign is not None:
@@ -149,4 +138,4 @@ def test_replay(
             assert f"Parameter 'qom-type' does not accept value '{foreign}'" in ours["stderr"]
         return
 
-    replay.assert_same(ours, case)
+    Replay.assert_same(ours, case)

@@ -24,6 +24,7 @@ import pytest
 
 from qompr.embed import HelperSupervisor
 from qompr.errors import StateError
+from tests._support.qmp import QMPClient
 
 HERE = Path(__file__).resolve().parent
 
@@ -139,9 +140,7 @@ def test_socket_option_is_refused() -> None:
 
 
 @pytest.mark.interop
-def test_real_qemu_with_a_supervised_helper(
-    generate: Any, supervisor: HelperSupervisor, tmp_path: Path
-) -> None:
+def test_real_qemu_with_a_supervised_helper(supervisor: HelperSupervisor, tmp_path: Path) -> None:
     if shutil.which("qemu-system-x86_64") is None:
         pytest.fail("qemu-system-x86_64 is not installed: run scripts/run-tests to install it")
     qmp_path = tmp_path / "qmp.sock"
@@ -155,7 +154,7 @@ def test_real_qemu_with_a_supervised_helper(
         wait_for(qmp_path.exists)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(str(qmp_path))
-            client = generate.QMPClient(sock, 20.0)
+            client = QMPClient(sock, 20.0)
             client.read_message()
             client.execute("qmp_capabilities")
             assert client.execute("query-pr-managers")["return"] == [
@@ -173,7 +172,7 @@ def test_real_qemu_with_a_supervised_helper(
                  "path": supervisor.socket_path},
             )  # fmt: skip
             assert reply == {"return": {}}, json.dumps(reply)
-            managers = client.execute("query-pr-managers")["return"]
+            managers: Any = client.execute("query-pr-managers")["return"]
             assert {"connected": True, "id": "pr-helper1"} in managers
             client.execute("quit")
         assert qemu.wait(20) == 0

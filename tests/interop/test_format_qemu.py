@@ -19,6 +19,9 @@ import qompr
 from qompr.options import process
 from qompr.options import to_json_string
 from qompr.options import to_keyval
+from tests._support import placeholders
+from tests._support.qemu_run import Case
+from tests._support.qemu_run import run_case
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,17 +33,15 @@ ALIASES = ["a,b.sock", "a,,b.sock", "a b.sock", "\u00e9t\u00e9.sock", "a=b.sock"
 
 
 @pytest.fixture(scope="module")
-def tmp_env(generate: Any) -> Any:
+def tmp_env() -> Any:
     if shutil.which("qemu-system-x86_64") is None:
         pytest.fail("qemu-system-x86_64 is not installed: run scripts/run-tests to install it")
-    with generate.environment() as tmp:
+    with placeholders.environment() as tmp:
         yield tmp
 
 
 @pytest.mark.parametrize("alias", ALIASES)
-def test_formatted_strings_make_the_same_object_in_qemu(
-    generate: Any, tmp_env: Path, alias: str
-) -> None:
+def test_formatted_strings_make_the_same_object_in_qemu(tmp_env: Path, alias: str) -> None:
     path = str(tmp_env / alias)
     tree = qompr.new_tree(load_entrypoints=False)
     spec = json.dumps({"qom-type": "pr-manager-helper", "id": "h0", "path": path})
@@ -49,8 +50,8 @@ def test_formatted_strings_make_the_same_object_in_qemu(
     (obj,) = objects
     assert tree.qom_get("/objects/h0", "path") == path
     for spec in (to_keyval(obj), to_json_string(obj)):
-        case = generate.Case(group="format", name=alias, args=(spec,))
-        result = generate.run_case(case, tmp_env, abs(hash(spec)) % 10000, 20.0)
+        case = Case(group="format", name=alias, args=(spec,))
+        result: Any = run_case(case, tmp_env, abs(hash(spec)) % 10000, 20.0)
         assert result["exit_status"] == 0, result["stderr"]
         assert result["stderr"] == ""
         (recorded,) = result["objects"]

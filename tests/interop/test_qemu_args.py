@@ -27,6 +27,7 @@ from qompr.embed import object_args
 from qompr.embed import scsi_block_disk
 from qompr.embed import unmanaged_alias
 from qompr.managers import PRManager
+from tests._support import placeholders
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,8 +50,8 @@ def loopdev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def helper_sock(generate: Any) -> Iterator[str]:
-    with generate.environment() as tmp:
+def helper_sock() -> Iterator[str]:
+    with placeholders.environment() as tmp:
         yield str(tmp / "s1.sock")
 
 

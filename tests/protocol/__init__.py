@@ -1,1 +1,2 @@
 # SPDX-License-Identifier: MIT
+"""Tests of qompr.protocol, the sans-IO qemu-pr-helper protocol."""

@@ -2,7 +2,7 @@
 """The emulated engine's conformance scenarios replayed on real LIO: guest runner, host checks.
 
 ``tests/vm/test_lio_scenarios.py`` boots the VM test bed once; in the guest
-:func:`guest_main` runs every scenario of ``tests/emulated/scenarios`` (its ``lio`` steps)
+:func:`guest_main` runs every scenario of ``tests/managers/emulated/scenarios`` (its ``lio`` steps)
 against the LIO LUN and records each step's raw answer (status, sense bytes, data-in) in
 ``lio_scenarios.json``.  On the host, :func:`compare_with_engine` replays the same steps on
 ``pr-manager-emulated`` (mode ``lio``) and :func:`check_expectations` holds LIO's answers to
@@ -49,7 +49,6 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING
 from typing import Any
 
 import qompr
@@ -63,27 +62,14 @@ from qompr.scsi import ScsiResult
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseData
 from qompr.scsi import TransportID
-
-if TYPE_CHECKING:
-    # mypy names these modules tests.*; at run time tests/ itself is on sys.path (pytest's
-    # rootdir insertion on the host, the guest script's cwd), so they are emulated.*.
-    from ..emulated.harness import EmulatedTarget
-    from ..emulated.harness import new_manager
-    from ..emulated.scenario import Scenario
-    from ..emulated.scenario import ScenarioStepError
-    from ..emulated.scenario import Step
-    from ..emulated.scenario import build
-    from ..emulated.scenario import check
-    from ..emulated.scenario import load_all
-else:
-    from emulated.harness import EmulatedTarget
-    from emulated.harness import new_manager
-    from emulated.scenario import Scenario
-    from emulated.scenario import ScenarioStepError
-    from emulated.scenario import Step
-    from emulated.scenario import build
-    from emulated.scenario import check
-    from emulated.scenario import load_all
+from tests.managers.emulated.harness import EmulatedTarget
+from tests.managers.emulated.harness import new_manager
+from tests.managers.emulated.scenario import Scenario
+from tests.managers.emulated.scenario import ScenarioStepError
+from tests.managers.emulated.scenario import Step
+from tests.managers.emulated.scenario import build
+from tests.managers.emulated.scenario import check
+from tests.managers.emulated.scenario import load_all
 
 from .guest_tools import SgResult
 from .guest_tools import sg_io
@@ -256,7 +242,8 @@ class _TcmLoopInitiators:
 
 
 class LioTarget(_TcmLoopInitiators):
-    """A :class:`emulated.scenario.Target` on the guest's LIO LUN, through SG_IO on /dev/sgN.
+    """A scenario :class:`~tests.managers.emulated.scenario.Target` on the guest's LIO LUN, through
+    SG_IO on /dev/sgN.
 
     Initiators are the tcm_loop initiator WWNs (SAS TransportIDs); port index *n* of an
     initiator is its *n*-th tcm_loop target.
@@ -550,7 +537,7 @@ class LioRecord:
 
 class RecordedLio(_TcmLoopInitiators):
     """The guest's :class:`LioTarget` as seen from the host: the name and port mappings
-    (:func:`emulated.scenario.check` needs them), no commands."""
+    (:func:`tests.managers.emulated.scenario.check` needs them), no commands."""
 
     def __init__(self, rtpis: Mapping[tuple[str, int], int]) -> None:
         self.rtpis = dict(rtpis)

@@ -80,17 +80,17 @@ TUR = bytes(6)
 
 GUEST_SCRIPT = """
 set -u
-cd "$VMBED_REPO/tests"
-QOMPR_LOAD_PLUGINS= "$VMBED_PYTHON" -c 'import vm.test_direct as t; t.guest_main()'
+cd "$VMBED_REPO"
+QOMPR_LOAD_PLUGINS= "$VMBED_PYTHON" -c 'import tests.vm.test_direct as t; t.guest_main()'
 """
 # The wedge program leaves a thread blocked in the kernel for good (uninterruptibly on
 # /dev/sdX), so the process never finishes exiting: the script waits for its record, not
 # for the process.
 WEDGE_SCRIPT = f"""
 set -u
-cd "$VMBED_REPO/tests"
+cd "$VMBED_REPO"
 echo "launch $(</proc/uptime)"
-QOMPR_LOAD_PLUGINS= "$VMBED_PYTHON" -c 'import vm.test_direct as t; t.guest_wedge()' &
+QOMPR_LOAD_PLUGINS= "$VMBED_PYTHON" -c 'import tests.vm.test_direct as t; t.guest_wedge()' &
 for ((i = 0; i < 600; i++)); do
     if grep -qs '"done": true' "$VMBED_RESULT_DIR/{WEDGE_RESULT}"; then
         echo "done $(</proc/uptime)"

@@ -2,8 +2,8 @@
 """``pr-manager-emulated`` against real LIO: every conformance scenario, replayed in one boot.
 
 The module fixture boots the bed once (``paths=3``) and runs
-:func:`vm.lio_scenarios.guest_main` in the guest: every scenario of
-``tests/emulated/scenarios/*.toml`` (its ``lio`` steps) against the LIO LUN, one tcm_loop
+:func:`tests.vm.lio_scenarios.guest_main` in the guest: every scenario of
+``tests/managers/emulated/scenarios/*.toml`` (its ``lio`` steps) against the LIO LUN, one tcm_loop
 path per initiator and target port, recording each step's status, sense bytes and data-in
 (see ``tests/vm/lio_scenarios.py`` for the topology, the reset between scenarios and why
 PREEMPT AND ABORT runs last).  Then, per scenario (test ids are the scenario ids):
@@ -21,15 +21,17 @@ Scenarios whose PREEMPT AND ABORT is expected to succeed cannot be answered by L
 kernel (the LU deadlocks, see ``test_preempt_and_abort_deadlocks_lio``).  They are not in
 the two tests above; ``test_lio_answers_like_the_engine_up_to_the_hang`` compares the steps
 LIO answered before the hang (both ways) and checks that LIO stopped exactly at the PREEMPT
-AND ABORT.  In full they stay checked against the engine in ``tests/emulated``.
+AND ABORT.  In full they stay checked against the engine in ``tests/managers/emulated``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from typing import Any
 
 import pytest
+
+from tests.managers.emulated.scenario import Scenario
+from tests.managers.emulated.scenario import load_all
 
 from .lio_scenarios import HANG_TIMEOUT
 from .lio_scenarios import INITIATORS
@@ -41,14 +43,6 @@ from .lio_scenarios import expects_preempt_and_abort_to_succeed
 from .lio_scenarios import preempt_and_abort_steps
 from .vmbed import run_in_vm
 
-if TYPE_CHECKING:
-    # tests/ is on sys.path at run time (emulated.*); mypy names it tests.emulated.*.
-    from ..emulated.scenario import Scenario
-    from ..emulated.scenario import load_all
-else:
-    from emulated.scenario import Scenario
-    from emulated.scenario import load_all
-
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_host")]
 
 SCENARIOS = load_all()
@@ -59,8 +53,8 @@ CASES = [pytest.param(s, id=s.id) for s in SCENARIOS if s.id not in HANGS]
 HANG_CASES = [pytest.param(s, id=s.id) for s in SCENARIOS if s.id in HANGS]
 GUEST_SCRIPT = """
 set -u
-cd "$VMBED_REPO/tests"
-"$VMBED_PYTHON" -c 'import vm.lio_scenarios as m; m.guest_main()'
+cd "$VMBED_REPO"
+"$VMBED_PYTHON" -c 'import tests.vm.lio_scenarios as m; m.guest_main()'
 """
 #: The guest's replay of ~120 scenarios takes ~7 s under TCG; far more means a stall.
 GUEST_SECONDS_LIMIT = 60.0

@@ -60,8 +60,8 @@ CHECK_CONDITION = 0x02
 
 GUEST_SCRIPT = """
 set -u
-cd "$VMBED_REPO/tests"
-"$VMBED_PYTHON" -c 'import vm.test_multipath as t; t.guest_main()'
+cd "$VMBED_REPO"
+"$VMBED_PYTHON" -c 'import tests.vm.test_multipath as t; t.guest_main()'
 """
 
 

@@ -73,8 +73,8 @@ TYPE_TEXT = {
 
 GUEST_SCRIPT = """
 set -u
-cd "$VMBED_REPO/tests"
-QOMPR_LOAD_PLUGINS= "$VMBED_PYTHON" -c 'import vm.test_persist as t; t.guest_main()'
+cd "$VMBED_REPO"
+QOMPR_LOAD_PLUGINS= "$VMBED_PYTHON" -c 'import tests.vm.test_persist as t; t.guest_main()'
 """
 
 Record = dict[str, Any]

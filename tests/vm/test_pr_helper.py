@@ -72,8 +72,8 @@ OURS_SOCK = "/run/qompr-pr-helper.sock"
 REAL_NOBODY_SOCK = "/run/qemu-pr-helper-nobody.sock"
 GUEST_SCRIPT = """
 set -u
-cd "$VMBED_REPO/tests"
-"$VMBED_PYTHON" -c 'import vm.test_pr_helper as t; t.guest_main()'
+cd "$VMBED_REPO"
+"$VMBED_PYTHON" -c 'import tests.vm.test_pr_helper as t; t.guest_main()'
 """
 
 GOOD = 0x00

@@ -95,8 +95,8 @@ STEPS: list[tuple[str, str]] = [
 
 GUEST_SCRIPT = """
 set -u
-cd "$VMBED_REPO/tests"
-"$VMBED_PYTHON" -c 'import vm.test_qemu_guest as t; t.guest_main()'
+cd "$VMBED_REPO"
+"$VMBED_PYTHON" -c 'import tests.vm.test_qemu_guest as t; t.guest_main()'
 """
 
 

@@ -13,7 +13,7 @@ bed (``tests/vm/lio_scenarios.py``).  Everything target-specific is behind :clas
 * PRgeneration is checked relative to its value at the start of the scenario;
 * TransportIDs in READ FULL STATUS are compared by mapping them back to initiator names.
 
-File format (TOML, ``tests/emulated/scenarios/*.toml``)::
+File format (TOML, ``tests/managers/emulated/scenarios/*.toml``)::
 
     [[scenario]]
     id = "register-new"                 # unique

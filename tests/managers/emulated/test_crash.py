@@ -34,7 +34,7 @@ from .crash_child import LU
 from .crash_child import command_for
 
 CHILD = Path(__file__).with_name("crash_child.py")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ENGINE = Engine()
 TIME_BUDGET = 20.0  # seconds for all rounds
 MAX_ROUNDS = 60

@@ -31,7 +31,7 @@ from .harness import pr_out
 
 ENGINE = Engine(EngineConfig(LIO))
 A, B, C = Nexus("A"), Nexus("B"), Nexus("C")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def do(store: MemoryStore | SqliteStore, nexus: Nexus, command: tuple[bytes, bytes]) -> bool:

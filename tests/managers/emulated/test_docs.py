@@ -15,7 +15,7 @@ from qompr.managers.emulated._access import SPC4_ACCESS
 from qompr.managers.emulated._access import access_table_markdown
 from qompr.qom import ObjectTree
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "emulated.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "emulated.md"
 
 
 @pytest.mark.parametrize("table", [SPC4_ACCESS, LIO_ACCESS], ids=["spc4", "lio"])

@@ -10,7 +10,6 @@ relative to the start, RELATIVE TARGET PORT IDENTIFIERs mapped to initiator and 
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 from typing import Any
 
 import pytest
@@ -20,28 +19,18 @@ from qompr.scsi import PrInAction
 from qompr.scsi import PrInCdb
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
+from tests.vm.lio_scenarios import RecordedLio
+from tests.vm.lio_scenarios import check_expectations
+from tests.vm.lio_scenarios import compare_step
+from tests.vm.lio_scenarios import compare_with_engine
+from tests.vm.lio_scenarios import initiator_by_tid
+from tests.vm.lio_scenarios import transport_id
 
 from .harness import EmulatedTarget
 from .harness import new_manager
 from .scenario import Scenario
 from .scenario import build
 from .scenario import load_all
-
-if TYPE_CHECKING:
-    # At run time tests/ is on sys.path and the package is vm; mypy names it tests.vm.
-    from ..vm.lio_scenarios import RecordedLio
-    from ..vm.lio_scenarios import check_expectations
-    from ..vm.lio_scenarios import compare_step
-    from ..vm.lio_scenarios import compare_with_engine
-    from ..vm.lio_scenarios import initiator_by_tid
-    from ..vm.lio_scenarios import transport_id
-else:
-    from vm.lio_scenarios import RecordedLio
-    from vm.lio_scenarios import check_expectations
-    from vm.lio_scenarios import compare_step
-    from vm.lio_scenarios import compare_with_engine
-    from vm.lio_scenarios import initiator_by_tid
-    from vm.lio_scenarios import transport_id
 
 SCENARIOS = {s.id: s for s in load_all()}
 #: The guest's RTPIs: every tcm_loop path is its own target port.

@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""Tests of qompr.managers: ``pr-manager`` and the built-in managers."""

@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""Tests of qompr.qom, the object model."""
