@@ -45,11 +45,11 @@ from typing import NoReturn
 import attrs
 
 import qompr
+from qompr._getopt import GetoptError
+from qompr._getopt import getopt_long
 from qompr.daemon._backends import Backend
 from qompr.daemon._backends import DefaultBackend
 from qompr.daemon._backends import ManagerBackend
-from qompr.daemon._getopt import GetoptError
-from qompr.daemon._getopt import getopt_long
 from qompr.daemon._server import HelperServer
 from qompr.errors import QomprError
 from qompr.linux import caps
