@@ -22,6 +22,8 @@ import pytest
 from qompr._getopt import GetoptError
 from qompr._getopt import LongOption
 from qompr._getopt import getopt_long
+from qompr.cli.persist.options import SG_PERSIST_LONG_OPTIONS
+from qompr.cli.persist.options import SG_PERSIST_SHORT_OPTIONS
 
 SHORT = "ab:c"
 LONG = (
@@ -177,6 +179,7 @@ QEMU_PR_HELPER = (
     ),
 )
 TABLES = {
+    "sg_persist": (SG_PERSIST_SHORT_OPTIONS, SG_PERSIST_LONG_OPTIONS),
     "qemu-pr-helper": QEMU_PR_HELPER,
     "synthetic": (SHORT, LONG),
 }
@@ -264,7 +267,7 @@ EDGE_CASES = [
 
 @pytest.mark.interop
 @pytest.mark.parametrize("posix", [False, True], ids=["gnu-order", "POSIXLY_CORRECT"])
-@pytest.mark.parametrize("name", ["qemu-pr-helper", "synthetic"])
+@pytest.mark.parametrize("name", ["sg_persist", "qemu-pr-helper", "synthetic"])
 def test_same_as_glibc(
     glibc: Path, monkeypatch: pytest.MonkeyPatch, name: str, posix: bool
 ) -> None:

@@ -35,8 +35,14 @@ import pluggy
 import pytest
 
 import qompr
-from qompr.cli import persist as persist_mod
 from qompr.cli.main import main
+from qompr.cli.persist.prin import transport_id_text
+from qompr.cli.sglib.hexdump import hex_dump
+from qompr.cli.sglib.hexdump import hex_str
+from qompr.cli.sglib.numbers import get_num
+from qompr.cli.sglib.numbers import scan_hex
+from qompr.cli.sglib.texts import exit_text
+from qompr.cli.sglib.texts import sense_text
 from qompr.daemon import HelperServer
 from qompr.daemon import ManagerBackend
 from qompr.managers import PRManager
@@ -169,7 +175,7 @@ def full_status_entry(key: int, name: str, *, holder: str | None = None, port: i
 )
 def test_scan_hex_is_sscanf_percent_x(text: str, bits: int, value: int | None) -> None:
     # Values checked against glibc's sscanf("%lx") / ("%x") through ctypes.
-    assert persist_mod.scan_hex(text, bits) == value
+    assert scan_hex(text, bits) == value
 
 
 @pytest.mark.parametrize(
@@ -202,30 +208,30 @@ def test_scan_hex_is_sscanf_percent_x(text: str, bits: int, value: int | None) -
 )
 def test_get_num_is_sg_get_num(text: str, value: int) -> None:
     # Values checked against libsgutils2-1.46's sg_get_num through ctypes.
-    assert persist_mod.get_num(text) == value
+    assert get_num(text) == value
 
 
 def test_hex_dump_layouts() -> None:
     data = bytes(range(0x41, 0x41 + 20))
-    assert persist_mod.hex_dump(data, 1) == (
+    assert hex_dump(data, 1) == (
         " 00     41 42 43 44 45 46 47 48  49 4a 4b 4c 4d 4e 4f 50\n 10     51 52 53 54\n"
     )
-    assert persist_mod.hex_dump(data, -1) == (
+    assert hex_dump(data, -1) == (
         "41 42 43 44 45 46 47 48  49 4a 4b 4c 4d 4e 4f 50\n51 52 53 54\n"
     )
-    assert persist_mod.hex_dump(data, 0) == (
+    assert hex_dump(data, 0) == (
         " 00     41 42 43 44 45 46 47 48  49 4a 4b 4c 4d 4e 4f 50    ABCDEFGHIJKLMNOP\n"
         " 10     51 52 53 54                                         QRST\n"
     )
-    assert persist_mod.hex_dump(b"", 0) == ""
+    assert hex_dump(b"", 0) == ""
 
 
 def test_hex_str_with_leadin_and_ascii() -> None:
     data = bytes(range(0x41, 0x41 + 20))
-    assert persist_mod.hex_str(data, "  ") == (
+    assert hex_str(data, "  ") == (
         "  41 42 43 44 45 46 47 48  49 4a 4b 4c 4d 4e 4f 50\n  51 52 53 54\n"
     )
-    second = persist_mod.hex_str(data, ascii=True).splitlines()[1]
+    second = hex_str(data, ascii=True).splitlines()[1]
     assert second == "51 52 53 54" + " " * 41 + "QRST" + " " * 12
 
 
@@ -256,17 +262,17 @@ def test_hex_str_with_leadin_and_ascii() -> None:
 )
 def test_transport_id_text_is_sg_decode_transportid_str(tid: TransportID, text: str) -> None:
     raw = tid.to_bytes()
-    assert persist_mod.transport_id_text("      ", raw, len(raw)) == text
+    assert transport_id_text("      ", raw, len(raw)) == text
 
 
 def test_transport_id_text_flags_short_ids_and_unknown_protocols() -> None:
     short = bytes((0x05, 0, 0, 8)) + b"iqn.a\0\0\0"
-    assert persist_mod.transport_id_text("", short, len(short)) == (
+    assert transport_id_text("", short, len(short)) == (
         # sg3_utils prints its text buffer size (1024) as the length here.
         "Transport Id short or not multiple of 4 [length=1024]:\n  iSCSI name: iqn.a\n"
     )
     odd = bytes((0x4D,)) + bytes(range(1, 24))
-    assert persist_mod.transport_id_text("", odd, 24).splitlines()[1:] == [
+    assert transport_id_text("", odd, 24).splitlines()[1:] == [
         "  unknown protocol id=0xd  TPID format=1",
         "4d 01 02 03 04 05 06 07  08 09 0a 0b 0c 0d 0e 0f",
         "10 11 12 13 14 15 16 17",
@@ -275,18 +281,18 @@ def test_transport_id_text_flags_short_ids_and_unknown_protocols() -> None:
 
 def test_sense_text_is_sg_get_sense_str() -> None:
     ua = SenseCode.REGISTRATIONS_PREEMPTED.to_bytes()
-    assert persist_mod.sense_text(ua) == (
+    assert sense_text(ua) == (
         "Fixed format, current; Sense key: Unit Attention\n"
         "Additional sense: Registrations preempted\n"
     )
-    assert persist_mod.sense_text(SenseCode.INVALID_FIELD.to_bytes(fixed=False), raw=True) == (
+    assert sense_text(SenseCode.INVALID_FIELD.to_bytes(fixed=False), raw=True) == (
         "Descriptor format, current; Sense key: Illegal Request\n"
         "Additional sense: Invalid field in cdb\n"
         " Raw sense data (in hex), sb_len=8, embedded_len=8\n"
         "        72 05 24 00 00 00 00 00\n"
     )
     vendor = bytes((0x71, 0, 6, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x99, 0x77, 0, 0, 0, 0))
-    assert persist_mod.sense_text(vendor) == (
+    assert sense_text(vendor) == (
         "Fixed format, <<<deferred>>>; Sense key: Unit Attention\n"
         "vendor specific ASC=99, ASCQ=77 (hex)\n"
     )
@@ -304,8 +310,8 @@ def test_sense_text_is_sg_get_sense_str() -> None:
     ],
 )
 def test_exit_text_is_sg_exit2str(status: int, short: str | None, longer: str | None) -> None:
-    assert persist_mod.exit_text(status) == short
-    assert persist_mod.exit_text(status, longer=True) == longer
+    assert exit_text(status) == short
+    assert exit_text(status, longer=True) == longer
 
 
 # -- the command line, as sg_persist's --------------------------------------------------------
@@ -1384,9 +1390,9 @@ def test_formatters_agree_with_libsgutils2() -> None:
         data = bytes(range(0x30, 0x30 + size))
         for leadin, ascii_ in (("", False), ("    ", False), ("  ", True)):
             lib.hex2str(data, size, leadin.encode(), 0 if ascii_ else 1, len(buf), buf)
-            assert persist_mod.hex_str(data, leadin, ascii=ascii_) == buf.value.decode()
+            assert hex_str(data, leadin, ascii=ascii_) == buf.value.decode()
     for text in ("8192", "8k", "1kb", "2000h", "0x10", "3x4", "12,3", "-5", "9m", "2g", "1mib"):
-        assert persist_mod.get_num(text) == lib.sg_get_num(text.encode()), text
+        assert get_num(text) == lib.sg_get_num(text.encode()), text
     for raw in (
         _FC,
         _SAS,
@@ -1397,9 +1403,9 @@ def test_formatters_agree_with_libsgutils2() -> None:
         bytes((0x0A, 0, 1, 2)) + bytes(20),
     ):
         out = lib.sg_decode_transportid_str(b"      ", raw, len(raw), True, 1024, buf)
-        assert persist_mod.transport_id_text("      ", raw, len(raw)) == out.decode()
+        assert transport_id_text("      ", raw, len(raw)) == out.decode()
     for code in SenseCode.names().values():
         for fixed in (True, False):
             sense = code.to_bytes(fixed=fixed)
             lib.sg_get_sense_str(None, sense, len(sense), True, len(buf), buf)
-            assert persist_mod.sense_text(sense, raw=True) == buf.value.decode()
+            assert sense_text(sense, raw=True) == buf.value.decode()

@@ -25,7 +25,7 @@ stderr and exit status of both; the host-side tests require them to be identical
 ``qompr persist`` runs in-process (``qompr.cli.main.main(["persist", ...])``, what the
 ``qompr`` console script calls) because each start of the venv's Python with qompr costs ~2 s
 under TCG; three runs through the installed ``qompr`` entry point check that the process form
-gives the same bytes.  Deliberate differences (src/qompr/cli/persist.py): messages name ``qompr
+gives the same bytes.  Deliberate differences (src/qompr/cli/persist/__init__.py): messages name ``qompr
 persist`` where sg_persist names itself, and the usage text lists qompr's options, so
 ``sg_persist`` is replaced by ``qompr persist`` in sg_persist's output and usage texts are cut
 before comparing; and a READ KEYS list cut by the allocation length, where sg_persist prints
@@ -555,7 +555,7 @@ def test_a_cut_key_list_is_the_one_deliberate_difference(seen: dict[str, Any]) -
     # LIO writes no partial key, 4 zero bytes) with ADDITIONAL LENGTH 24.  sg_persist 0.67
     # prints ADDITIONAL LENGTH / 8 keys, the third from memory past its 20-byte buffer;
     # qompr persist prints the keys its (zero-padded) 24 bytes hold
-    # (docstring of src/qompr/cli/persist.py).
+    # (docstring of src/qompr/cli/persist/__init__.py).
     case = seen["cases"][CUT_KEYS]
     sg, ours = case["sg"], case["qompr"]
     assert (sg["rc"], sg["err"]) == (ours["rc"], ours["err"]) == (0, "")

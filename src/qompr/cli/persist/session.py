@@ -1,0 +1,446 @@
+# SPDX-License-Identifier: MIT
+"""One ``qompr persist`` run: sg_persist's ``main`` after the option checks.
+
+The backend (a manager from ``--object`` / ``--helper``, or ``SG_IO`` on the device) runs the
+command; the device is opened as sg3_utils opens it; the answer is judged, printed and, with
+``--json``, reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import pluggy
+
+from qompr.cli.persist.options import PROG
+from qompr.cli.persist.options import Done
+from qompr.cli.persist.options import Opts
+from qompr.cli.persist.options import parse
+from qompr.cli.persist.prin import PRIN_SA_TEXT
+from qompr.cli.persist.prin import Malformed
+from qompr.cli.persist.prin import format_prin
+from qompr.cli.persist.prin import transport_id_text
+from qompr.cli.persist.prout import PROUT_SA_TEXT
+from qompr.cli.persist.prout import basic_parameters
+from qompr.cli.persist.prout import register_and_move_parameters
+from qompr.cli.persist.report import prin_json
+from qompr.cli.persist.report import prout_json
+from qompr.cli.persist.report import response_json
+from qompr.cli.persist.transport_ids import MX_TID_LEN
+from qompr.cli.sglib import err
+from qompr.cli.sglib import out
+from qompr.cli.sglib.hexdump import cstr
+from qompr.cli.sglib.hexdump import hex_dump
+from qompr.cli.sglib.passthrough import Response
+from qompr.cli.sglib.passthrough import cdb_text
+from qompr.cli.sglib.passthrough import process_resp
+from qompr.cli.sglib.passthrough import send_sg_io
+from qompr.cli.sglib.texts import PDT_TEXT
+from qompr.cli.sglib.texts import Exit
+from qompr.cli.sglib.texts import category_text
+from qompr.cli.sglib.texts import convert_errno
+from qompr.cli.sglib.texts import exit_text
+from qompr.errors import ConnectError
+from qompr.errors import QomprError
+from qompr.errors import ScsiError
+from qompr.managers import PRManager
+from qompr.options import HelpText
+from qompr.options import Syntax
+from qompr.options import format_error
+from qompr.options import format_warning
+from qompr.options import process
+from qompr.plugins import get_plugin_manager
+from qompr.plugins import new_tree
+from qompr.qom import ObjectTree
+from qompr.scsi import Nexus
+from qompr.scsi import PrInCdb
+from qompr.scsi import PrOutAction
+from qompr.scsi import PrOutCdb
+from qompr.scsi import PrScope
+
+__all__ = ["Session", "add_parser", "run"]
+
+_HELPER_ID = "helper0"
+_REOPEN_READ_ONLY = frozenset((errno.EACCES, errno.EPERM, errno.EROFS))
+_RDONLY_ENV = "SG_PERSIST_IN_RDONLY"
+
+
+@attrs.frozen
+class _ManagerBackend:
+    """Runs commands through a qompr PR manager on an open fd, for one I_T nexus."""
+
+    manager: PRManager
+    nexus: Nexus | None
+
+    def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation: int) -> Response:
+        start = time.monotonic()
+        try:
+            result = self.manager.execute(fd, cdb, data_out, nexus=self.nexus)
+        except OSError as exc:  # ConnectError included
+            cause = exc.cause if isinstance(exc, ConnectError) else None
+            code = exc.errno or (cause.errno if isinstance(cause, OSError) else None)
+            return Response(os_error=code or errno.EIO)
+        except (QomprError, NotImplementedError) as exc:
+            return Response(failure=str(exc))
+        elapsed = int((time.monotonic() - start) * 1000)
+        return Response(
+            status=int(result.status),
+            sense=bytes(result.sense),
+            data=bytes(result.data[:allocation]),
+            duration_ms=elapsed,
+        )
+
+
+@attrs.frozen
+class _DirectBackend:
+    """Runs commands with SG_IO on the device itself."""
+
+    verbose: int
+
+    def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation: int) -> Response:
+        return send_sg_io(fd, cdb, data_out, allocation, self.verbose)
+
+
+_Backend = _ManagerBackend | _DirectBackend
+
+
+class Session:
+    """One ``qompr persist`` run after the command line was accepted (sg_persist's main from
+    the INQUIRY on)."""
+
+    def __init__(self, op: Opts, pm: pluggy.PluginManager | None) -> None:
+        self.op = op
+        self.pm = pm
+        self.flagged = False
+        self.finished = False  # nothing more to do (an --object help request was answered)
+        self.tree: ObjectTree | None = None
+        self.backend: _Backend = _DirectBackend(op.verbose)
+        self.report: dict[str, Any] = {"device": op.device, "backend": "direct"}
+
+    def say(self, text: str) -> None:
+        """Text for stdout (in JSON mode, stdout carries only the JSON)."""
+        if not self.op.json:
+            out(text)
+
+    # -- backends ---------------------------------------------------------------------------
+
+    def create_manager(self) -> int:
+        """Create the manager of --object/--helper; an exit status if that failed."""
+        op = self.op
+        tree = new_tree(self.pm)
+        self.tree = tree
+
+        def warn(located: str, hint: str) -> None:
+            err(format_warning(located, hint, PROG))
+
+        try:
+            if op.helper is not None:
+                objects = [tree.object_add("pr-manager-helper", _HELPER_ID, path=op.helper)]
+            else:
+                answer = process(tree, op.objects, Syntax.KEYVAL, warn=warn)
+                if isinstance(answer, HelpText):
+                    out(answer.text)
+                    self.finished = True
+                    return Exit.OK
+                objects = list(answer)
+        except QomprError as exc:
+            err(format_error(exc, PROG))
+            self.flagged = True
+            cause = exc.cause if isinstance(exc, ConnectError) else None
+            if isinstance(cause, OSError) and cause.errno:
+                return convert_errno(cause.errno)
+            return Exit.SYNTAX_ERROR
+        managers = [obj for obj in objects if isinstance(obj, PRManager)]
+        if not managers:
+            err(f"{PROG}: --object: none of the objects is a persistent reservation manager\n")
+            self.flagged = True
+            return Exit.SYNTAX_ERROR
+        manager = managers[-1]
+        nexus = self._nexus(manager)
+        self.backend = _ManagerBackend(manager, nexus)
+        self.report["backend"] = manager.typename
+        self.report["manager"] = manager.id
+        shown = nexus if nexus is not None else manager.default_nexus
+        if shown is not None:
+            self.report["nexus"] = {
+                "initiator": shown.initiator,
+                "target_port": shown.target_port,
+                "transport_id": shown.transport_id.identifier,
+            }
+        return Exit.OK
+
+    def _nexus(self, manager: PRManager) -> Nexus | None:
+        op = self.op
+        if op.initiator is not None:
+            return Nexus(op.initiator, op.target_port or 1)
+        if op.target_port is None:
+            return None
+        # The manager's own initiator (pr-manager-emulated has one) through another port.
+        default = manager.default_nexus
+        if default is not None:
+            return Nexus(default.initiator, op.target_port, transport_id=default.transport_id)
+        return Nexus(f"{PROG.replace(' ', '-')}:{os.getpid()}", op.target_port)
+
+    def close(self) -> None:
+        if self.tree is None:
+            return
+        for obj in reversed(self.tree.user_objects()):
+            if obj.id is not None:
+                with contextlib.suppress(QomprError):
+                    self.tree.object_del(obj.id)
+
+    # -- the device -------------------------------------------------------------------------
+
+    def open(self, readonly: bool, *, inquiry: bool = False) -> int:
+        """Open the device as sg3_utils does (a manager's PR IN falls back to read-only).
+
+        :param inquiry: the open for the INQUIRY, whose failure sg_persist words differently.
+        :returns: the file descriptor.
+        :raises Done: with the exit status (50 + errno) when the device cannot be opened.
+        """
+        op = self.op
+        path = op.device
+        assert path is not None
+        fallback = op.uses_manager and op.pr_in and not readonly
+        flags = os.O_NONBLOCK | (os.O_RDONLY if readonly else os.O_RDWR)
+        while True:
+            if op.verbose > 1:
+                err(f"open {path} with flags=0x{flags:x}\n")
+            try:
+                return os.open(path, flags)
+            except OSError as exc:
+                code = exc.errno or errno.EIO
+                if op.verbose > 1:
+                    err(f"scsi_pt_open_flags: open({path}, 0x{flags:x}) failed: {exc.strerror}\n")
+                if fallback and code in _REOPEN_READ_ONLY:
+                    fallback, readonly = False, True
+                    flags = os.O_NONBLOCK | os.O_RDONLY
+                    continue
+                if inquiry:
+                    err(f"{PROG}: error opening file (ro): {path}: {os.strerror(code)}\n")
+                else:
+                    mode = "o" if readonly else "w"
+                    err(f"{PROG}: error opening file {path} (r{mode}): {os.strerror(code)}\n")
+                self.flagged = True
+                raise Done(convert_errno(code)) from None
+
+    def inquiry(self) -> int:
+        """sg_persist's standard INQUIRY (direct backend only)."""
+        op = self.op
+        fd = self.open(True, inquiry=True)
+        try:
+            cdb = bytes((0x12, 0, 0, 0, 36, 0))
+            if op.verbose:
+                err(f"    inquiry cdb: {cdb_text(cdb)}\n")
+            resp = send_sg_io(fd, cdb, b"", 36, op.verbose)
+            outcome = process_resp(resp, "inquiry", op.verbose, 36)
+            ret = outcome.ret
+            if ret == 0 and outcome.act is not None and outcome.act < 4:
+                if op.verbose:
+                    err(f"sg_ll_inquiry_com: got too few bytes ({outcome.act})\n")
+                ret = Exit.MALFORMED
+            if ret:
+                self.say(f"{PROG}: SCSI INQUIRY failed on {op.device}\n")
+                self.flagged = True
+                return ret
+            data = resp.data.ljust(36, b"\0")
+            pdt = data[0] & 0x1F
+            self.report["inquiry"] = {
+                "vendor": cstr(data[8:16], 8),
+                "product": cstr(data[16:32], 16),
+                "revision": cstr(data[32:36], 4),
+                "peripheral_device_type": PDT_TEXT[pdt],
+            }
+            self.say(
+                f"  {cstr(data[8:16], 8)}  {cstr(data[16:32], 16)}  {cstr(data[32:36], 4)}\n"
+                f"  Peripheral device type: {PDT_TEXT[pdt]}\n"
+            )
+            return Exit.OK
+        finally:
+            os.close(fd)
+
+    # -- the commands -----------------------------------------------------------------------
+
+    def prin(self, fd: int) -> int:
+        """sg_persist's ``prin_work``."""
+        op = self.op
+        sa = op.prin_sa
+        name = PRIN_SA_TEXT[sa]
+        cdb = PrInCdb(sa, op.alloc_len).to_bytes()
+        self.report.update(command="PR IN", service_action=name, cdb=cdb.hex())
+        if op.verbose:
+            err(f"    Persistent reservation in cdb: {cdb_text(cdb)}\n")
+        resp = self.backend.execute(fd, cdb, b"", op.alloc_len)
+        self.report.update(response_json(resp))
+        outcome = process_resp(resp, "Persistent reservation in", op.verbose, op.alloc_len)
+        ret = outcome.ret
+        if ret == 0 and outcome.act and op.verbose > 2:
+            if op.verbose == 3:
+                more = ", first 256 bytes" if outcome.act > 256 else ""
+                dump = hex_dump(resp.data[:256], -1)
+            else:
+                more, dump = "", hex_dump(resp.data, 0)
+            err(f"    Persistent reservation in: response{more}:\n{dump}")
+        if ret:
+            if ret == Exit.INVALID_OP:
+                err(f"PR in ({name}): command not supported\n")
+            elif ret == Exit.ILLEGAL_REQ:
+                err(
+                    f"PR in ({name}): bad field in cdb or parameter list "
+                    "(perhaps unsupported service action)\n"
+                )
+            else:
+                err(f"PR in ({name}): {category_text(ret, op.verbose)}\n")
+            return ret
+        self.report["data"] = resp.data.hex()
+        try:
+            self.report["response"] = prin_json(sa, resp.data)
+        except ScsiError as exc:
+            self.report["response"] = None
+            self.report["response_error"] = str(exc)
+        buf = resp.data[: op.alloc_len].ljust(max(op.alloc_len, 24), b"\0")
+        try:
+            text = format_prin(sa, buf, op.alloc_len, op.hex, op.verbose)
+        except Malformed as exc:
+            err("Unexpected response for PRIN Report Capabilities\n")
+            self.say(exc.text)
+            return Exit.MALFORMED
+        self.say(text)
+        return Exit.OK
+
+    def prout(self, fd: int) -> int:
+        """sg_persist's ``prout_work`` and ``prout_reg_move_work``."""
+        op = self.op
+        sa = op.prout_sa
+        move = sa == PrOutAction.REGISTER_AND_MOVE
+        tids = op.tids.compact()
+        build = register_and_move_parameters if move else basic_parameters
+        params = build(op, tids)
+        cdb = PrOutCdb(sa, PrScope.LU_SCOPE, op.prout_type & 0x0F, len(params)).to_bytes()
+        self.report.update(
+            command="PR OUT",
+            service_action=PROUT_SA_TEXT[sa],
+            cdb=cdb.hex(),
+            parameter_list=params.hex(),
+        )
+        try:
+            self.report["parameters"] = prout_json(sa, params)
+        except ScsiError as exc:
+            self.report["parameters"] = None
+            self.report["parameters_error"] = str(exc)
+        if op.verbose:
+            err(f"    Persistent reservation out cdb: {cdb_text(cdb)}\n")
+            if op.verbose > 1:
+                err("    Persistent reservation out parameters:\n" + hex_dump(params, 0))
+        resp = self.backend.execute(fd, cdb, params, 0)
+        self.report.update(response_json(resp))
+        ret = process_resp(resp, "Persistent reservation out", op.verbose, 0).ret
+        name = "register and move" if move else PROUT_SA_TEXT[sa]
+        if ret == Exit.INVALID_OP:
+            err(f"PR out ({name}): command not supported\n")
+        elif ret == Exit.ILLEGAL_REQ:
+            err(
+                f"PR out ({name}): bad field in cdb or parameter list "
+                "(perhaps unsupported service action)\n"
+            )
+        elif ret:
+            err(f"PR out ({name}): {category_text(ret, op.verbose)}\n")
+        elif op.verbose:
+            what = "'register and move' command" if move else f"command ({name})"
+            err(f"PR out: {what} successful\n")
+        return ret
+
+    # -- sg_persist's main, from the TransportID dump on -------------------------------------
+
+    def run(self) -> int:
+        op = self.op
+        if op.verbose > 2 and op.tids.count:
+            err(
+                "number of tranport-ids decoded from command line (or stdin): "
+                f"{op.tids.count}\n  Decode given transport-ids:\n"
+            )
+            for k in range(op.tids.count):
+                self.say(transport_id_text("      ", op.tids.slot(k), MX_TID_LEN))
+        ret = self._run()
+        if ret and op.verbose == 0 and not self.flagged:
+            text = exit_text(ret)
+            err(f"{PROG} failed: {text}\n" if text else f"Some error occurred [{ret}]\n")
+        self.report["exit_status"] = ret
+        self.report["error"] = exit_text(ret, longer=True) if ret else None
+        if op.json:
+            out(json.dumps(self.report, indent=2, ensure_ascii=False) + "\n")
+        return ret
+
+    def _run(self) -> int:
+        op = self.op
+        if op.uses_manager:
+            ret = self.create_manager()
+            if ret or self.finished:
+                return ret
+        try:
+            if op.inquiry and not op.uses_manager:
+                ret = self.inquiry()
+                if ret:
+                    return ret
+            readonly = op.readonly
+            if op.readwrite_force:
+                readonly = False
+            elif os.environ.get(_RDONLY_ENV) is not None and op.pr_in:
+                readonly = True
+            fd = self.open(readonly)
+            try:
+                ret = self.prin(fd) if op.pr_in else self.prout(fd)
+            finally:
+                os.close(fd)
+            return ret
+        except Done as done:
+            return done.status
+        finally:
+            self.close()
+
+
+def run(argv: Sequence[str], *, plugin_manager: pluggy.PluginManager | None = None) -> int:
+    """Run ``qompr persist`` with the arguments *argv* (after the subcommand).
+
+    :param plugin_manager: the plugins whose manager types ``--object`` may name; qompr's
+        default plugin manager if omitted.
+    :returns: the exit status, as sg_persist's.
+    """
+    try:
+        op, _ = parse(argv)
+    except Done as done:
+        return done.status
+    pm = plugin_manager
+    if pm is None and op.uses_manager:
+        pm = get_plugin_manager()
+    return Session(op, pm).run()
+
+
+def _command(args: Any) -> int:
+    return run(args.argv, plugin_manager=args.plugin_manager)
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``persist`` to the ``qompr`` subcommands.
+
+    Its arguments are parsed as sg_persist parses them (GNU getopt_long), not by argparse:
+    the subparser only collects them, with a prefix character no argument starts with so
+    that argparse leaves options such as ``-k`` alone.
+    """
+    parser = sub.add_parser(
+        "persist",
+        help="sg_persist's PERSISTENT RESERVE IN/OUT command, through any manager",
+        description="Run 'qompr persist --help' for the options (those of sg_persist).",
+        prefix_chars="\x01",
+        add_help=False,
+    )
+    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="ARG")
+    parser.set_defaults(func=_command)
