@@ -662,6 +662,49 @@ def _cases() -> list[Case]:
         note="'invalid object type' is a creation-time error",
     )
     add(g, "first-not-compiled-type-second-parse-error", "pef-guest,id=a", "pr-manager-helper,id=b")
+
+    # --- hostile input: deep nesting, huge numbers, bytes JSON refuses ----------------
+    g = "hostile"
+    head = '{"qom-type":"pr-manager-helper","id":"a","path":'
+
+    def nest(levels: int) -> str:
+        return "[" * levels + "]" * levels
+
+    # The outer object is a level too: 1023 brackets are the last depth the streamer admits.
+    for levels in (493, 494, 1000, 1023, 1024):
+        add(g, f"json-nested-{levels}", f"{head}{nest(levels)}}}")
+    add(g, "json-nested-unknown-key", f'{jok[:-1]},"zz":{nest(1000)}}}')
+    add(g, "json-nested-objects", head + '{"a":' * 600 + "1" + "}" * 600 + "}")
+    add(g, "json-nested-key", '{"qom-type":"pr-manager-helper","id":"a",' + nest(900) + ":1}")
+    add(g, "json-nested-unclosed", head + "[" * 1000)
+    add(g, "json-int-20-digits", f"{head}18446744073709551615}}")
+    add(g, "json-int-21-digits", f"{head}{'9' * 21}}}")
+    add(g, "json-int-400-digits", f"{head}1{'0' * 400}}}")
+    add(g, "json-int-5000-digits", f"{head}1{'0' * 5000}}}")
+    add(g, "json-negative-5000-digits", f"{head}-1{'0' * 5000}}}")
+    add(g, "json-int-5000-digits-unknown", f'{jok[:-1]},"zz":1{"0" * 5000}}}')
+    add(g, "json-float-1e400", f"{head}1e400}}")
+    add(g, "json-float-5000-digits", f"{head}1.{'5' * 5000}}}")
+    for name, text in (
+        ("escape-fffe", "\\ufffe"),
+        ("escape-fdd0", "\\ufdd0"),
+        ("escape-fdef", "\\ufdef"),
+        ("escape-fdcf", "\\ufdcf"),
+        ("escape-fffd", "\\ufffd"),
+        ("escape-1ffff", "\\ud83f\\udfff"),
+        ("escape-lone-high", "\\ud800"),
+        ("escape-lone-low", "\\udc00"),
+        ("raw-fffe", "\udcef\udcbf\udcbe"),
+        ("raw-fdd0", "\udcef\udcb7\udc90"),
+        ("raw-1ffff", "\udcf0\udc9f\udcbf\udcbf"),
+        ("raw-surrogate", "\udced\udca0\udc80"),
+    ):
+        add(g, f"json-string-{name}", f'{head}"@TMP@/{text}"}}')
+    add(g, "json-nul", f'{head}"@TMP@/a\\u0000b"}}', note="QEMU keeps U+0000 as C0 80")
+    add(g, "kv-raw-nul", "pr-manager-helper,id=a,path=@TMP@/a\udcc0\udc80b")
+    add(g, "kv-raw-surrogate", "pr-manager-helper,id=a,path=@TMP@/\udced\udca0\udc80")
+    add(g, "kv-raw-surrogate-key", "pr-manager-helper,id=a,path=@SOCK@,\udced\udca0\udc80=1")
+    add(g, "kv-raw-surrogate-type", "\udced\udca0\udc80,id=a")
     return cases
 
 

@@ -177,6 +177,27 @@ def _keyval_cases() -> list[Case]:
     add(g, "id-300", f"pr-manager-helper,id={'i' * 300},path=@SOCK@")
     add(g, "key-128-then-bad-name", OK + f",{'k' * 128}=1,1a=2")
 
+    # --- hostile keys: thousands of dotted parts (QEMU recurses; 60,000 crash it) -------
+    g = "keyval-hostile"
+
+    def dotted(first: str, part: str, count: int) -> str:
+        return ".".join([first] + [part] * (count - 1))
+
+    add(g, "dotted-990", OK + f",{dotted('a', 'a', 990)}=1")
+    add(g, "dotted-991", OK + f",{dotted('a', 'a', 991)}=1")
+    add(g, "dotted-20000", OK + f",{dotted('a', 'a', 20000)}=1")
+    add(g, "dotted-index-3000", OK + f",{dotted('a', '0', 3000)}=1")
+    add(g, "dotted-index-gap-3000", OK + f",{dotted('a', '1', 3000)}=1")
+    add(g, "dotted-qom-type-3000", f"{dotted('qom-type', 'a', 3000)}=x")
+    add(g, "dotted-path-3000", f"pr-manager-helper,id=a,{dotted('path', 'a', 3000)}=x")
+    add(g, "dotted-path-index-3000", f"pr-manager-helper,id=a,{dotted('path', '0', 3000)}=x")
+    add(
+        g,
+        "dotted-inconsistent-3000",
+        OK + f",{dotted('a', 'a', 3000)}=1,{dotted('a', 'a', 2000)}.0=1",
+    )
+    add(g, "dotted-only-3000", f"{dotted('a', 'a', 3000)}=1")
+
     # --- help: anywhere among the items ---------------------------------------------
     g = "keyval-help"
     add(g, "help", "help")

@@ -26,6 +26,7 @@ from qompr.qom import Object
 from qompr.qom import ObjectOptions
 from qompr.qom import ObjectTree
 from qompr.qom import TypeRegistry
+from qompr.qom import argument_text
 from qompr.qom import visit_object_options
 
 __all__ = [
@@ -146,6 +147,7 @@ class ObjectCommandLine:
 
         :raises QomprError: with ``location`` set for parse errors.
         """
+        arg = argument_text(arg)  # what QEMU would see; the location shows it too
         try:
             if arg.startswith("{"):
                 options = self._parse_json(arg)

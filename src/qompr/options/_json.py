@@ -14,8 +14,11 @@ QEMU reads JSON in three stages, and which stage notices a problem decides the m
    duplicate member names are refused.
 
 The first error wins; a second value after a complete one is ``Expecting at most one JSON
-value``.  Work is done on the argument's bytes (``surrogateescape`` for what was not UTF-8), so
-that invalid bytes and QEMU's modified-UTF-8 ``\\u0000`` (C0 80) behave as in QEMU.
+value``.  Work is done on the argument's bytes (:func:`qompr.qom.argument_bytes`:
+``surrogateescape`` for what was not UTF-8), so that invalid bytes and QEMU's modified-UTF-8
+``\\u0000`` (C0 80) behave as in QEMU.  Nothing here recurses: nesting is bounded by the
+streamer's 1,024 levels, not by Python's stack, and numbers of any length cost only their
+lexing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import attrs
 
 from qompr.errors import OptionError
+from qompr.qom import argument_bytes
 
 __all__ = ["json_loads"]
 
@@ -174,9 +178,17 @@ def _utf8_char(raw: bytes, i: int) -> int:
         cp = (cp << 6) | (x & 0x3F)
     if b == 0xC0:  # only C0 80 (modified UTF-8 NUL) is allowed from the overlong forms
         return 2 if seq == b"\xc0\x80" else -1
-    if cp < lo or 0xD800 <= cp <= 0xDFFF or cp > 0x10FFFF:
+    if cp < lo or not _valid_codepoint(cp):
         return -1
     return need + 1
+
+
+def _valid_codepoint(cp: int) -> bool:
+    """QEMU's ``is_valid_codepoint`` (util/unicode.c): no surrogates, nothing beyond
+    U+10FFFF, and no noncharacters (U+FDD0..U+FDEF and every U+xxFFFE, U+xxFFFF)."""
+    if cp < 0 or cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
+        return False
+    return not (0xFDD0 <= cp <= 0xFDEF or cp & 0xFFFE == 0xFFFE)
 
 
 def _hex4(raw: bytes, i: int) -> int:
@@ -189,7 +201,7 @@ def _hex4(raw: bytes, i: int) -> int:
 def _mod_utf8(cp: int) -> bytes | None:
     if cp == 0:
         return b"\xc0\x80"
-    if cp < 0 or 0xD800 <= cp <= 0xDFFF or cp > 0x10FFFF:
+    if not _valid_codepoint(cp):
         return None
     return chr(cp).encode("utf-8")
 
@@ -238,102 +250,111 @@ def _parse_string(raw: bytes) -> str:
     return out.decode("utf-8", "surrogateescape")
 
 
-class _Parser:
-    def __init__(self, tokens: list[_Token]) -> None:
-        self.tokens = tokens
-        self.pos = 0
+class _Member:
+    """An open ``{`` or ``[`` while parsing: what it holds so far, and for an object the key
+    of the member whose value comes next (``None``: a key comes next)."""
 
-    def peek(self) -> _Token | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+    __slots__ = ("container", "key")
 
-    def pop(self) -> _Token | None:
-        tok = self.peek()
-        if tok is not None:
-            self.pos += 1
-        return tok
+    def __init__(self, container: dict[str, Any] | list[Any]) -> None:
+        self.container = container
+        self.key: str | None = None
 
-    def value(self) -> Any:
-        tok = self.peek()
-        if tok is None:
-            raise _ParseError("JSON parse error, premature EOI")
-        if tok.kind is _Tok.LCURLY:
-            return self.obj()
-        if tok.kind is _Tok.LSQUARE:
-            return self.arr()
-        self.pop()
-        if tok.kind is _Tok.STRING:
-            return _parse_string(tok.text)
-        if tok.kind is _Tok.INTEGER:
-            value = int(tok.text)
-            # qemu_strtoi64, then qemu_strtou64, else a double (parse_literal).
-            return value if -(2**63) <= value < 2**64 else float(value)
-        if tok.kind is _Tok.FLOAT:
-            return float(tok.text)
-        if tok.kind is _Tok.KEYWORD:
-            word = tok.text.decode("ascii")
-            if word in ("true", "false", "null"):
-                return {"true": True, "false": False, "null": None}[word]
-            raise _ParseError(f"JSON parse error, invalid keyword '{word}'")
-        raise _ParseError("JSON parse error, expecting value")
 
-    def _pop_or_eoi(self) -> _Token:
-        tok = self.pop()
-        if tok is None:
-            raise _ParseError("JSON parse error, premature EOI")
-        return tok
+def _scalar(tok: _Token) -> Any:
+    if tok.kind is _Tok.STRING:
+        return _parse_string(tok.text)
+    if tok.kind is _Tok.INTEGER:
+        return _integer(tok.text)
+    if tok.kind is _Tok.FLOAT:
+        return float(tok.text)  # strtod: beyond the double range it is inf, as in QEMU
+    if tok.kind is _Tok.KEYWORD:
+        word = tok.text.decode("ascii")
+        if word in ("true", "false", "null"):
+            return {"true": True, "false": False, "null": None}[word]
+        raise _ParseError(f"JSON parse error, invalid keyword '{word}'")
+    raise _ParseError("JSON parse error, expecting value")
 
-    def pair(self, out: dict[str, Any]) -> None:
-        if self.peek() is None:
-            raise _ParseError("JSON parse error, premature EOI")
-        key = self.value()
-        if not isinstance(key, str):
-            raise _ParseError("JSON parse error, key is not a string in object")
-        if self._pop_or_eoi().kind is not _Tok.COLON:
-            raise _ParseError("JSON parse error, missing : in object pair")
-        value = self.value()
-        if key in out:
-            raise _ParseError("JSON parse error, duplicate key")
-        out[key] = value
 
-    def obj(self) -> dict[str, Any]:
-        self.pop()
-        out: dict[str, Any] = {}
-        peek = self.peek()
-        if peek is None:
-            raise _ParseError("JSON parse error, premature EOI")
-        if peek.kind is _Tok.RCURLY:
-            self.pop()
-            return out
-        self.pair(out)
-        tok = self._pop_or_eoi()
-        while tok.kind is not _Tok.RCURLY:
-            if tok.kind is not _Tok.COMMA:
-                raise _ParseError("JSON parse error, expected separator in dict")
-            self.pair(out)
-            tok = self._pop_or_eoi()
-        return out
+def _integer(text: bytes) -> int | float:
+    """``parse_literal``: int64, else uint64 (not for negatives), else a double.
 
-    def arr(self) -> list[Any]:
-        self.pop()
-        out: list[Any] = []
-        peek = self.peek()
-        if peek is None:
-            raise _ParseError("JSON parse error, premature EOI")
-        if peek.kind is _Tok.RSQUARE:
-            self.pop()
-            return out
-        out.append(self.value())
-        tok = self._pop_or_eoi()
-        while tok.kind is not _Tok.RSQUARE:
-            if tok.kind is not _Tok.COMMA:
-                raise _ParseError("JSON parse error, expected separator in list")
-            out.append(self.value())
-            tok = self._pop_or_eoi()
-        return out
+    Decided on the digit count first: more than 20 digits is beyond 64 bits, and converting a
+    hostile 5,000-digit integer would cost time and hit Python's int-string limit.
+    """
+    if len(text.lstrip(b"-")) <= 20:
+        value = int(text)
+        if -(2**63) <= value < 2**64:
+            return value
+    return float(text)
 
 
 def _parse_tokens(tokens: list[_Token]) -> Any:
-    return _Parser(tokens).value()
+    """``json_parser_parse``: one value from a balanced token run.
+
+    Iterative, with the open containers on an explicit stack: the streamer admits 1,024
+    levels, which would exhaust Python's stack in a recursive parser.  The errors and their
+    order are those of QEMU's recursive descent (``parse_value``, ``parse_object``,
+    ``parse_pair``, ``parse_array``).
+    """
+    stack: list[_Member] = []
+    pos, n = 0, len(tokens)
+
+    def pop() -> _Token:
+        nonlocal pos
+        if pos >= n:
+            raise _ParseError("JSON parse error, premature EOI")
+        pos += 1
+        return tokens[pos - 1]
+
+    while True:
+        # A value starts at pos.
+        tok = pop()
+        value: Any
+        if tok.kind is _Tok.LCURLY or tok.kind is _Tok.LSQUARE:
+            closer = _Tok.RCURLY if tok.kind is _Tok.LCURLY else _Tok.RSQUARE
+            container: dict[str, Any] | list[Any] = {} if tok.kind is _Tok.LCURLY else []
+            if pos >= n:
+                raise _ParseError("JSON parse error, premature EOI")
+            if tokens[pos].kind is not closer:
+                stack.append(_Member(container))
+                continue  # its first member (an object's first key)
+            pos += 1
+            value = container
+        else:
+            value = _scalar(tok)
+        # A value is complete: hand it to the open containers, closing those that end.
+        while stack:
+            top = stack[-1]
+            if isinstance(top.container, list):
+                top.container.append(value)
+                tok = pop()
+                if tok.kind is _Tok.RSQUARE:
+                    value = stack.pop().container
+                    continue
+                if tok.kind is not _Tok.COMMA:
+                    raise _ParseError("JSON parse error, expected separator in list")
+                break
+            if top.key is None:
+                if not isinstance(value, str):
+                    raise _ParseError("JSON parse error, key is not a string in object")
+                if pop().kind is not _Tok.COLON:
+                    raise _ParseError("JSON parse error, missing : in object pair")
+                top.key = value
+                break
+            if top.key in top.container:
+                raise _ParseError("JSON parse error, duplicate key")
+            top.container[top.key] = value
+            top.key = None
+            tok = pop()
+            if tok.kind is _Tok.RCURLY:
+                value = stack.pop().container
+                continue
+            if tok.kind is not _Tok.COMMA:
+                raise _ParseError("JSON parse error, expected separator in dict")
+            break
+        else:
+            return value
 
 
 def json_loads(text: str) -> Any:
@@ -341,7 +362,7 @@ def json_loads(text: str) -> Any:
 
     :raises OptionError: with QEMU's text.
     """
-    data = text.encode("utf-8", "surrogateescape")
+    data = argument_bytes(text)
     results: list[Any] = []
     error: str | None = None
 

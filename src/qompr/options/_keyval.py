@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 
 from qompr.errors import OptionError
+from qompr.qom import argument_text
 
 __all__ = ["KeyvalResult", "keyval_parse"]
 
@@ -51,12 +52,16 @@ def _help_prefix(s: str) -> int:
     return 0
 
 
-def _put(cur: dict[str, Any], frag: str, value: str | None, key_so_far: str) -> Any:
-    """``keyval_parse_put``: store a string (value) or descend into a dict (value None)."""
+def _put(cur: dict[str, Any], frag: str, value: str | None, key: str, key_len: int) -> Any:
+    """``keyval_parse_put``: store a string (value) or descend into a dict (value None).
+
+    ``key[:key_len]`` names the key so far in the error; it is sliced only then, so that a key
+    of thousands of dotted parts costs linear time.
+    """
     old = cur.get(frag)
     if old is not None:
         if isinstance(old, str) != (value is not None):
-            raise OptionError(f"Parameters '{key_so_far}.*' used inconsistently")
+            raise OptionError(f"Parameters '{key[:key_len]}.*' used inconsistently")
         if value is None:
             return old
     new: Any = value if value is not None else {}
@@ -104,7 +109,7 @@ def _parse_one(qdict: dict[str, Any], params: str, pos: int, implied_key: str | 
             fragment = " fragment" if s != 0 or s + flen != key_end else ""
             raise OptionError(f"Parameter{fragment} '{key[s : s + flen]}' is too long")
         if s != 0:
-            cur = _put(cur, frag_prev, None, key[: s - 1])
+            cur = _put(cur, frag_prev, None, key, s - 1)
         frag_prev = key[s : s + flen]
         s += flen
         if s >= key_end or key[s] != ".":
@@ -129,29 +134,71 @@ def _parse_one(qdict: dict[str, Any], params: str, pos: int, implied_key: str | 
             out.append(params[pos])
             pos += 1
         value = "".join(out)
-    _put(cur, frag_prev, value, key[:key_end])
+    _put(cur, frag_prev, value, key, key_end)
     return pos
 
 
-def _listify(node: dict[str, Any], prefix: str) -> Any:
-    """``keyval_listify``: dicts whose keys are all indices become lists."""
-    has_index = has_member = False
-    for k, v in list(node.items()):
-        if _INDEX.fullmatch(k):
-            has_index = True
-        else:
-            has_member = True
-        if has_index and has_member:
-            raise OptionError(f"Parameters '{prefix}*' used inconsistently")
-        if isinstance(v, dict):
-            node[k] = _listify(v, f"{prefix}{k}.")
-    if not has_index:
-        return node
-    elems = {int(k): v for k, v in node.items()}
+class _Open:
+    """A dictionary being listified, with where it hangs (for error texts)."""
+
+    __slots__ = ("has_index", "has_member", "key", "keys", "next", "node", "parent")
+
+    def __init__(self, node: dict[str, Any], parent: _Open | None, key: str) -> None:
+        self.node = node
+        self.parent = parent
+        self.key = key
+        self.keys = list(node)
+        self.next = 0
+        self.has_index = self.has_member = False
+
+    def prefix(self) -> str:
+        """The dotted key of this dictionary, with a final dot (empty at the top)."""
+        parts: list[str] = []
+        frame: _Open | None = self
+        while frame is not None and frame.parent is not None:
+            parts.append(frame.key)
+            frame = frame.parent
+        return "".join(f"{part}." for part in reversed(parts))
+
+
+def _listify(root: dict[str, Any]) -> Any:
+    """``keyval_listify``: dicts whose keys are all indices become lists.
+
+    Depth first as QEMU's recursion, with the same first error, but on an explicit stack:
+    a key may have as many dotted parts as an argument has room for.
+    """
+    stack = [_Open(root, None, "")]
+    while True:
+        top = stack[-1]
+        if top.next < len(top.keys):
+            k = top.keys[top.next]
+            if _INDEX.fullmatch(k):
+                top.has_index = True
+            else:
+                top.has_member = True
+            if top.has_index and top.has_member:
+                raise OptionError(f"Parameters '{top.prefix()}*' used inconsistently")
+            v = top.node[k]
+            if isinstance(v, dict):
+                stack.append(_Open(v, top, k))
+            else:
+                top.next += 1
+            continue
+        done = _as_list(top) if top.has_index else top.node
+        stack.pop()
+        if not stack:
+            return done
+        parent = stack[-1]
+        parent.node[parent.keys[parent.next]] = done
+        parent.next += 1
+
+
+def _as_list(frame: _Open) -> list[Any]:
+    elems = {int(k): v for k, v in frame.node.items()}
     out = []
     for i in range(len(elems)):
         if i not in elems:
-            raise OptionError(f"Parameter '{prefix}{i}' missing")
+            raise OptionError(f"Parameter '{frame.prefix()}{i}' missing")
         out.append(elems[i])
     return out
 
@@ -161,6 +208,7 @@ def keyval_parse(params: str, implied_key: str | None = "qom-type") -> KeyvalRes
 
     :raises OptionError: with QEMU's text.
     """
+    params = argument_text(params)
     qdict: dict[str, Any] = {}
     help_state = [False]
     pos = 0
@@ -168,6 +216,6 @@ def keyval_parse(params: str, implied_key: str | None = "qom-type") -> KeyvalRes
     while pos < len(params):
         pos = _parse_one(qdict, params, pos, key, help_state)
         key = None
-    result = _listify(qdict, "")
+    result = _listify(qdict)
     assert isinstance(result, dict)
     return KeyvalResult(result, help_state[0])

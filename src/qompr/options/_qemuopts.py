@@ -22,6 +22,7 @@ import attrs
 
 from qompr.errors import OptionError
 from qompr.qom import ID_HINT
+from qompr.qom import argument_text
 from qompr.qom import id_wellformed
 
 __all__ = ["QemuOpts", "QemuOptsList", "is_help_option"]
@@ -140,6 +141,7 @@ class QemuOptsList:
         :raises OptionError: a malformed or duplicate id (the only parse errors of an
             accept-any list).
         """
+        params = argument_text(params)
         # opts_parse_id: the first item *named* id, read without implied key or warnings.
         opt_id: str | None = None
         pos = 0

@@ -6,6 +6,8 @@ subclassing :class:`Object` with ``qom_type=...``.
 """
 
 from qompr.qom._convert import Flavour as Flavour
+from qompr.qom._convert import argument_bytes as argument_bytes
+from qompr.qom._convert import argument_text as argument_text
 from qompr.qom._convert import parse_bool as parse_bool
 from qompr.qom._convert import parse_int as parse_int
 from qompr.qom._convert import parse_size as parse_size
@@ -46,6 +48,8 @@ __all__ = [
     "StringProperty",
     "TypeInfo",
     "TypeRegistry",
+    "argument_bytes",
+    "argument_text",
     "id_wellformed",
     "parse_bool",
     "parse_int",

@@ -18,6 +18,8 @@ import re
 
 __all__ = [
     "Flavour",
+    "argument_bytes",
+    "argument_text",
     "parse_bool",
     "parse_int",
     "parse_size",
@@ -39,6 +41,40 @@ class Flavour(enum.Enum):
     JSON = "json"
 
 
+def argument_bytes(text: str) -> bytes:
+    """The bytes a QEMU program would hold for *text*, a Python string given as an argument.
+
+    Arguments are bytes, and Python keeps the ones that are not UTF-8 as lone surrogates
+    U+DC80..U+DCFF (``surrogateescape``): they become those bytes again.  Two more things have
+    no byte form a command line can carry, and get the one QEMU's own strings use:
+
+    * U+0000 becomes C0 80, as QEMU's JSON parser stores ``\\u0000`` (modified UTF-8);
+    * any other lone surrogate becomes its three-byte form (ED A0 80 for U+D800), which no
+      UTF-8 reader accepts, so QEMU's answer is the one it gives for those bytes.
+
+    Everything a user can pass therefore has the answer real QEMU gives for some argv.
+    """
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        data = b"".join(_char_bytes(ch) for ch in text)
+    return data.replace(b"\0", b"\xc0\x80")
+
+
+def _char_bytes(ch: str) -> bytes:
+    if "\udc80" <= ch <= "\udcff":
+        return bytes([ord(ch) - 0xDC00])
+    return ch.encode("utf-8", "surrogatepass")
+
+
+def argument_text(text: str) -> str:
+    """*text* as the string a QEMU program's argument decodes to: :func:`argument_bytes`,
+    read back with ``surrogateescape``.  Idempotent; ASCII without NUL comes back unchanged."""
+    if text.isascii() and "\0" not in text:
+        return text
+    return argument_bytes(text).decode("utf-8", "surrogateescape")
+
+
 _BOOL = {"on": True, "yes": True, "true": True, "y": True,
          "off": False, "no": False, "false": False, "n": False}  # fmt: skip
 
@@ -50,6 +86,11 @@ def parse_bool(text: str) -> bool | None:
 
 # strtoll/strtoull skip leading white space (isspace in the C locale) and take one sign.
 _C_SPACE = " \t\n\v\f\r"
+
+
+#: More significant digits than this are beyond 64 bits in base 8, 10 and 16.
+_MAX_DIGITS = 22
+_OUT_OF_RANGE = 1 << 80
 
 
 def _strtoint(text: str, base: int) -> tuple[int, str] | None:
@@ -74,7 +115,10 @@ def _strtoint(text: str, base: int) -> tuple[int, str] | None:
         n += 1
     if n == 0:
         return None
-    value = int(s[:n], base)
+    significant = s[:n].lstrip("0")
+    # Past 64 bits only "out of range" matters (strtoull's ERANGE); cap the digits so that a
+    # hostile 5,000-digit number costs nothing and stays below Python's int-string limit.
+    value = int(significant or "0", base) if len(significant) <= _MAX_DIGITS else _OUT_OF_RANGE
     return (-value if neg else value), s[n:]
 
 
@@ -136,7 +180,9 @@ def parse_size(text: str) -> int | None:
         assert m is not None
         if "e" in m.group(0).lower():
             return None
-        digits = m.group(0)[1:]
+        # Beyond 70 digits a decimal fraction cannot change its 64-bit fixed-point value:
+        # any k / 2**64 has at most 64 decimals, so truncating there keeps floor(f * 2**64).
+        digits = m.group(0)[1:71]
         if digits:
             frac_num, frac_den = int(digits), 10 ** len(digits)
         rest = rest[m.end() :]

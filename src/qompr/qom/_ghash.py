@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from collections.abc import Iterator
 
+from qompr.qom._convert import argument_bytes
+
 __all__ = ["GHashSet", "first_leftover", "qdict_order"]
 
 _M32 = 0xFFFFFFFF
@@ -30,7 +32,7 @@ _UNUSED, _TOMBSTONE = 0, 1
 def g_str_hash(key: str) -> int:
     """GLib's ``g_str_hash`` (djb2 over *signed* chars of the UTF-8 bytes)."""
     h = 5381
-    for b in key.encode("utf-8", "surrogateescape"):
+    for b in argument_bytes(key):
         signed = b - 256 if b >= 128 else b
         h = (h * 33 + signed) & _M32
     return h
@@ -144,7 +146,7 @@ class GHashSet:
 
 def tdb_hash(key: str) -> int:
     """QEMU's ``tdb_hash`` (qobject/qdict.c), which places keys in a QDict's buckets."""
-    data = key.encode("utf-8", "surrogateescape")
+    data = argument_bytes(key)
     value = (0x238F13AF * len(data)) & _M32
     for i, b in enumerate(data):
         value = (value + (b << (i * 5 % 24))) & _M32

@@ -316,7 +316,10 @@ class UserCreatable(Interface, qom_type=USER_CREATABLE, abstract=True):
 
 
 def walk(obj: Object) -> Iterator[Object]:
-    """The object and all its descendants, depth first."""
-    yield obj
-    for child in obj._children.values():
-        yield from walk(child)
+    """The object and all its descendants, depth first (an explicit stack: the tree's depth
+    is not bounded by Python's)."""
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(node._children.values()))

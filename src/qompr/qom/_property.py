@@ -25,6 +25,7 @@ from qompr.errors import ObjectError
 from qompr.errors import OptionError
 from qompr.qom._convert import UINT64_MAX
 from qompr.qom._convert import Flavour
+from qompr.qom._convert import argument_text
 from qompr.qom._convert import parse_bool
 from qompr.qom._convert import parse_int
 from qompr.qom._convert import parse_size
@@ -191,7 +192,9 @@ class StringProperty(Property[str]):
     def check(self, obj: Object, value: str) -> str:
         if not isinstance(value, str):
             raise ObjectError(f"Invalid parameter type for '{self.name}', expected: string")
-        return value
+        # The value a QEMU program would hold: a file name, a socket path or a name written
+        # to a state file must have bytes (no NUL, no lone surrogate).
+        return argument_text(value)
 
     def from_string(self, text: str, flavour: Flavour, *, key: str | None = None) -> str:
         return text
