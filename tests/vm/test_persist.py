@@ -25,8 +25,8 @@ stderr and exit status of both; the host-side tests require them to be identical
 ``qompr persist`` runs in-process (``qompr.cli.main.main(["persist", ...])``, what the
 ``qompr`` console script calls) because each start of the venv's Python with qompr costs ~2 s
 under TCG; three runs through the installed ``qompr`` entry point check that the process form
-gives the same bytes.  Deliberate differences (src/qompr/cli/persist/__init__.py): messages name ``qompr
-persist`` where sg_persist names itself, and the usage text lists qompr's options, so
+gives the same bytes.  Deliberate differences (src/qompr/cli/persist/__init__.py): messages
+name ``qompr persist`` where sg_persist names itself, and the usage text lists qompr's options, so
 ``sg_persist`` is replaced by ``qompr persist`` in sg_persist's output and usage texts are cut
 before comparing; and a READ KEYS list cut by the allocation length, where sg_persist prints
 bytes from beyond its buffer (:func:`test_a_cut_key_list_is_the_one_deliberate_difference`).
