@@ -17,6 +17,7 @@ import pluggy
 
 from qompr.cli import demo
 from qompr.cli import doctor
+from qompr.cli import emulated
 from qompr.cli import persist
 from qompr.cli import supervise
 from qompr.errors import QomprError
@@ -152,6 +153,7 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
 
     demo.add_parser(sub)
     doctor.add_parser(sub)
+    emulated.add_parser(sub)
     supervise.add_parser(sub)
     persist.add_parser(sub)
     pm.hook.qompr_register_commands(subparsers=sub)

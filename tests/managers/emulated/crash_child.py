@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
 """The child of the crash test: applies numbered random PR OUT commands to a state file.
 
-Run as ``python crash_child.py STATE SEED FIRST [SYNC]`` (SYNC: ``normal`` or ``full``).
+Run as ``python crash_child.py STATE SEED FIRST [SYNC [START]]`` (SYNC: ``normal`` or
+``full``; START: ``resume``, the default, or ``power-cycle`` to open as the first user with
+``start=power-cycle`` does).
 Command *i* is a pure function of (SEED, i) (:func:`command_for`), so the parent can replay
 exactly what the child did.  After
 each command is committed the child prints its number; the parent kills it with SIGKILL at a
@@ -54,7 +56,11 @@ def _decide(engine: Engine, nexus: Nexus, cdb: bytes, data: bytes, state: LUStat
 
 def main(argv: list[str]) -> int:
     path, seed, first = argv[1], int(argv[2]), int(argv[3])
-    store = SqliteStore(path, synchronous=argv[4] if len(argv) > 4 else "normal")
+    store = SqliteStore(
+        path,
+        synchronous=argv[4] if len(argv) > 4 else "normal",
+        power_on=len(argv) > 5 and argv[5] == "power-cycle",
+    )
     engine = Engine()
     out = sys.stdout
     out.write("ready\n")

@@ -7,7 +7,12 @@ Each round starts ``crash_child.py`` on the same state file and kills it at a ra
 1. the file, read without a power cycle, must hold exactly the state after the last
    acknowledged command, or after the one following it (killed between commit and
    acknowledgement) - never anything else, in particular never half a command;
-2. a restart (the next opener plays power on) must leave exactly what APTPL keeps of it.
+2. a restart resumes exactly that state (a restart is not a power cycle); a restart with
+   ``start=power-cycle`` (every other round) must leave exactly what APTPL keeps of it,
+   with every known I_T nexus told by UNIT ATTENTION 29h/01h.
+
+Each child opens the file as ``start=resume`` or, one round in four, as
+``start=power-cycle`` (it is then the only user, so it plays a power cycle first).
 
 The expected states come from replaying the same numbered commands on an in-memory state.
 """
@@ -55,12 +60,12 @@ def stored(path: str) -> StateSnapshot:
         store.close()
 
 
-def run_child(path: str, seed: int, first: int, rng: random.Random) -> list[int]:
+def run_child(path: str, seed: int, first: int, rng: random.Random, start: str) -> list[int]:
     """Start the child, kill it at a random moment, return the acknowledged numbers."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     sync = "full" if rng.random() < 0.25 else "normal"
     child = subprocess.Popen(
-        [sys.executable, str(CHILD), path, str(seed), str(first), sync],
+        [sys.executable, str(CHILD), path, str(seed), str(first), sync, start],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -85,18 +90,20 @@ def test_sigkill_never_loses_or_half_applies(tmp_path: Path) -> None:
     model = LUState()  # the state the file held before the round (raw, no power cycle)
     deadline = time.monotonic() + TIME_BUDGET
     rounds = acknowledged = unacknowledged_commits = 0
-    aptpl_survivals = 0
+    aptpl_survivals = told = 0
     while rounds < MAX_ROUNDS and time.monotonic() < deadline:
         rounds += 1
         seed = rng.randrange(1 << 30)
-        acked = run_child(path, seed, 0, rng)
+        start = "power-cycle" if rng.random() < 0.25 else "resume"
+        acked = run_child(path, seed, 0, rng, start)
         assert acked == list(range(len(acked))), "acknowledgements out of order"
         acknowledged += len(acked)
         got = stored(path)
-        # Candidates: untouched (killed before opening), or power on then commands 0..n-1,
-        # or one more command (killed between COMMIT and the acknowledgement).
+        # Candidates: untouched (killed before opening), or (power on, if the child played
+        # one, then) commands 0..n-1, or one more (killed between COMMIT and acknowledgement).
         expected = model.copy()
-        expected.power_on()
+        if start == "power-cycle":
+            expected.power_on()
         for index in acked:
             replay(expected, seed, index)
         one_more = expected.copy()
@@ -108,21 +115,35 @@ def test_sigkill_never_loses_or_half_applies(tmp_path: Path) -> None:
         if got == one_more.snapshot() and got != expected.snapshot():
             unacknowledged_commits += 1
         model = LUState.from_snapshot(got)
-        # The restart: the next opener plays power on; what APTPL keeps must be there.
-        restarted = model.copy()
-        restarted.power_on()
+        # A restart resumes the state as it was, unit attentions included.
         store = SqliteStore(path, synchronous="normal")
+        try:
+            assert store.snapshot(LU) == got
+        finally:
+            store.close()
+        if rounds % 2:
+            continue
+        # A restart with start=power-cycle: what APTPL keeps must be there, and every
+        # nexus that had state is told.
+        restarted = model.copy()
+        known = restarted.known_nexuses()
+        restarted.power_on()
+        store = SqliteStore(path, synchronous="normal", power_on=True)
         try:
             assert store.snapshot(LU) == restarted.snapshot()
         finally:
             store.close()
+        assert {n for n, _ in restarted.snapshot().unit_attentions} == set(known)
+        told += len(known)
         if restarted.registrations:
             aptpl_survivals += 1
         model = restarted
     assert rounds >= 20, f"only {rounds} rounds in {TIME_BUDGET}s"
     assert acknowledged > 100, "the children hardly ran; the test proves nothing"
     assert aptpl_survivals > 0, "no round ended with APTPL state to keep"
+    assert told > 0, "no power cycle had a nexus to tell"
     print(
         f"{rounds} kills, {acknowledged} acknowledged commands, "
-        f"{unacknowledged_commits} committed-not-acknowledged, {aptpl_survivals} APTPL restarts"
+        f"{unacknowledged_commits} committed-not-acknowledged, {aptpl_survivals} APTPL restarts,"
+        f" {told} nexuses told of a power on"
     )

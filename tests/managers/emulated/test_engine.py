@@ -13,6 +13,7 @@ import attrs
 import pytest
 
 from qompr.managers.emulated import LIO
+from qompr.managers.emulated import POWER_ON_OCCURRED
 from qompr.managers.emulated import SPC4
 from qompr.managers.emulated import AccessClass
 from qompr.managers.emulated import Changes
@@ -34,6 +35,7 @@ from qompr.scsi import RegisterAndMoveParameters
 from qompr.scsi import ScsiResult
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
+from qompr.scsi import SenseKey
 from qompr.scsi import TransportID
 
 from .harness import pr_in
@@ -429,10 +431,25 @@ def test_power_on_keeps_only_aptpl_state() -> None:
         generation=0, registrations=((A, Registration(K_A, aptpl=True)),),
         reservation=Reservation(PrType.WE, A), aptpl=True,
     )  # fmt: skip
-    assert kept.unit_attentions == {} and kept.legacy_holder is None
+    # Older unit attentions are gone; every nexus that had state is told of the power on.
+    assert kept.unit_attentions == {A: [POWER_ON_OCCURRED], B: [POWER_ON_OCCURRED]}
+    assert kept.legacy_holder is None
     state.aptpl = False
     state.power_on()
     assert state.registrations == {} and state.reservation is None and state.generation == 0
+    assert state.unit_attentions == {A: [POWER_ON_OCCURRED], B: [POWER_ON_OCCURRED]}
+    assert SenseCode(SenseKey.UNIT_ATTENTION, 0x29, 0x01) == POWER_ON_OCCURRED
+    # A second power cycle tells them again (they have not been heard from), nobody else.
+    state.power_on()
+    assert state.unit_attentions == {A: [POWER_ON_OCCURRED], B: [POWER_ON_OCCURRED]}
+    # The power-on unit attention is reported, then the command runs on the new state.
+    engine = ENGINES["lio"]
+    outcome = engine.execute(state, A, pr_in(PrInAction.READ_KEYS))
+    assert outcome.result is not None and outcome.result.sense_code == POWER_ON_OCCURRED
+    assert outcome.changes is not None
+    state.apply(outcome.changes)
+    outcome = engine.execute(state, A, pr_in(PrInAction.READ_KEYS))
+    assert outcome.result == ScsiResult.good(struct.pack(">II", 0, 0))
 
 
 def test_result_statuses_are_exact() -> None:

@@ -19,6 +19,7 @@ from qompr.errors import StateError
 from qompr.managers import PRManager
 from qompr.managers import PRManagerEmulated
 from qompr.managers import pr_manager_lookup
+from qompr.managers.emulated import POWER_ON_OCCURRED
 from qompr.managers.emulated import StateFileError
 from qompr.qom import ObjectTree
 from qompr.scsi import Nexus
@@ -201,13 +202,73 @@ def test_state_file_survives_object_del_as_aptpl_says(tree: ObjectTree, tmp_path
     cdb, data = pr_out(PrOutAction.RESERVE, rk=0x44, pr_type=PrType.EA)
     assert manager.execute(-1, cdb, data, nexus=A).ok
     tree.object_del("emu0")
-    again = new_manager(tree, state=state)  # a restart of the engine
+    # A restart of the engine that asks for a power cycle (the only user of the file).
+    again = new_manager(tree, state=state, start="power-cycle")
     snap = again.snapshot(-1)
     assert [(n, r.key) for n, r in snap.registrations] == [(A, 0x44)]
     assert snap.reservation is not None and snap.reservation.holder == A
     assert snap.generation == 0
+    assert again.unit_attentions(-1, A) == (POWER_ON_OCCURRED,)
     result = again.check_command(-1, WRITE10, nexus=B)
     assert result is not None and result.status == ScsiStatus.RESERVATION_CONFLICT
+
+
+def test_restart_resumes_the_state_file(tree: ObjectTree, tmp_path: Path) -> None:
+    # Issue 16 defect 3: a restart (kill and start, what a supervisor does) was played as a
+    # power cycle; the still-running initiator's registration vanished without a word.
+    state = str(tmp_path / "pr.db")
+    manager = new_manager(tree, state=state, state_sync="normal")
+    cdb, data = pr_out(PrOutAction.REGISTER, sark=0x44)
+    assert manager.execute(-1, cdb, data, nexus=A).ok
+    tree.object_del("emu0")
+    again = new_manager(tree, state=state)
+    assert keys(again, -1) == (0x44,)
+    assert again.snapshot(-1).generation == 1
+    cdb, data = pr_out(PrOutAction.RESERVE, rk=0x44, pr_type=PrType.WE)
+    assert again.execute(-1, cdb, data, nexus=A).ok
+
+
+def test_power_cycle_tells_every_known_nexus(tree: ObjectTree, tmp_path: Path) -> None:
+    manager = new_manager(tree, state=str(tmp_path / "pr.db"), state_sync="normal")
+    other = new_manager(tree, "emu1", state=str(tmp_path / "pr.db"), state_sync="normal")
+    cdb, data = pr_out(PrOutAction.REGISTER, sark=0x1)
+    assert manager.execute(-1, cdb, data, nexus=A).ok
+    cdb, data = pr_out(PrOutAction.REGISTER, sark=0x2, aptpl=True)
+    assert manager.execute(-1, cdb, data, nexus=B).ok
+    reader = Nexus("R")
+    assert manager.execute(-1, pr_in(PrInAction.READ_KEYS), nexus=reader).ok
+    other.power_cycle()  # another process sharing the file plays it
+    for nexus in (A, B):
+        result = manager.execute(-1, pr_in(PrInAction.READ_KEYS), nexus=nexus)
+        assert result.status == ScsiStatus.CHECK_CONDITION
+        assert result.sense_code == POWER_ON_OCCURRED
+    # The last APTPL bit was 1: both registrations survive; R only read, so is not told.
+    assert keys(manager, -1, reader) == (0x1, 0x2)
+    assert manager.snapshot(-1).generation == 0
+    # APTPL 0 now: the registrations go, and their nexuses are told again.
+    cdb, data = pr_out(PrOutAction.REGISTER, rk=0x1, sark=0x3)
+    assert manager.execute(-1, cdb, data, nexus=A).ok
+    manager.power_cycle(-1)
+    assert keys(manager, -1, reader) == ()
+    assert other.unit_attentions(-1, A) == (POWER_ON_OCCURRED,)
+    assert other.unit_attentions(-1, B) == (POWER_ON_OCCURRED,)
+    cdb, data = pr_out(PrOutAction.RESERVE, rk=0x3, pr_type=PrType.WE)
+    assert manager.execute(-1, cdb, data, nexus=A).sense_code == POWER_ON_OCCURRED
+    not_ready = SenseCode.NOT_READY_LUN_COMM_FAILURE
+    assert manager.execute(-1, cdb, data, nexus=A).sense_code == not_ready
+
+
+def test_power_cycle_of_one_logical_unit(tree: ObjectTree, image_fds: tuple[int, int, int]) -> None:
+    first, _, second = image_fds
+    manager = new_manager(tree, lu_name="")
+    cdb, data = pr_out(PrOutAction.REGISTER, sark=0x5)
+    assert manager.execute(first, cdb, data, nexus=A).ok
+    assert manager.execute(second, cdb, data, nexus=A).ok
+    manager.power_cycle(first)
+    assert manager.snapshot(first).keys == ()
+    assert manager.snapshot(second).keys == (0x5,)
+    assert manager.unit_attentions(first, A) == (POWER_ON_OCCURRED,)
+    assert manager.unit_attentions(second, A) == ()
 
 
 def test_power_cycle_in_memory(tree: ObjectTree) -> None:
@@ -215,11 +276,12 @@ def test_power_cycle_in_memory(tree: ObjectTree) -> None:
     cdb, data = pr_out(PrOutAction.REGISTER, sark=0x55)
     assert manager.execute(-1, cdb, data, nexus=A).ok
     manager.power_cycle()
-    assert keys(manager, -1) == ()
+    assert keys(manager, -1, B) == ()
+    assert manager.execute(-1, cdb, data, nexus=A).sense_code == POWER_ON_OCCURRED
     cdb, data = pr_out(PrOutAction.REGISTER, sark=0x56, aptpl=True)
     assert manager.execute(-1, cdb, data, nexus=A).ok
     manager.power_cycle()
-    assert keys(manager, -1) == (0x56,)
+    assert keys(manager, -1, B) == (0x56,)
     assert manager.snapshot(-1).generation == 0
 
 
@@ -228,7 +290,8 @@ def test_power_cycle_with_state_file(tree: ObjectTree, tmp_path: Path) -> None:
     cdb, data = pr_out(PrOutAction.REGISTER, sark=0x57)
     assert manager.execute(-1, cdb, data, nexus=A).ok
     manager.power_cycle()
-    assert keys(manager, -1) == ()
+    assert keys(manager, -1, B) == ()
+    assert manager.unit_attentions(-1, A) == (POWER_ON_OCCURRED,)
 
 
 def test_storage_failure_is_a_target_failure(

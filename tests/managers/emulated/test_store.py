@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from qompr.managers.emulated import LIO
+from qompr.managers.emulated import POWER_ON_OCCURRED
 from qompr.managers.emulated import Engine
 from qompr.managers.emulated import EngineConfig
 from qompr.managers.emulated import LUState
@@ -24,6 +25,7 @@ from qompr.managers.emulated import StateFileError
 from qompr.managers.emulated import StateSnapshot
 from qompr.scsi import Nexus
 from qompr.scsi import PrOutAction
+from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
 from qompr.scsi import TransportID
 
@@ -68,14 +70,17 @@ def test_sqlite_reopened_equals_memory(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("aptpl", [False, True])
-def test_restart_keeps_only_what_aptpl_keeps(tmp_path: Path, aptpl: bool) -> None:
+def test_power_cycle_at_start_keeps_only_what_aptpl_keeps(tmp_path: Path, aptpl: bool) -> None:
     path = str(tmp_path / "pr.db")
     store = SqliteStore(path)
     populate(store, aptpl=aptpl)
     before = store.snapshot("lu0")
     assert before.unit_attentions  # A and C were told of the RELEASE
     store.close()
-    restarted = SqliteStore(path)  # first opener again: a power cycle
+    resumed = SqliteStore(path)  # a restart is not a power cycle
+    assert resumed.snapshot("lu0") == before
+    resumed.close()
+    restarted = SqliteStore(path, power_on=True)  # the only user asks for one
     after = restarted.snapshot("lu0")
     if aptpl:
         assert after.registrations == before.registrations
@@ -84,7 +89,8 @@ def test_restart_keeps_only_what_aptpl_keeps(tmp_path: Path, aptpl: bool) -> Non
     else:
         assert after.registrations == () and after.reservation is None
     assert after.generation == 0
-    assert after.unit_attentions == ()
+    # Every registered nexus is told, and nothing else is left queued.
+    assert after.unit_attentions == tuple((n, (POWER_ON_OCCURRED,)) for n in (A, B, C))
     # The same as the in-memory power cycle.
     expected = LUState.from_snapshot(before)
     expected.power_on()
@@ -94,9 +100,9 @@ def test_restart_keeps_only_what_aptpl_keeps(tmp_path: Path, aptpl: bool) -> Non
 
 def test_second_opener_joins_without_power_cycle(tmp_path: Path) -> None:
     path = str(tmp_path / "pr.db")
-    first = SqliteStore(path)
+    first = SqliteStore(path, power_on=True)
     populate(first, aptpl=False)
-    second = SqliteStore(path)
+    second = SqliteStore(path, power_on=True)
     assert second.snapshot("lu0") == first.snapshot("lu0")
     # A change through one is seen by the other (re-read inside the next transaction).
     assert do(second, B, pr_out(PrOutAction.REGISTER, rk=0xF000_0000_0000_000B, sark=0x1234))
@@ -108,13 +114,36 @@ def test_second_opener_joins_without_power_cycle(tmp_path: Path) -> None:
     assert A not in dict(first.snapshot("lu0").unit_attentions)
     assert do(first, A, pr_out(PrOutAction.REGISTER, rk=0xAA, sark=0xAB))
     first.close()
-    third = SqliteStore(path)  # second is still open: no power cycle
+    third = SqliteStore(path, power_on=True)  # second is still open: no power cycle
     assert third.snapshot("lu0").registrations
     second.close()
     third.close()
-    fourth = SqliteStore(path)  # nobody had it open: power cycle, APTPL was 0
+    inspector = SqliteStore(path, join=False)  # an administrator's look does not count
+    fourth = SqliteStore(path, power_on=True)  # nobody serves from it: power cycle, APTPL 0
     assert fourth.snapshot("lu0").registrations == ()
+    assert {n for n, _ in fourth.snapshot("lu0").unit_attentions} == {A, B, C}
     fourth.close()
+    inspector.close()
+
+
+def test_power_cycle_of_one_logical_unit(tmp_path: Path) -> None:
+    path = str(tmp_path / "pr.db")
+    store = SqliteStore(path)
+    other = SqliteStore(path)
+    populate(store, aptpl=False)
+    assert (
+        store.transact(
+            "lu1", lambda state: ENGINE.execute(state, A, *pr_out(PrOutAction.REGISTER, sark=1))
+        ).result
+        == ScsiResult.good()
+    )
+    before = store.snapshot("lu1")
+    other.power_on("lu0")
+    assert store.snapshot("lu1") == before
+    assert store.snapshot("lu0").registrations == ()
+    assert store.snapshot("lu0").generation == 0
+    store.close()
+    other.close()
 
 
 def test_close_releases_the_lock(tmp_path: Path) -> None:

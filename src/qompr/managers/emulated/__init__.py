@@ -7,7 +7,8 @@ Layers, each importing only those before it::
     _state     the state of one logical unit and the changes a command makes
     _access    which commands a reservation lets through (tables)
     _engine    the device server: state + command -> result + changes (no I/O)
-    _store     memory and SQLite stores (one transaction per command)
+    _store     the store contract and the memory store (one transaction per command)
+    _sqlite    the SQLite store (a file shared by processes)
     _identity  logical unit behind an fd, initiator behind a client process
     _manager   the QOM type
 
@@ -34,17 +35,20 @@ from qompr.managers.emulated._policy import LIO as LIO
 from qompr.managers.emulated._policy import SPC4 as SPC4
 from qompr.managers.emulated._policy import Mode as Mode
 from qompr.managers.emulated._policy import Policy as Policy
+from qompr.managers.emulated._sqlite import SqliteStore as SqliteStore
+from qompr.managers.emulated._state import POWER_ON_OCCURRED as POWER_ON_OCCURRED
 from qompr.managers.emulated._state import Changes as Changes
 from qompr.managers.emulated._state import LUState as LUState
 from qompr.managers.emulated._state import Registration as Registration
 from qompr.managers.emulated._state import Reservation as Reservation
 from qompr.managers.emulated._state import StateSnapshot as StateSnapshot
 from qompr.managers.emulated._store import MemoryStore as MemoryStore
-from qompr.managers.emulated._store import SqliteStore as SqliteStore
 from qompr.managers.emulated._store import StateFileError as StateFileError
+from qompr.managers.emulated._store import Store as Store
 
 __all__ = [
     "LIO",
+    "POWER_ON_OCCURRED",
     "SPC4",
     "AccessClass",
     "Changes",
@@ -63,6 +67,7 @@ __all__ = [
     "SqliteStore",
     "StateFileError",
     "StateSnapshot",
+    "Store",
     "classify",
     "initiator_name",
     "lu_identity",

@@ -4,8 +4,9 @@
 Instead of passing PR commands to a disk, this manager answers them itself, for any file
 (an image, a block device), as LIO would (``mode=lio``, the default) or as the letter of
 SPC-4 says (``mode=spc4``).  The state is kept in memory, or with ``state=FILE`` in an SQLite
-file that several processes may share (see :mod:`._store`).  ``check_command()`` lets a
-software target built on qompr enforce the reservations on other commands.
+file that several processes may share (see :mod:`._store` and :mod:`._sqlite`).
+``check_command()`` lets a software target built on qompr enforce the reservations on other
+commands.
 
 Example::
 
@@ -34,10 +35,10 @@ from qompr.managers.emulated._identity import InitiatorRule
 from qompr.managers.emulated._identity import lu_identity
 from qompr.managers.emulated._identity import nexus_for_pid
 from qompr.managers.emulated._policy import Policy
+from qompr.managers.emulated._sqlite import SqliteStore
 from qompr.managers.emulated._state import LUState
 from qompr.managers.emulated._state import StateSnapshot
 from qompr.managers.emulated._store import MemoryStore
-from qompr.managers.emulated._store import SqliteStore
 from qompr.managers.emulated._store import Store
 from qompr.qom import EnumProperty
 from qompr.qom import IntProperty
@@ -115,6 +116,14 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         description="most registrations per logical unit (0: no limit)",
         setter=_until_complete("max-registrations"),
     )
+    start = EnumProperty(
+        "PrEmulatedStart",
+        ["resume", "power-cycle"],
+        default="resume",
+        description="what opening the state does: resume it as it is (resume), or play a "
+        "power cycle when no other process uses it (power-cycle)",
+        setter=_until_complete("start"),
+    )
     state_sync = EnumProperty(
         "PrStateSync",
         ["full", "normal"],
@@ -153,7 +162,9 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
             raise ObjectError(f"Invalid pr-manager-emulated configuration: {exc}") from exc
         store: Store
         if self.state:
-            store = SqliteStore(self.state, synchronous=self.state_sync)
+            store = SqliteStore(
+                self.state, synchronous=self.state_sync, power_on=self.start == "power-cycle"
+            )
         else:
             store = MemoryStore()
         self._engine = Engine(config)
@@ -281,10 +292,12 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         _, store = self._ready()
         return store.snapshot(self.logical_unit(fd))
 
-    def power_cycle(self) -> None:
-        """Play a power loss and return of every logical unit (what APTPL keeps survives).
+    def power_cycle(self, fd: int | None = None) -> None:
+        """Play a power loss and return of the logical unit *fd* refers to, or of every one.
 
-        With a state file this affects every process that shares it.
+        What APTPL keeps survives; every I_T nexus the logical unit knew gets UNIT ATTENTION
+        29h/01h POWER ON OCCURRED on its next command.  With a state file this affects every
+        process that shares it.  Nothing else is a power cycle (``start=power-cycle`` aside).
         """
         _, store = self._ready()
-        store.power_on()
+        store.power_on(None if fd is None else self.logical_unit(fd))

@@ -30,9 +30,11 @@ from qompr.scsi import Nexus
 from qompr.scsi import PrScope
 from qompr.scsi import PrType
 from qompr.scsi import SenseCode
+from qompr.scsi import SenseKey
 
 __all__ = [
     "KEEP",
+    "POWER_ON_OCCURRED",
     "Changes",
     "Keep",
     "LUState",
@@ -43,6 +45,12 @@ __all__ = [
 
 #: PRgeneration is a 32-bit counter that wraps (SPC-4 §6.13.2).
 GENERATION_MASK: Final = 0xFFFF_FFFF
+
+#: The unit attention a power cycle establishes for every I_T nexus the logical unit knew:
+#: UNIT ATTENTION 29h/01h POWER ON OCCURRED.  SAM-5 §6.3.2 names this code for a power on;
+#: 29h/00h (POWER ON, RESET, OR BUS DEVICE RESET OCCURRED) is for a device server that cannot
+#: tell a power on from a reset, and the emulation always knows which it played.
+POWER_ON_OCCURRED: Final = SenseCode(SenseKey.UNIT_ATTENTION, 0x29, 0x01)
 
 
 @attrs.frozen
@@ -190,18 +198,38 @@ class LUState:
             if code not in queue:
                 queue.append(code)
 
+    def known_nexuses(self) -> list[Nexus]:
+        """The I_T nexuses this logical unit keeps state for, in a stable order.
+
+        Those registered, the reservation holder, the SPC-2 reservation holder, and any with
+        a unit attention queued: the ones a power cycle must tell.  A nexus that only read
+        (PR IN) leaves no trace, so a read never needs a write.
+        """
+        known: dict[Nexus, None] = dict.fromkeys(self.registrations)
+        if self.reservation is not None:
+            known[self.reservation.holder] = None
+        if self.legacy_holder is not None:
+            known[self.legacy_holder] = None
+        known.update(dict.fromkeys(n for n, q in self.unit_attentions.items() if q))
+        return list(known)
+
     def power_on(self) -> None:
         """What a power cycle leaves (SPC-4 §5.7.5; spc4-pr.md §2.4).
 
-        PRgeneration returns to 0, unit attentions and SPC-2 reservations vanish, and unless
-        the last valid APTPL bit was 1 so do every registration and the reservation.
+        PRgeneration returns to 0, SPC-2 reservations vanish, and unless the last valid APTPL
+        bit was 1 so do every registration and the reservation.  Every I_T nexus the logical
+        unit knew (:meth:`known_nexuses`) gets POWER ON OCCURRED as its only unit attention
+        (older ones were volatile), so no registration is lost without its nexus being told.
         """
+        known = self.known_nexuses()
         self.generation = 0
-        self.unit_attentions.clear()
         self.legacy_holder = None
         if not self.aptpl:
             self.registrations.clear()
             self.reservation = None
+        self.unit_attentions.clear()
+        for nexus in known:
+            self.unit_attentions[nexus] = [POWER_ON_OCCURRED]
 
     def snapshot(self) -> StateSnapshot:
         """An immutable copy of this state."""
@@ -233,7 +261,14 @@ class LUState:
 
     def copy(self) -> LUState:
         """An independent copy (the functional form: ``state.copy().apply(changes)``)."""
-        return LUState.from_snapshot(self.snapshot())
+        return LUState(
+            generation=self.generation,
+            registrations=dict(self.registrations),
+            reservation=self.reservation,
+            aptpl=self.aptpl,
+            legacy_holder=self.legacy_holder,
+            unit_attentions={n: list(q) for n, q in self.unit_attentions.items() if q},
+        )
 
     def registrants(self) -> Iterable[Nexus]:
         """The registered I_T nexuses, in registration order."""
