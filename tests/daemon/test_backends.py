@@ -23,7 +23,7 @@ from qompr.managers.multipath import PrinResp
 from qompr.managers.multipath import PRManagerMultipath
 from qompr.managers.multipath import ProutParamStorage
 from qompr.managers.multipath import _manager
-from qompr.protocol import Request
+from qompr.protocol import HelperRequest
 from qompr.scsi import PrInCdb
 from qompr.scsi import PrOutCdb
 from qompr.scsi import PrOutParameters
@@ -110,8 +110,8 @@ def device() -> Iterator[int]:
     os.close(fd)
 
 
-def read_keys(fd: int) -> Request:
-    return Request(PrInCdb(0, 64).to_bytes(), fd)
+def read_keys(fd: int) -> HelperRequest:
+    return HelperRequest(PrInCdb(0, 64).to_bytes(), fd)
 
 
 def is_open(fd: int) -> bool:
@@ -173,7 +173,7 @@ def test_a_multipath_fd_goes_to_libmpathpersist(
     assert (status, sense) == (ScsiStatus.GOOD, b"")
     assert data[:24] == bytes.fromhex("00000005 00000010") + KEY.to_bytes(8, "big") * 2
     params = PrOutParameters(sa_key=KEY).to_bytes()
-    register = Request(PrOutCdb(0, 0, 0, len(params)).to_bytes(), device, params)
+    register = HelperRequest(PrOutCdb(0, 0, 0, len(params)).to_bytes(), device, params)
     assert backend(register, None) == (ScsiStatus.GOOD, b"", b"")
     assert library.calls == [("in", device, 0), ("out", device, 0)]
 

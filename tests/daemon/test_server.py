@@ -25,7 +25,7 @@ from qompr.daemon.testing import request
 from qompr.managers import ClientIdentity
 from qompr.managers import PRManager
 from qompr.managers.emulated import PRManagerEmulated
-from qompr.protocol import Request
+from qompr.protocol import HelperRequest
 from qompr.qom import ObjectTree
 from qompr.scsi import Nexus
 from qompr.scsi import ScsiResult
@@ -277,10 +277,10 @@ def test_idle_connections_cost_no_worker_threads() -> None:
 
 
 def test_requests_reach_the_backend_intact() -> None:
-    seen: list[Request] = []
+    seen: list[HelperRequest] = []
 
     class Backend(SgIoBackend):
-        def __call__(self, req: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
+        def __call__(self, req: HelperRequest, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
             seen.append(req)
             return 0, b"", b"abc"
 

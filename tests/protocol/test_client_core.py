@@ -14,9 +14,9 @@ from qompr.protocol import NEED_DATA
 from qompr.protocol import ConnectionClosed
 from qompr.protocol import Handshake
 from qompr.protocol import HelperConnection
+from qompr.protocol import HelperRequest
+from qompr.protocol import HelperResponse
 from qompr.protocol import Negotiated
-from qompr.protocol import Request
-from qompr.protocol import Response
 from qompr.protocol import Role
 from qompr.protocol import State
 
@@ -57,7 +57,7 @@ def test_request_is_cdb16_then_parameter_list() -> None:
     conn = idle_client()
     data = bytes(range(24))
     cdb10 = pr_out(24)[:10]
-    out = conn.send(Request(cdb10, 7, data))
+    out = conn.send(HelperRequest(cdb10, 7, data))
     assert out == pr_out(24) + data
     assert conn.state is State.AWAIT_RESPONSE
 
@@ -65,14 +65,14 @@ def test_request_is_cdb16_then_parameter_list() -> None:
 @pytest.mark.parametrize(
     "request_",
     [
-        Request(bytes([0x12]), 3),  # not PR IN/OUT (QEMU asserts)
-        Request(pr_in(), -1),  # no fd
-        Request(pr_in(alloc=8193), 3),  # too long for the helper
-        Request(pr_in(), 3, b"x"),  # PR IN has no parameter list
-        Request(pr_out(24), 3, bytes(23)),  # short parameter list
+        HelperRequest(bytes([0x12]), 3),  # not PR IN/OUT (QEMU asserts)
+        HelperRequest(pr_in(), -1),  # no fd
+        HelperRequest(pr_in(alloc=8193), 3),  # too long for the helper
+        HelperRequest(pr_in(), 3, b"x"),  # PR IN has no parameter list
+        HelperRequest(pr_out(24), 3, bytes(23)),  # short parameter list
     ],
 )
-def test_bad_requests_are_local_errors(request_: Request) -> None:
+def test_bad_requests_are_local_errors(request_: HelperRequest) -> None:
     conn = idle_client()
     with pytest.raises(LocalProtocolError):
         conn.send(request_)
@@ -81,25 +81,25 @@ def test_bad_requests_are_local_errors(request_: Request) -> None:
 
 def test_cdb_longer_than_16_is_refused() -> None:
     with pytest.raises(LocalProtocolError):
-        Request(bytes(17), 3)
+        HelperRequest(bytes(17), 3)
 
 
 def test_one_command_at_a_time() -> None:
     conn = idle_client()
-    conn.send(Request(pr_in(), 3))
+    conn.send(HelperRequest(pr_in(), 3))
     with pytest.raises(LocalProtocolError):
-        conn.send(Request(pr_in(), 3))
+        conn.send(HelperRequest(pr_in(), 3))
 
 
 def test_response_with_payload_in_pieces() -> None:
     conn = idle_client()
-    conn.send(Request(pr_in(alloc=16), 3))
+    conn.send(HelperRequest(pr_in(alloc=16), 3))
     wire = header(0, 12) + b"k" * 12
     for i in range(len(wire) - 1):
         conn.receive_data(wire[i : i + 1])
         assert conn.next_event() is NEED_DATA
     conn.receive_data(wire[-1:])
-    assert conn.next_event() == Response(0, bytes(96), b"k" * 12)
+    assert conn.next_event() == HelperResponse(0, bytes(96), b"k" * 12)
     assert conn.state is State.IDLE
 
 
@@ -119,7 +119,7 @@ def test_response_with_payload_in_pieces() -> None:
 def test_a_lying_helper_is_a_remote_error(cdb: bytes, wire: bytes) -> None:
     conn = idle_client()
     data = bytes(24) if cdb[0] == 0x5F else b""
-    conn.send(Request(cdb, 3, data))
+    conn.send(HelperRequest(cdb, 3, data))
     conn.receive_data(wire)
     with pytest.raises(RemoteProtocolError):
         conn.next_event()
@@ -128,7 +128,7 @@ def test_a_lying_helper_is_a_remote_error(cdb: bytes, wire: bytes) -> None:
 
 def test_eof_awaiting_response_is_a_remote_error() -> None:
     conn = idle_client()
-    conn.send(Request(pr_in(), 3))
+    conn.send(HelperRequest(pr_in(), 3))
     conn.receive_data(header(2, 0)[:50])
     conn.receive_data(b"")
     with pytest.raises(RemoteProtocolError, match="end-of-file"):
@@ -161,13 +161,18 @@ def test_client_and_server_cores_talk_to_each_other() -> None:
     assert client.next_event() == Negotiated(0)
     server.receive_data(client.send(Handshake()))
     assert server.next_event() == Negotiated(0)
-    for request in (Request(pr_in(alloc=40), 5), Request(pr_out(24), 6, bytes(range(24)))):
+    for request in (
+        HelperRequest(pr_in(alloc=40), 5),
+        HelperRequest(pr_out(24), 6, bytes(range(24))),
+    ):
         wire = client.send(request)
         server.receive_data(wire[:1], [request.fd])
         server.receive_data(wire[1:])
         got = server.next_event()
         assert got == request
-        answer = Response(0, b"", b"d" * 40) if request.opcode == 0x5E else Response(0x18)
+        answer = (
+            HelperResponse(0, b"", b"d" * 40) if request.opcode == 0x5E else HelperResponse(0x18)
+        )
         client.receive_data(server.send(answer))
         received = client.next_event()
-        assert received == Response(answer.status, bytes(96), answer.data)
+        assert received == HelperResponse(answer.status, bytes(96), answer.data)

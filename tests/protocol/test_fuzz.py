@@ -14,9 +14,9 @@ from qompr.protocol import NEED_DATA
 from qompr.protocol import ConnectionClosed
 from qompr.protocol import Handshake
 from qompr.protocol import HelperConnection
+from qompr.protocol import HelperRequest
+from qompr.protocol import HelperResponse
 from qompr.protocol import Negotiated
-from qompr.protocol import Request
-from qompr.protocol import Response
 from qompr.protocol import Role
 from qompr.protocol import State
 
@@ -48,7 +48,7 @@ def _drive(conn: HelperConnection, ledger: FdLedger, delivered: list[int]) -> bo
             return False
         if isinstance(event, Negotiated):
             continue
-        assert isinstance(event, Request)
+        assert isinstance(event, HelperRequest)
         assert len(event.cdb) == 16 and event.opcode in (0x5E, 0x5F)
         assert event.transfer_length <= 8192
         if event.opcode == 0x5F:
@@ -56,7 +56,7 @@ def _drive(conn: HelperConnection, ledger: FdLedger, delivered: list[int]) -> bo
         else:
             assert event.data == b""
         delivered.append(event.fd)
-        conn.send(Response(2, b"\x70"))
+        conn.send(HelperResponse(2, b"\x70"))
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -97,12 +97,12 @@ def test_hostile_input_never_crashes_and_never_leaks_an_fd(
 
 
 _PR_IN = st.builds(
-    lambda alloc, action: Request(pr_in(alloc=alloc, action=action), 0),
+    lambda alloc, action: HelperRequest(pr_in(alloc=alloc, action=action), 0),
     st.integers(0, 8192),
     st.integers(0, 31),
 )
 _PR_OUT = st.integers(0, 300).flatmap(
-    lambda n: st.binary(min_size=n, max_size=n).map(lambda d: Request(pr_out(n), 0, d))
+    lambda n: st.binary(min_size=n, max_size=n).map(lambda d: HelperRequest(pr_out(n), 0, d))
 )
 _REQUESTS = st.one_of(_PR_IN, _PR_OUT)
 
@@ -110,7 +110,7 @@ _REQUESTS = st.one_of(_PR_IN, _PR_OUT)
 @settings(max_examples=200, deadline=None)
 @given(requests=st.lists(_REQUESTS, min_size=1, max_size=5), cut=st.integers(1, 50))
 def test_what_a_client_sends_the_server_reads_back_in_any_chunking(
-    requests: list[Request], cut: int
+    requests: list[HelperRequest], cut: int
 ) -> None:
     client = HelperConnection(Role.CLIENT)
     server = HelperConnection(Role.SERVER, close_fd=lambda fd: None)
@@ -119,11 +119,11 @@ def test_what_a_client_sends_the_server_reads_back_in_any_chunking(
     server.receive_data(client.send(Handshake()))
     assert server.next_event() == Negotiated(0)
     for n, request in enumerate(requests, start=1):
-        wire = client.send(Request(request.cdb, n, request.data))
+        wire = client.send(HelperRequest(request.cdb, n, request.data))
         server.receive_data(wire[:cut], [n])
         if wire[cut:]:
             server.receive_data(wire[cut:])
         got = server.next_event()
-        assert got == Request(request.cdb, n, request.data)
-        client.receive_data(server.send(Response(0)))
-        assert client.next_event() == Response(0, bytes(96))
+        assert got == HelperRequest(request.cdb, n, request.data)
+        client.receive_data(server.send(HelperResponse(0)))
+        assert client.next_event() == HelperResponse(0, bytes(96))

@@ -13,10 +13,10 @@ from qompr.protocol import NEED_DATA
 from qompr.protocol import ConnectionClosed
 from qompr.protocol import Handshake
 from qompr.protocol import HelperConnection
+from qompr.protocol import HelperRequest
+from qompr.protocol import HelperResponse
 from qompr.protocol import Negotiated
 from qompr.protocol import ReadSpec
-from qompr.protocol import Request
-from qompr.protocol import Response
 from qompr.protocol import Role
 from qompr.protocol import State
 
@@ -75,8 +75,8 @@ def test_pr_in_request_carries_its_fd(ledger: FdLedger) -> None:
     assert conn.next_read() == ReadSpec(16, True)
     conn.receive_data(pr_in(alloc=255), [fd])
     event = conn.next_event()
-    assert event == Request(pr_in(alloc=255), fd, b"")
-    assert isinstance(event, Request)
+    assert event == HelperRequest(pr_in(alloc=255), fd, b"")
+    assert isinstance(event, HelperRequest)
     assert event.transfer_length == 255
     assert conn.state is State.PROCESSING
     assert ledger.closed == []  # the fd now belongs to whoever executes the request
@@ -93,9 +93,9 @@ def test_pr_out_reads_exactly_bytes_7_8_of_parameter_data(ledger: FdLedger) -> N
     assert conn.next_read() == ReadSpec(24, False)
     conn.receive_data(bytes(range(24)) + pr_in())
     event = conn.next_event()
-    assert isinstance(event, Request)
+    assert isinstance(event, HelperRequest)
     assert event.data == bytes(range(24))
-    conn.send(Response(2))
+    conn.send(HelperResponse(2))
     assert conn.state.value == "IDLE"  # the PR IN after it is the next request
 
 
@@ -103,7 +103,7 @@ def test_pr_out_with_zero_length_needs_no_data(ledger: FdLedger) -> None:
     conn = negotiated(ledger)
     fd = ledger.new()
     conn.receive_data(pr_out(length=0), [fd])
-    assert conn.next_event() == Request(pr_out(length=0), fd, b"")
+    assert conn.next_event() == HelperRequest(pr_out(length=0), fd, b"")
 
 
 def test_fds_attached_to_the_parameter_list_are_closed(ledger: FdLedger) -> None:
@@ -113,7 +113,7 @@ def test_fds_attached_to_the_parameter_list_are_closed(ledger: FdLedger) -> None
     assert conn.next_event() is NEED_DATA
     conn.receive_data(bytes(24), [extra])
     event = conn.next_event()
-    assert isinstance(event, Request) and event.fd == fd
+    assert isinstance(event, HelperRequest) and event.fd == fd
     assert ledger.closed == [extra]
 
 
@@ -124,7 +124,7 @@ def test_a_cdb_split_in_two_may_carry_its_fd_on_the_second_part(ledger: FdLedger
     assert conn.next_event() is NEED_DATA
     assert conn.next_read() == ReadSpec(11, True)
     conn.receive_data(pr_in()[5:], [fd])
-    assert conn.next_event() == Request(pr_in(), fd)
+    assert conn.next_event() == HelperRequest(pr_in(), fd)
 
 
 @pytest.mark.parametrize("split", [False, True])
@@ -173,7 +173,7 @@ def test_transfer_length_limit_is_8192(
     cdb = bytes([opcode, 0, 0, 0, 0, 0, 0]) + length.to_bytes(2, "big")
     conn.receive_data(cdb.ljust(16, b"\0"), [fd])
     if ok:
-        assert isinstance(conn.next_event(), Request)
+        assert isinstance(conn.next_event(), HelperRequest)
     else:
         with pytest.raises(RemoteProtocolError):
             conn.next_event()
@@ -185,18 +185,18 @@ def test_pipelined_requests_each_take_their_own_fd(ledger: FdLedger) -> None:
     a, b = ledger.new(), ledger.new()
     conn.receive_data(pr_in(), [a])
     conn.receive_data(pr_in(alloc=8), [b])
-    assert conn.next_event() == Request(pr_in(), a)
+    assert conn.next_event() == HelperRequest(pr_in(), a)
     assert conn.next_event() is NEED_DATA  # one response before the next request
-    conn.send(Response(0))
-    assert conn.next_event() == Request(pr_in(alloc=8), b)
+    conn.send(HelperResponse(0))
+    assert conn.next_event() == HelperRequest(pr_in(alloc=8), b)
 
 
 def test_one_fd_for_two_pipelined_cdbs_closes_on_the_second(ledger: FdLedger) -> None:
     conn = negotiated(ledger)
     a = ledger.new()
     conn.receive_data(pr_in() + pr_in(), [a])
-    assert conn.next_event() == Request(pr_in(), a)
-    conn.send(Response(0))
+    assert conn.next_event() == HelperRequest(pr_in(), a)
+    conn.send(HelperResponse(0))
     with pytest.raises(RemoteProtocolError, match="No file descriptor"):
         conn.next_event()
 
@@ -232,7 +232,7 @@ def test_response_framing_pads_sense_to_96_zero_bytes(ledger: FdLedger) -> None:
     conn = negotiated(ledger)
     conn.receive_data(pr_in(alloc=16), [ledger.new()])
     conn.next_event()
-    out = conn.send(Response(0, b"\x70\0\x05", b"x" * 16))
+    out = conn.send(HelperResponse(0, b"\x70\0\x05", b"x" * 16))
     assert out[:8] == struct.pack(">ii", 0, 16)
     assert out[8:104] == b"\x70\0\x05" + bytes(93)
     assert out[104:] == b"x" * 16
@@ -241,15 +241,15 @@ def test_response_framing_pads_sense_to_96_zero_bytes(ledger: FdLedger) -> None:
 @pytest.mark.parametrize(
     ("cdb", "response"),
     [
-        (pr_in(alloc=16), Response(0, b"", b"x" * 17)),  # more than the allocation length
-        (pr_in(alloc=16), Response(2, b"", b"x")),  # data with a failed status
-        (pr_out(length=0), Response(0, b"", b"x")),  # data for PR OUT
-        (pr_in(), Response(0, bytes(97))),  # sense longer than 96
-        (pr_in(), Response(2**31)),  # status beyond int32
+        (pr_in(alloc=16), HelperResponse(0, b"", b"x" * 17)),  # more than the allocation length
+        (pr_in(alloc=16), HelperResponse(2, b"", b"x")),  # data with a failed status
+        (pr_out(length=0), HelperResponse(0, b"", b"x")),  # data for PR OUT
+        (pr_in(), HelperResponse(0, bytes(97))),  # sense longer than 96
+        (pr_in(), HelperResponse(2**31)),  # status beyond int32
     ],
 )
 def test_responses_breaking_the_invariant_are_refused(
-    ledger: FdLedger, cdb: bytes, response: Response
+    ledger: FdLedger, cdb: bytes, response: HelperResponse
 ) -> None:
     conn = negotiated(ledger)
     conn.receive_data(cdb, [ledger.new()])
@@ -261,7 +261,7 @@ def test_responses_breaking_the_invariant_are_refused(
 def test_responses_only_while_processing(ledger: FdLedger) -> None:
     conn = negotiated(ledger)
     with pytest.raises(LocalProtocolError, match="state IDLE"):
-        conn.send(Response(0))
+        conn.send(HelperResponse(0))
 
 
 def test_close_releases_a_stashed_fd(ledger: FdLedger) -> None:

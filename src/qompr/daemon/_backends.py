@@ -30,7 +30,7 @@ from qompr.linux.fdkind import sgio_cannot_block
 from qompr.linux.sgio import pr_helper_sgio
 from qompr.managers import ClientIdentity
 from qompr.managers import PRManager
-from qompr.protocol import Request
+from qompr.protocol import HelperRequest
 from qompr.scsi import Nexus
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
@@ -48,11 +48,11 @@ log = logging.getLogger("qompr.daemon")
 class Backend(Protocol):
     """What executes a request: SG_IO on the fd (default) or a ``pr-manager`` object."""
 
-    def __call__(self, request: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
+    def __call__(self, request: HelperRequest, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
         """Run *request*; return (status, sense, data-in).  Must not close the fd."""
         ...
 
-    def cannot_block(self, request: Request) -> bool:
+    def cannot_block(self, request: HelperRequest) -> bool:
         """Where True, the server runs the command on its event loop instead of a worker
         thread (no thread hop), so the backend must be sure the command finishes at once."""
         ...
@@ -66,10 +66,10 @@ class Backend(Protocol):
 class SgIoBackend:
     """``SG_IO`` on the passed fd, whatever it is (qemu-pr-helper built without multipath)."""
 
-    def __call__(self, request: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
+    def __call__(self, request: HelperRequest, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
         return pr_helper_sgio(request.fd, request.cdb, request.data)
 
-    def cannot_block(self, request: Request) -> bool:
+    def cannot_block(self, request: HelperRequest) -> bool:
         """The ioctl fails at once on this fd (not a device: see :func:`sgio_cannot_block`);
         a dm-multipath fd is a block device, so :class:`DefaultBackend` keeps this too."""
         return sgio_cannot_block(request.fd)
@@ -144,7 +144,7 @@ class DefaultBackend(SgIoBackend):
         """Whether the privilege drop must keep CAP_SYS_ADMIN (device-mapper ioctls)."""
         return self.multipath is not None
 
-    def __call__(self, request: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
+    def __call__(self, request: HelperRequest, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
         if self.multipath is not None:
             assert self._control is not None
             try:
@@ -186,11 +186,11 @@ class ManagerBackend:
         """The nexus for a newly accepted connection, or None (the device's own)."""
         return self.manager.nexus_for_client(ClientIdentity(peer.pid, peer.uid, peer.gid))
 
-    def __call__(self, request: Request, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
+    def __call__(self, request: HelperRequest, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
         result = self.manager.execute(request.fd, request.cdb, request.data, nexus=nexus)
         return int(result.status), result.sense, result.data
 
-    def cannot_block(self, request: Request) -> bool:
+    def cannot_block(self, request: HelperRequest) -> bool:
         """What the manager says for this fd (e.g. ``pr-manager-emulated`` in memory)."""
         return self.manager.cannot_block(request.fd)
 

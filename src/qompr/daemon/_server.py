@@ -50,16 +50,16 @@ from qompr.protocol import ConnectionClosed
 from qompr.protocol import Feature
 from qompr.protocol import Handshake
 from qompr.protocol import HelperConnection
+from qompr.protocol import HelperRequest
+from qompr.protocol import HelperResponse
 from qompr.protocol import Negotiated
-from qompr.protocol import Opcode
-from qompr.protocol import Request
-from qompr.protocol import Response
 from qompr.protocol import Role
 from qompr.protocol import State
 from qompr.scsi import Nexus
+from qompr.scsi import Opcode
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
-from qompr.transport.sync import recv_spec
+from qompr.transport.unix import recv_spec
 
 __all__ = ["ConnectionStatistics", "HelperServer", "ServerStatistics"]
 
@@ -408,7 +408,7 @@ class HelperServer:
             if isinstance(event, ConnectionClosed):
                 self._close(client, "closed by the client")
                 return
-            assert isinstance(event, Request)
+            assert isinstance(event, HelperRequest)
             if self.backend.cannot_block(event):
                 self._answer(client, event, self._execute(client, event))
                 if client.closed or client.outgoing:
@@ -420,7 +420,7 @@ class HelperServer:
             self._offload(client, event)
             return
 
-    def _offload(self, client: _Client, request: Request) -> None:
+    def _offload(self, client: _Client, request: HelperRequest) -> None:
         """Run a command that may block on a worker thread."""
         loop = self._loop
         assert loop is not None
@@ -428,7 +428,7 @@ class HelperServer:
         self._busy += 1
         future = loop.run_in_executor(self._executor, self._execute, client, request)
 
-        def done(fut: asyncio.Future[Response]) -> None:
+        def done(fut: asyncio.Future[HelperResponse]) -> None:
             self._busy -= 1
             try:
                 response = fut.result()
@@ -445,7 +445,7 @@ class HelperServer:
 
         future.add_done_callback(done)
 
-    def _answer(self, client: _Client, request: Request, response: Response) -> None:
+    def _answer(self, client: _Client, request: HelperRequest, response: HelperResponse) -> None:
         try:
             out = client.conn.send(response)
         except LocalProtocolError:  # pragma: no cover - _execute keeps the invariant
@@ -502,7 +502,7 @@ class HelperServer:
         self._check_drained()
 
     # == Section: executing =====================================================================
-    def _execute(self, client: _Client, request: Request) -> Response:
+    def _execute(self, client: _Client, request: HelperRequest) -> HelperResponse:
         """Run one command, close its fd, and shape the answer as prh_co_entry does."""
         with self._lock:
             self._in_flight += 1
@@ -514,7 +514,7 @@ class HelperServer:
             with self._lock:
                 self._in_flight -= 1
 
-    def _execute_fd(self, client: _Client, request: Request) -> Response:
+    def _execute_fd(self, client: _Client, request: HelperRequest) -> HelperResponse:
         opcode = request.opcode
         if opcode == Opcode.PERSISTENT_RESERVE_OUT:
             # do_pr_out refuses a read-only fd before looking at the device.
@@ -530,13 +530,13 @@ class HelperServer:
             status, sense, data = self.backend(request, client.nexus)
         except Exception:
             log.exception("connection %d: backend failed on %s", client.id, request.cdb.hex())
-            return Response(ScsiStatus.CHECK_CONDITION, SenseCode.TARGET_FAILURE.to_bytes())
+            return HelperResponse(ScsiStatus.CHECK_CONDITION, SenseCode.TARGET_FAILURE.to_bytes())
         if opcode == Opcode.PERSISTENT_RESERVE_IN and status == ScsiStatus.GOOD:
             # prh_co_entry: sz = MIN(bytes transferred, allocation length).
             data = data[: min(request.transfer_length, DATA_SIZE)]
         else:
             data = b""
-        return Response(status, sense[:96], data)
+        return HelperResponse(status, sense[:96], data)
 
     def _close(self, client: _Client, reason: str) -> None:
         if client.closed:
@@ -562,4 +562,4 @@ class HelperServer:
         self._check_drained()
 
 
-_READ_ONLY_ANSWER = Response(ScsiStatus.CHECK_CONDITION, SenseCode.INVALID_OPCODE.to_bytes())
+_READ_ONLY_ANSWER = HelperResponse(ScsiStatus.CHECK_CONDITION, SenseCode.INVALID_OPCODE.to_bytes())

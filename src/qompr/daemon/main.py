@@ -54,8 +54,8 @@ from qompr.daemon._server import HelperServer
 from qompr.errors import QomprError
 from qompr.linux import caps
 from qompr.linux import systemd
-from qompr.transport.sync import UNIX_PATH_MAX
-from qompr.transport.sync import raw_bind
+from qompr.transport.unix import UNIX_PATH_MAX
+from qompr.transport.unix import raw_bind
 
 __all__ = ["DEFAULT_PIDFILE", "DEFAULT_SOCKET", "Options", "main", "parse_args"]
 

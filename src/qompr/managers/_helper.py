@@ -46,20 +46,20 @@ from qompr.errors import StateError
 from qompr.managers._base import PRManager
 from qompr.protocol import DATA_SIZE
 from qompr.protocol import SENSE_SIZE
-from qompr.protocol import Opcode
-from qompr.protocol import Request
-from qompr.protocol import Response
+from qompr.protocol import HelperRequest
+from qompr.protocol import HelperResponse
 from qompr.qom import StringProperty
+from qompr.scsi import Opcode
 from qompr.scsi import ScsiResult
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
 from qompr.scsi import sense_length
 from qompr.scsi import transfer_length
-from qompr.transport.asyncio import AsyncHelperClient
-from qompr.transport.sync import UNIX_PATH_MAX
+from qompr.transport.aio import AsyncHelperClient
 from qompr.transport.sync import HelperClient
 from qompr.transport.sync import RequestNotSentError
 from qompr.transport.sync import connect_unix
+from qompr.transport.unix import UNIX_PATH_MAX
 
 if TYPE_CHECKING:
     from qompr.scsi import Nexus
@@ -76,7 +76,7 @@ def _comm_failure() -> ScsiResult:
     return ScsiResult.check(SenseCode.LUN_COMM_FAILURE)
 
 
-def _prepare(fd: int, cdb: bytes, data: bytes) -> Request | ScsiResult:
+def _prepare(fd: int, cdb: bytes, data: bytes) -> HelperRequest | ScsiResult:
     """QEMU's checks before talking to the helper: a request, or the answer without one.
 
     :raises LocalProtocolError: what QEMU asserts on or refuses as a caller error.
@@ -93,12 +93,12 @@ def _prepare(fd: int, cdb: bytes, data: bytes) -> Request | ScsiResult:
     if cdb[0] == Opcode.PERSISTENT_RESERVE_IN:
         if data:
             raise LocalProtocolError("PERSISTENT RESERVE IN takes no parameter list")
-        return Request(cdb, fd)
+        return HelperRequest(cdb, fd)
     if len(data) < length:
         raise LocalProtocolError(
             f"parameter list is {len(data)} bytes, the CDB (bytes 7-8) says {length}"
         )
-    return Request(cdb, fd, bytes(data[:length]))  # QEMU sends len bytes; the rest is resid
+    return HelperRequest(cdb, fd, bytes(data[:length]))  # QEMU sends len bytes; the rest is resid
 
 
 class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
@@ -294,7 +294,7 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
         self._set_connected(True)
         return self._result(response)
 
-    def _result(self, response: Response) -> ScsiResult:
+    def _result(self, response: HelperResponse) -> ScsiResult:
         try:
             status = ScsiStatus(response.status)
         except ValueError:

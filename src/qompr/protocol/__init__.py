@@ -9,7 +9,6 @@ format and :mod:`qompr.protocol._state` for the transition tables.
 from qompr.protocol._state import Role as Role
 from qompr.protocol._state import State as State
 from qompr.protocol._state import state_diagram as state_diagram
-from qompr.protocol.helper import CDB_SIZE as CDB_SIZE
 from qompr.protocol.helper import DATA_SIZE as DATA_SIZE
 from qompr.protocol.helper import EOF_MESSAGE as EOF_MESSAGE
 from qompr.protocol.helper import MAX_FDS as MAX_FDS
@@ -21,15 +20,13 @@ from qompr.protocol.helper import Event as Event
 from qompr.protocol.helper import Feature as Feature
 from qompr.protocol.helper import Handshake as Handshake
 from qompr.protocol.helper import HelperConnection as HelperConnection
+from qompr.protocol.helper import HelperRequest as HelperRequest
+from qompr.protocol.helper import HelperResponse as HelperResponse
 from qompr.protocol.helper import NeedData as NeedData
 from qompr.protocol.helper import Negotiated as Negotiated
-from qompr.protocol.helper import Opcode as Opcode
 from qompr.protocol.helper import ReadSpec as ReadSpec
-from qompr.protocol.helper import Request as Request
-from qompr.protocol.helper import Response as Response
 
 __all__ = [
-    "CDB_SIZE",
     "DATA_SIZE",
     "EOF_MESSAGE",
     "MAX_FDS",
@@ -41,12 +38,11 @@ __all__ = [
     "Feature",
     "Handshake",
     "HelperConnection",
+    "HelperRequest",
+    "HelperResponse",
     "NeedData",
     "Negotiated",
-    "Opcode",
     "ReadSpec",
-    "Request",
-    "Response",
     "Role",
     "State",
     "state_diagram",

@@ -69,8 +69,8 @@ Transitions = dict[tuple[State, str, str], State]
 CLIENT_TRANSITIONS: Transitions = {
     (State.RECV_FEATURES, "recv", "Negotiated"): State.REPLY_FEATURES,
     (State.REPLY_FEATURES, "send", "Handshake"): State.IDLE,
-    (State.IDLE, "send", "Request"): State.AWAIT_RESPONSE,
-    (State.AWAIT_RESPONSE, "recv", "Response"): State.IDLE,
+    (State.IDLE, "send", "HelperRequest"): State.AWAIT_RESPONSE,
+    (State.AWAIT_RESPONSE, "recv", "HelperResponse"): State.IDLE,
     (State.IDLE, "recv", "ConnectionClosed"): State.CLOSED,
 }
 
@@ -78,9 +78,9 @@ SERVER_TRANSITIONS: Transitions = {
     (State.SEND_FEATURES, "send", "Handshake"): State.RECV_FEATURES,
     (State.RECV_FEATURES, "recv", "Negotiated"): State.IDLE,
     (State.IDLE, "bytes", "PR OUT CDB"): State.RECV_DATA,
-    (State.IDLE, "recv", "Request"): State.PROCESSING,
-    (State.RECV_DATA, "recv", "Request"): State.PROCESSING,
-    (State.PROCESSING, "send", "Response"): State.IDLE,
+    (State.IDLE, "recv", "HelperRequest"): State.PROCESSING,
+    (State.RECV_DATA, "recv", "HelperRequest"): State.PROCESSING,
+    (State.PROCESSING, "send", "HelperResponse"): State.IDLE,
     (State.IDLE, "recv", "ConnectionClosed"): State.CLOSED,
 }
 

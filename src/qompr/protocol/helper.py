@@ -46,10 +46,11 @@ from qompr.protocol._state import INITIAL_STATE
 from qompr.protocol._state import TRANSITIONS
 from qompr.protocol._state import Role
 from qompr.protocol._state import State
+from qompr.scsi import HELPER_CDB_SIZE
+from qompr.scsi import Opcode
 from qompr.scsi import transfer_length
 
 __all__ = [
-    "CDB_SIZE",
     "DATA_SIZE",
     "EOF_MESSAGE",
     "MAX_FDS",
@@ -61,16 +62,13 @@ __all__ = [
     "Feature",
     "Handshake",
     "HelperConnection",
+    "HelperRequest",
+    "HelperResponse",
     "NeedData",
     "Negotiated",
-    "Opcode",
     "ReadSpec",
-    "Request",
-    "Response",
 ]
 
-#: ``PR_HELPER_CDB_SIZE``: the CDB travels zero-padded to 16 bytes.
-CDB_SIZE: Final = 16
 #: ``PR_HELPER_SENSE_SIZE``: every response carries 96 sense bytes.
 SENSE_SIZE: Final = 96
 #: ``PR_HELPER_DATA_SIZE``: the largest parameter list or PR IN payload.
@@ -84,13 +82,6 @@ EOF_MESSAGE: Final = "Unexpected end-of-file before all data were read"
 
 _HEADER = struct.Struct(">ii")
 _FEATURES = struct.Struct(">I")
-
-
-class Opcode(enum.IntEnum):
-    """The only opcodes the protocol carries."""
-
-    PERSISTENT_RESERVE_IN = 0x5E
-    PERSISTENT_RESERVE_OUT = 0x5F
 
 
 class Feature(enum.IntFlag):
@@ -130,13 +121,13 @@ class Negotiated:
 
 def _cdb16(value: bytes) -> bytes:
     cdb = bytes(value)
-    if not 1 <= len(cdb) <= CDB_SIZE:
-        raise LocalProtocolError(f"CDB must be 1 to {CDB_SIZE} bytes, not {len(cdb)}")
-    return cdb.ljust(CDB_SIZE, b"\0")
+    if not 1 <= len(cdb) <= HELPER_CDB_SIZE:
+        raise LocalProtocolError(f"CDB must be 1 to {HELPER_CDB_SIZE} bytes, not {len(cdb)}")
+    return cdb.ljust(HELPER_CDB_SIZE, b"\0")
 
 
 @attrs.frozen
-class Request:
+class HelperRequest:
     """One command: the CDB, the fd of the logical unit, and the PR OUT parameter list.
 
     Received by a server, the fd belongs to the receiver, who must close it (qemu-pr-helper
@@ -165,7 +156,7 @@ class Request:
 
 
 @attrs.frozen
-class Response:
+class HelperResponse:
     """The answer to one request.
 
     :param status: the SAM status byte (any int32 on the wire; 0-255 in practice).
@@ -193,9 +184,10 @@ class NeedData(enum.Enum):
 #: Returned by :meth:`HelperConnection.next_event` when more bytes are needed.
 NEED_DATA: Final = NeedData.NEED_DATA
 
-Event: TypeAlias = Handshake | Negotiated | Request | Response | ConnectionClosed
+Event: TypeAlias = Handshake | Negotiated | HelperRequest | HelperResponse | ConnectionClosed
 _EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__name__: cls for cls in (Handshake, Negotiated, Request, Response, ConnectionClosed)
+    cls.__name__: cls
+    for cls in (Handshake, Negotiated, HelperRequest, HelperResponse, ConnectionClosed)
 }
 
 
@@ -256,7 +248,7 @@ class HelperConnection:
         self._cdb = b""
         self._stashed = -1
         self._want = 0
-        self._request: Request | None = None
+        self._request: HelperRequest | None = None
         self._header: tuple[int, int, bytes] | None = None
         #: Text of the last protocol error (qemu-pr-helper's wording where it has one).
         self.error: str | None = None
@@ -268,7 +260,7 @@ class HelperConnection:
         return self._state
 
     @property
-    def pending(self) -> Request | None:
+    def pending(self) -> HelperRequest | None:
         """The request being processed (server) or awaiting its response (client)."""
         return self._request
 
@@ -284,7 +276,7 @@ class HelperConnection:
         state = self._state
         if self.role is Role.SERVER:
             if state is State.IDLE:
-                return _spec(max(0, CDB_SIZE - have), True)
+                return _spec(max(0, HELPER_CDB_SIZE - have), True)
             if state is State.RECV_FEATURES:
                 return _spec(max(0, 4 - have), False)
             if state is State.RECV_DATA:
@@ -304,7 +296,7 @@ class HelperConnection:
     def receive_data(self, data: bytes, fds: Sequence[int] = ()) -> None:
         """Feed bytes (and the fds that came with them); ``b""`` without fds means end of file.
 
-        The connection owns *fds* from now on: it hands them out in a :class:`Request` or
+        The connection owns *fds* from now on: it hands them out in a :class:`HelperRequest` or
         closes them.
 
         :raises LocalProtocolError: data after end of file.
@@ -346,7 +338,7 @@ class HelperConnection:
             raise
 
     def send(self, event: Event) -> bytes:
-        """The bytes for *event*.  A client :class:`Request`'s fd must go with byte 0.
+        """The bytes for *event*.  A client :class:`HelperRequest`'s fd must go with byte 0.
 
         :raises LocalProtocolError: *event* is not allowed in this state, or is malformed.
         """
@@ -354,11 +346,11 @@ class HelperConnection:
         target = self._send_table.get((self._state, kind))
         if target is None:
             raise LocalProtocolError(f"can't send {kind.__name__} in state {self._state.value}")
-        if kind is Response:
-            assert isinstance(event, Response)
+        if kind is HelperResponse:
+            assert isinstance(event, HelperResponse)
             out = self._send_response(event)
-        elif kind is Request:
-            assert isinstance(event, Request)
+        elif kind is HelperRequest:
+            assert isinstance(event, HelperRequest)
             out = self._send_request(event)
         else:
             assert isinstance(event, Handshake)
@@ -447,7 +439,7 @@ class HelperConnection:
             return ConnectionClosed()
         # prh_read stashes the fds of every chunk of the CDB; a second one closes.
         too_many = False
-        while self._fds and self._fds[0][0] < self._pos + min(have, CDB_SIZE):
+        while self._fds and self._fds[0][0] < self._pos + min(have, HELPER_CDB_SIZE):
             for fd in self._fds.popleft()[1]:
                 if self._stashed < 0:
                     self._stashed = fd
@@ -456,11 +448,11 @@ class HelperConnection:
                     too_many = True
         if too_many:
             raise RemoteProtocolError("Too many file descriptors in request")
-        if have < CDB_SIZE:
+        if have < HELPER_CDB_SIZE:
             if self._eof:
                 raise RemoteProtocolError(EOF_MESSAGE)
             return NEED_DATA
-        cdb, _ = self._take(CDB_SIZE)
+        cdb, _ = self._take(HELPER_CDB_SIZE)
         if self._stashed < 0:
             raise RemoteProtocolError("No file descriptor in request.")
         if cdb[0] not in (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT):
@@ -476,14 +468,14 @@ class HelperConnection:
             return self._server_event(State.RECV_DATA)
         return self._deliver(b"")
 
-    def _deliver(self, data: bytes) -> Request:
-        request = Request(self._cdb, self._stashed, data)
+    def _deliver(self, data: bytes) -> HelperRequest:
+        request = HelperRequest(self._cdb, self._stashed, data)
         self._stashed = -1
         self._request = request
-        self._go("recv", "Request")
+        self._go("recv", "HelperRequest")
         return request
 
-    def _send_response(self, event: Response) -> bytes:
+    def _send_response(self, event: HelperResponse) -> bytes:
         request = self._request
         if request is None:  # pragma: no cover - guarded by the state table
             raise LocalProtocolError("no request to answer")
@@ -525,7 +517,7 @@ class HelperConnection:
             return NEED_DATA
         raise LocalProtocolError(f"no events in state {state.value}")  # pragma: no cover
 
-    def _send_request(self, event: Request) -> bytes:
+    def _send_request(self, event: HelperRequest) -> bytes:
         if event.opcode not in (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT):
             raise LocalProtocolError(f"opcode {event.opcode:#04x} is not PR IN or PR OUT")
         if event.fd < 0:
@@ -578,5 +570,5 @@ class HelperConnection:
             raise RemoteProtocolError(f"{len(self._buf)} unsolicited byte(s) from the helper")
         self._header = None
         self._request = None
-        self._go("recv", "Response")
-        return Response(status, sense, data)
+        self._go("recv", "HelperResponse")
+        return HelperResponse(status, sense, data)

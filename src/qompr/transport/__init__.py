@@ -1,10 +1,17 @@
 # SPDX-License-Identifier: MIT
 """Thin adapters that move the protocol core's bytes and fds over unix sockets.
 
-* :mod:`qompr.transport.sync`: blocking ``recvmsg``/``sendmsg`` (SCM_RIGHTS), the reference
-  adapter: one connection per thread, as the protocol allows one command per connection;
-* :mod:`qompr.transport.asyncio`: the same on a non-blocking socket driven by an asyncio
+* :mod:`qompr.transport.unix`: what both ends share: ``sun_path`` handling as QEMU does it,
+  one read exactly as the protocol core asks for it (:func:`~qompr.transport.unix.recv_spec`),
+  SCM_RIGHTS ancillary data;
+* :mod:`qompr.transport.sync`: the blocking client, ``recvmsg``/``sendmsg`` (SCM_RIGHTS), the
+  reference adapter: one connection per thread, as the protocol allows one command per
+  connection;
+* :mod:`qompr.transport.aio`: the same client on a non-blocking socket driven by an asyncio
   loop's readiness callbacks (asyncio transports cannot carry fds).
+
+The daemon's server side lives in :mod:`qompr.daemon`; it uses :mod:`~qompr.transport.unix`
+only.
 """
 
 from qompr.transport.sync import HelperClient as HelperClient

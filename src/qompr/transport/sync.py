@@ -1,59 +1,44 @@
 # SPDX-License-Identifier: MIT
-"""Blocking sockets for the qemu-pr-helper protocol: ``recvmsg``/``sendmsg`` with SCM_RIGHTS.
+"""The blocking client side of the qemu-pr-helper protocol: ``recvmsg``/``sendmsg`` with
+SCM_RIGHTS.
 
 The protocol core (:mod:`qompr.protocol`) decides what to read and what to send; this module
 only moves bytes and descriptors.  :class:`HelperClient` is one client connection; the
-``pr-manager-helper`` manager pools several of them.  :func:`recv_spec` and :func:`send_all`
-are what the daemon's workers use on the server side.
+``pr-manager-helper`` manager pools several of them.  The primitives both ends share are in
+:mod:`qompr.transport.unix`.
 """
 
 from __future__ import annotations
 
 import array
-import ctypes
 import errno
 import os
 import select
 import socket
-import struct
-import sys
 import time
 from collections.abc import Sequence
 
 from qompr.errors import ConnectError
 from qompr.errors import RemoteProtocolError
 from qompr.protocol import EOF_MESSAGE
-from qompr.protocol import MAX_FDS
 from qompr.protocol import NEED_DATA
 from qompr.protocol import ConnectionClosed
 from qompr.protocol import Feature
 from qompr.protocol import Handshake
 from qompr.protocol import HelperConnection
+from qompr.protocol import HelperRequest
+from qompr.protocol import HelperResponse
 from qompr.protocol import Negotiated
-from qompr.protocol import ReadSpec
-from qompr.protocol import Request
-from qompr.protocol import Response
 from qompr.protocol import Role
+from qompr.transport.unix import check_unix_path
+from qompr.transport.unix import raw_connect
+from qompr.transport.unix import reason
+from qompr.transport.unix import recv_spec
 
-__all__ = [
-    "ANCILLARY_SIZE",
-    "UNIX_PATH_MAX",
-    "HelperClient",
-    "RequestNotSentError",
-    "check_unix_path",
-    "connect_unix",
-    "fds_from_ancillary",
-    "raw_bind",
-    "raw_connect",
-    "recv_spec",
-    "send_all",
-]
+__all__ = ["HelperClient", "RequestNotSentError", "connect_unix", "send_all", "send_some"]
 
-#: sun_path holds 108 bytes; QEMU accepts a path that fills it (no NUL needed) and refuses
-#: longer ones with the hint "Path must be less than 108 bytes".
-UNIX_PATH_MAX = 108
-#: Control buffer for :data:`~qompr.protocol.MAX_FDS` descriptors, as qemu-pr-helper sizes it.
-ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+#: The CDB travels first; an error before all of it is out leaves the command unsent.
+_CDB_BYTES = 16
 
 
 class RequestNotSentError(ConnectError):
@@ -62,55 +47,6 @@ class RequestNotSentError(ConnectError):
     :param message: what failed.
     :param cause: the socket error.
     """
-
-
-def _reason(exc: OSError) -> str:
-    return os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.connect.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
-_libc.connect.restype = ctypes.c_int
-_libc.bind.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
-_libc.bind.restype = ctypes.c_int
-
-
-def check_unix_path(path: str) -> bytes:
-    """*path* encoded for ``sun_path``.
-
-    :raises ConnectError: ``UNIX socket path '%s' is too long`` beyond 108 bytes.
-    """
-    encoded = os.fsencode(path)
-    if len(encoded) > UNIX_PATH_MAX:
-        raise ConnectError(
-            f"UNIX socket path '{path}' is too long", hint="Path must be less than 108 bytes"
-        )
-    return encoded
-
-
-def raw_connect(sock: socket.socket, encoded: bytes) -> int:
-    """``connect(2)`` with the whole zero-padded ``sockaddr_un``, as QEMU passes it.
-
-    A 108-byte path needs no NUL (Python's own ``connect`` refuses it), and an empty path is
-    the abstract name of 107 NUL bytes (so QEMU answers "Connection refused").
-
-    :returns: 0, or the errno.
-    """
-    addr = struct.pack("=H108s", socket.AF_UNIX, encoded)
-    if _libc.connect(sock.fileno(), addr, len(addr)) != 0:
-        return ctypes.get_errno()
-    return 0
-
-
-def raw_bind(sock: socket.socket, encoded: bytes) -> int:
-    """``bind(2)`` with the whole zero-padded ``sockaddr_un`` (a 108-byte path works).
-
-    :returns: 0, or the errno.
-    """
-    addr = struct.pack("=H108s", socket.AF_UNIX, encoded)
-    if _libc.bind(sock.fileno(), addr, len(addr)) != 0:
-        return ctypes.get_errno()
-    return 0
 
 
 def connect_unix(path: str, timeout: float | None = None) -> socket.socket:
@@ -139,38 +75,6 @@ def connect_unix(path: str, timeout: float | None = None) -> socket.socket:
     return sock
 
 
-def fds_from_ancillary(ancdata: Sequence[tuple[int, int, bytes]]) -> list[int]:
-    """The descriptors in ``recvmsg`` ancillary data (SCM_RIGHTS), in order."""
-    if not ancdata:
-        return []
-    if len(ancdata) == 1:  # the usual case: one message with one fd
-        level, kind, data = ancdata[0]
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(data) == 4:
-            return [int.from_bytes(data, sys.byteorder, signed=True)]
-    fds = array.array("i")
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(data) - len(data) % fds.itemsize
-            fds.frombytes(data[:usable])
-    return list(fds)
-
-
-def recv_spec(sock: socket.socket, spec: ReadSpec) -> tuple[bytes, list[int]]:
-    """One read as *spec* says: ``recvmsg`` with room for 16 fds, or a plain ``recv``.
-
-    A plain ``recv`` makes the kernel close any fds that came with the bytes, exactly as
-    qemu-pr-helper's reads without a control buffer do.
-
-    :raises BlockingIOError: on a non-blocking socket with nothing to read.
-    """
-    if spec.fds:
-        data, ancdata, _flags, _addr = sock.recvmsg(
-            spec.size, ANCILLARY_SIZE, socket.MSG_CMSG_CLOEXEC
-        )
-        return data, fds_from_ancillary(ancdata)
-    return sock.recv(spec.size), []
-
-
 def _wait(sock: socket.socket, events: int, deadline: float | None) -> None:
     timeout = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
     poller = select.poll()
@@ -196,24 +100,36 @@ def send_all(
     view = memoryview(data)
     while sent < len(data):
         try:
-            if sent == 0 and fds:
-                ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-                n = sock.sendmsg([view], ancillary)
-            else:
-                n = sock.send(view[sent:])
+            sent += send_some(sock, view, sent, fds)
         except (BlockingIOError, InterruptedError):
             try:
                 _wait(sock, select.POLLOUT, deadline)
             except TimeoutError as exc:
-                if sent < 16:
+                if sent < _CDB_BYTES:
                     raise RequestNotSentError("timed out sending the CDB", exc) from exc
                 raise
-            continue
-        except OSError as exc:
-            if sent < 16:
-                raise RequestNotSentError(_reason(exc), exc) from exc
-            raise
-        sent += n
+
+
+def send_some(sock: socket.socket, view: memoryview, sent: int, fds: Sequence[int]) -> int:
+    """One ``send`` of what is left after *sent* bytes; the *fds* ride on byte 0.
+
+    :returns: how many bytes went out.
+    :raises BlockingIOError: the socket is full (non-blocking); wait and call again.
+    :raises RequestNotSentError: an error before the CDB was all out (the command may be
+        retried on another connection).
+    :raises OSError: an error after that.
+    """
+    try:
+        if sent == 0 and fds:
+            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+            return sock.sendmsg([view], ancillary)
+        return sock.send(view[sent:])
+    except (BlockingIOError, InterruptedError):
+        raise
+    except OSError as exc:
+        if sent < _CDB_BYTES:
+            raise RequestNotSentError(reason(exc), exc) from exc
+        raise
 
 
 class HelperClient:
@@ -271,7 +187,7 @@ class HelperClient:
             raise ConnectError(f"Failed to negotiate with '{self.path}': {reason}", exc) from None
         return self.supported
 
-    def send_request(self, request: Request) -> None:
+    def send_request(self, request: HelperRequest) -> None:
         """Send one command, its fd on the CDB.
 
         :raises qompr.errors.LocalProtocolError: a malformed request.
@@ -281,18 +197,18 @@ class HelperClient:
         data = self.conn.send(request)
         send_all(self.sock, data, (request.fd,))
 
-    def read_response(self) -> Response:
+    def read_response(self) -> HelperResponse:
         """Wait for the response to the request in flight.
 
         :raises RemoteProtocolError: the helper hung up or lied (size, status, extra bytes).
         :raises OSError: a socket error or timeout.
         """
         event = self._next_event()
-        if not isinstance(event, Response):
+        if not isinstance(event, HelperResponse):
             raise RemoteProtocolError(EOF_MESSAGE)
         return event
 
-    def command(self, request: Request) -> Response:
+    def command(self, request: HelperRequest) -> HelperResponse:
         """:meth:`send_request` then :meth:`read_response`."""
         self.send_request(request)
         return self.read_response()
@@ -321,12 +237,12 @@ class HelperClient:
         self.conn.close()
         self.sock.close()
 
-    def _next_event(self) -> Negotiated | Response | ConnectionClosed:
+    def _next_event(self) -> Negotiated | HelperResponse | ConnectionClosed:
         while True:
             event = self.conn.next_event()
             if event is NEED_DATA:
                 data, fds = recv_spec(self.sock, self.conn.next_read())
                 self.conn.receive_data(data, fds)
                 continue
-            assert isinstance(event, Negotiated | Response | ConnectionClosed)
+            assert isinstance(event, Negotiated | HelperResponse | ConnectionClosed)
             return event

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""asyncio sockets for the qemu-pr-helper protocol.
+"""The asyncio client side of the qemu-pr-helper protocol (named ``aio``: a module called
+``asyncio`` would shadow the standard library's inside this package).
 
 asyncio's transports cannot pass file descriptors (qemu.qmp had to reach into
 ``sock._sock`` for that), so this adapter keeps a plain non-blocking socket and waits for
@@ -9,7 +10,6 @@ itself.  No threads are involved.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import errno
 import os
@@ -24,17 +24,15 @@ from qompr.protocol import ConnectionClosed
 from qompr.protocol import Feature
 from qompr.protocol import Handshake
 from qompr.protocol import HelperConnection
+from qompr.protocol import HelperRequest
+from qompr.protocol import HelperResponse
 from qompr.protocol import Negotiated
 from qompr.protocol import ReadSpec
-from qompr.protocol import Request
-from qompr.protocol import Response
 from qompr.protocol import Role
-from qompr.transport.sync import ANCILLARY_SIZE
-from qompr.transport.sync import RequestNotSentError
-from qompr.transport.sync import _reason
-from qompr.transport.sync import check_unix_path
-from qompr.transport.sync import fds_from_ancillary
-from qompr.transport.sync import raw_connect
+from qompr.transport import unix
+from qompr.transport.sync import send_some
+from qompr.transport.unix import check_unix_path
+from qompr.transport.unix import raw_connect
 
 __all__ = ["AsyncHelperClient", "recv_spec", "send_all", "wait_readable"]
 
@@ -68,15 +66,10 @@ async def _wait_writable(sock: socket.socket) -> None:
 
 
 async def recv_spec(sock: socket.socket, spec: ReadSpec) -> tuple[bytes, list[int]]:
-    """:func:`qompr.transport.sync.recv_spec` for a non-blocking socket."""
+    """:func:`qompr.transport.unix.recv_spec` awaiting readiness on a non-blocking socket."""
     while True:
         try:
-            if spec.fds:
-                data, ancdata, _flags, _addr = sock.recvmsg(
-                    spec.size, ANCILLARY_SIZE, socket.MSG_CMSG_CLOEXEC
-                )
-                return data, fds_from_ancillary(ancdata)
-            return sock.recv(spec.size), []
+            return unix.recv_spec(sock, spec)
         except (BlockingIOError, InterruptedError):
             await wait_readable(sock)
 
@@ -90,19 +83,9 @@ async def send_all(sock: socket.socket, data: bytes, fds: Sequence[int] = ()) ->
     view = memoryview(data)
     while sent < len(data):
         try:
-            if sent == 0 and fds:
-                ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-                n = sock.sendmsg([view], ancillary)
-            else:
-                n = sock.send(view[sent:])
+            sent += send_some(sock, view, sent, fds)
         except (BlockingIOError, InterruptedError):
             await _wait_writable(sock)
-            continue
-        except OSError as exc:
-            if sent < 16:
-                raise RequestNotSentError(_reason(exc), exc) from exc
-            raise
-        sent += n
 
 
 class AsyncHelperClient:
@@ -174,24 +157,24 @@ class AsyncHelperClient:
             raise ConnectError(f"Failed to negotiate with '{self.path}': {reason}", exc) from None
         return self.supported
 
-    async def send_request(self, request: Request) -> None:
+    async def send_request(self, request: HelperRequest) -> None:
         """Send one command with its fd.
 
         :raises RequestNotSentError: the CDB did not get out.
         """
         await send_all(self.sock, self.conn.send(request), (request.fd,))
 
-    async def read_response(self) -> Response:
+    async def read_response(self) -> HelperResponse:
         """Wait for the response to the request in flight.
 
         :raises RemoteProtocolError: the helper hung up or lied.
         """
         event = await self._next_event()
-        if not isinstance(event, Response):
+        if not isinstance(event, HelperResponse):
             raise RemoteProtocolError(EOF_MESSAGE)
         return event
 
-    async def command(self, request: Request) -> Response:
+    async def command(self, request: HelperRequest) -> HelperResponse:
         """:meth:`send_request` then :meth:`read_response`."""
         await self.send_request(request)
         return await self.read_response()
@@ -208,18 +191,18 @@ class AsyncHelperClient:
         self.conn.close()
         self.sock.close()
 
-    async def _next_event_or_error(self) -> Negotiated | Response | ConnectionClosed | None:
+    async def _next_event_or_error(self) -> Negotiated | HelperResponse | ConnectionClosed | None:
         try:
             return await self._next_event()
         except (RemoteProtocolError, OSError):
             return None
 
-    async def _next_event(self) -> Negotiated | Response | ConnectionClosed:
+    async def _next_event(self) -> Negotiated | HelperResponse | ConnectionClosed:
         while True:
             event = self.conn.next_event()
             if event is NEED_DATA:
                 data, fds = await recv_spec(self.sock, self.conn.next_read())
                 self.conn.receive_data(data, fds)
                 continue
-            assert isinstance(event, Negotiated | Response | ConnectionClosed)
+            assert isinstance(event, Negotiated | HelperResponse | ConnectionClosed)
             return event
