@@ -26,6 +26,7 @@ from qompr.errors import ConnectError
 from qompr.errors import LocalProtocolError
 from qompr.managers import PRManagerHelper
 from qompr.managers import query_pr_managers
+from qompr.protocol.retry import PR_MAX_RECONNECT_ATTEMPTS
 from qompr.qom import ObjectTree
 from qompr.scsi import SenseCode
 from qompr.transport.sync import HelperClient
@@ -380,3 +381,85 @@ def test_asyncio_failure_sense(tree: ObjectTree, devnull: int) -> None:
 
     assert asyncio.run(main()).sense_code == SenseCode.LUN_COMM_FAILURE
     fake.close()
+
+
+# == issue 16: unasked bytes and cancellation =====================================================
+def long_handshake(reply: bytes) -> Callable[[socket.socket], None]:
+    """A helper that announces its features with 8 bytes instead of 4, then answers every
+    request with *reply*."""
+
+    def handler(conn: socket.socket) -> None:
+        conn.sendall(bytes(8))
+        conn.recv(4)
+        while read_request(conn):
+            conn.sendall(reply)
+
+    return handler
+
+
+# GOOD READ KEYS data: PRGENERATION 7, one key 0x0A.
+KEYS_REPLY = (
+    header(0, 16) + (7).to_bytes(4, "big") + (8).to_bytes(4, "big") + (10).to_bytes(8, "big")
+)
+
+
+def test_an_eight_byte_handshake_is_a_communication_failure_not_shifted_data(
+    tree: ObjectTree, devnull: int
+) -> None:
+    fake = FakeHelper(long_handshake(KEYS_REPLY))
+    obj = new_helper(tree, fake.path, watch_idle=False)
+    try:
+        # Read 4 bytes off, the answer would be GOOD with someone else's bytes.
+        result = obj.execute(devnull, READ_KEYS)
+        assert result.sense_code == SenseCode.LUN_COMM_FAILURE
+        assert result.data == b""
+        # complete()'s connection and four new ones, each dropped before its CDB went out.
+        assert fake.accepted == PR_MAX_RECONNECT_ATTEMPTS
+    finally:
+        fake.close()
+
+
+def test_an_eight_byte_handshake_fails_the_asyncio_client_too(
+    tree: ObjectTree, devnull: int
+) -> None:
+    fake = FakeHelper(long_handshake(KEYS_REPLY))
+    obj = new_helper(tree, fake.path, watch_idle=False)
+
+    async def main() -> Any:
+        return await obj.execute_async(devnull, READ_KEYS)
+
+    try:
+        result = asyncio.run(main())
+        assert (result.sense_code, result.data) == (SenseCode.LUN_COMM_FAILURE, b"")
+    finally:
+        fake.close()
+
+
+def test_a_cancelled_asyncio_command_gives_its_pool_slot_back(
+    tree: ObjectTree, devnull: int
+) -> None:
+    connections = itertools.count()
+
+    def handler(conn: socket.socket) -> None:
+        if next(connections) == 1:  # the asyncio pool's first connection: silent
+            conn.recv(1)
+            return
+        handshake(conn)
+        while read_request(conn):
+            conn.sendall(header(0x18, 0))
+
+    fake = FakeHelper(handler)
+    obj = new_helper(tree, fake.path, pool_size=1)
+
+    async def main() -> Any:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):  # cancels it while it negotiates
+                await obj.execute_async(devnull, READ_KEYS)
+        # With the slot leaked the only one is taken, and this waits for ever.
+        async with asyncio.timeout(5):
+            return await obj.execute_async(devnull, READ_KEYS)
+
+    try:
+        assert asyncio.run(main()).status == 0x18
+    finally:
+        fake.close()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -37,7 +38,6 @@ import threading
 import time
 import weakref
 from typing import TYPE_CHECKING
-from typing import Final
 
 from qompr.errors import ConnectError
 from qompr.errors import LocalProtocolError
@@ -48,6 +48,10 @@ from qompr.protocol import DATA_SIZE
 from qompr.protocol import SENSE_SIZE
 from qompr.protocol import HelperRequest
 from qompr.protocol import HelperResponse
+from qompr.protocol.retry import PR_MAX_RECONNECT_ATTEMPTS
+from qompr.protocol.retry import Sent
+from qompr.protocol.retry import run_plan
+from qompr.protocol.retry import run_plan_async
 from qompr.qom import StringProperty
 from qompr.scsi import Opcode
 from qompr.scsi import ScsiResult
@@ -58,16 +62,11 @@ from qompr.scsi import transfer_length
 from qompr.transport.aio import AsyncHelperClient
 from qompr.transport.sync import HelperClient
 from qompr.transport.sync import RequestNotSentError
-from qompr.transport.sync import connect_unix
-from qompr.transport.unix import UNIX_PATH_MAX
 
 if TYPE_CHECKING:
     from qompr.scsi import Nexus
 
-__all__ = ["PR_MAX_RECONNECT_ATTEMPTS", "UNIX_PATH_MAX", "PRManagerHelper", "connect_unix"]
-
-#: QEMU's ``PR_MAX_RECONNECT_ATTEMPTS``.
-PR_MAX_RECONNECT_ATTEMPTS: Final = 5
+__all__ = ["PR_MAX_RECONNECT_ATTEMPTS", "PRManagerHelper"]
 
 _log = logging.getLogger("qompr.manager")
 
@@ -116,19 +115,16 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
     command_timeout: float | None = 120.0
     #: Most connections kept to the helper; threads beyond it wait for one.
     pool_size: int = 4
-    #: QEMU's reconnect policy while sending the CDB.
+    #: QEMU's reconnect policy while sending the CDB (:mod:`qompr.protocol.retry`).
     max_reconnect_attempts: int = PR_MAX_RECONNECT_ATTEMPTS
     reconnect_delay: float = 1.0
     #: Watch idle connections so a helper that goes away is noticed at once.
     watch_idle: bool = True
 
     def instance_init(self) -> None:
-        self._pool_lock = threading.Condition()
-        self._idle: list[HelperClient] = []
-        self._total = 0
         self._connected = False
         self._status_lock = threading.Lock()
-        self._watcher: _IdleWatcher | None = None
+        self._pool = _ThreadPool(self)
         self._async_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncPool] = (
             weakref.WeakKeyDictionary()
         )
@@ -136,15 +132,7 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
 
     def instance_finalize(self) -> None:
         self._closed = True
-        if self._watcher is not None:
-            self._watcher.stop()
-            self._watcher = None
-        with self._pool_lock:
-            idle, self._idle = self._idle, []
-            self._total -= len(idle)
-            self._pool_lock.notify_all()
-        for client in idle:
-            client.close()
+        self._pool.close()
         for pool in list(self._async_pools.values()):
             pool.close()
 
@@ -160,10 +148,7 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
         :raises ConnectError: QEMU's texts (``Failed to connect to '%s': %s``, ``UNIX socket
             path '%s' is too long``, ``Unexpected end-of-file before all data were read``).
         """
-        client = self._connect()
-        with self._pool_lock:
-            self._total += 1
-        self._checkin(client)
+        self._pool.adopt(self._connect())
 
     def is_connected(self) -> bool:
         """Whether the helper was reachable at last contact (``query-pr-managers``)."""
@@ -183,65 +168,13 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
         self._set_connected(True)
         return client
 
-    # == Section: the pool ===================================================================
-    def _checkout(self) -> HelperClient | None:
-        """An idle connection, or None when the caller may open a new one."""
-        with self._pool_lock:
-            while True:
-                if self._closed:
-                    raise StateError(
-                        f"pr-manager-helper '{self.id}' was deleted",
-                        state="finalized",
-                        required="completed",
-                    )
-                if self._idle:
-                    client = self._idle.pop()
-                    if self._watcher is not None:
-                        self._watcher.unwatch(client)
-                    return client
-                if self._total < max(1, self.pool_size):
-                    self._total += 1
-                    return None
-                self._pool_lock.wait()
-
-    def _checkin(self, client: HelperClient) -> None:
-        with self._pool_lock:
-            if self._closed:
-                self._total -= 1
-                client.close()
-                return
-            self._idle.append(client)
-            if self.watch_idle:
-                if self._watcher is None:
-                    self._watcher = _IdleWatcher(self)
-                self._watcher.watch(client)
-            self._pool_lock.notify()
-
-    def _discard(self, client: HelperClient | None, *, lost: bool = True) -> None:
-        """Forget a slot (and its broken connection); *lost* announces the disconnect."""
-        if client is not None:
-            client.close()
-        with self._pool_lock:
-            self._total -= 1
-            self._pool_lock.notify()
-        if lost:
-            self._set_connected(False)
-
-    def _idle_hung_up(self, client: HelperClient) -> None:
-        """Called by the watcher: *client* became readable while idle."""
-        with self._pool_lock:
-            if client not in self._idle:
-                return  # checked out meanwhile; the command will find out
-            watcher = self._watcher
-            if not client.hung_up():
-                if watcher is not None:
-                    watcher.watch(client)  # re-arm (one-shot)
-                return
-            self._idle.remove(client)
-            if watcher is not None:
-                watcher.unwatch(client)
-        self.log.info("the helper closed an idle connection")
-        self._discard(client)
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StateError(
+                f"pr-manager-helper '{self.id}' was deleted",
+                state="finalized",
+                required="completed",
+            )
 
     # == Section: commands ===================================================================
     def run(
@@ -257,44 +190,26 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
         prepared = _prepare(fd, cdb, data)
         if isinstance(prepared, ScsiResult):
             return prepared
-        request = prepared
-        client: HelperClient | None = None
-        for _attempt in range(max(1, self.max_reconnect_attempts)):
-            client = self._checkout()
-            if client is None:
-                try:
-                    client = self._connect()
-                except ConnectError as exc:
-                    self.log.debug("reconnect failed: %s", exc)
-                    self._discard(None, lost=False)
-                    client = None
-                    time.sleep(self.reconnect_delay)
-                    continue
-            try:
-                client.send_request(request)
-                break
-            except RequestNotSentError as exc:
-                self.log.debug("sending the CDB failed: %s", exc)
-                self._discard(client)
-                client = None
-            except LocalProtocolError:
-                self._checkin(client)
-                raise
-        if client is None:
-            return _comm_failure()
-        try:
-            response = client.read_response()
-        except (RemoteProtocolError, OSError) as exc:
-            # The CDB is out: no retry (QEMU: "retrying the command will invoke initialize
-            # again", i.e. the next command reconnects).
-            self.log.warning("command %s failed: %s", request.cdb[:10].hex(), exc)
-            self._discard(client)
-            return _comm_failure()
-        self._checkin(client)
-        self._set_connected(True)
+        response = run_plan(self._pool, prepared, self.max_reconnect_attempts)
         return self._result(response)
 
-    def _result(self, response: HelperResponse) -> ScsiResult:
+    async def run_async(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        """:meth:`run` for asyncio: the same policy, awaiting instead of blocking."""
+        prepared = _prepare(fd, cdb, data)
+        if isinstance(prepared, ScsiResult):
+            return prepared
+        loop = asyncio.get_running_loop()
+        pool = self._async_pools.get(loop)
+        if pool is None:
+            pool = self._async_pools[loop] = _AsyncPool(self)
+        response = await run_plan_async(pool, prepared, self.max_reconnect_attempts)
+        return self._result(response)
+
+    def _result(self, response: HelperResponse | None) -> ScsiResult:
+        if response is None:  # the connection failed: QEMU's answer
+            return _comm_failure()
         try:
             status = ScsiStatus(response.status)
         except ValueError:
@@ -305,63 +220,131 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
             return ScsiResult(status, sense, response.data)
         return ScsiResult(status, b"", response.data)
 
-    # == Section: asyncio ====================================================================
-    async def run_async(
-        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
-    ) -> ScsiResult:
-        """:meth:`run` for asyncio: the same policy, awaiting instead of blocking."""
-        prepared = _prepare(fd, cdb, data)
-        if isinstance(prepared, ScsiResult):
-            return prepared
-        request = prepared
-        loop = asyncio.get_running_loop()
-        pool = self._async_pools.get(loop)
-        if pool is None:
-            pool = self._async_pools[loop] = _AsyncPool(self)
-        client: AsyncHelperClient | None = None
-        for _attempt in range(max(1, self.max_reconnect_attempts)):
-            client = await pool.checkout()
-            if client is None:
-                try:
-                    client = await AsyncHelperClient.connect(
-                        self.path, timeout=self.connect_timeout
-                    )
-                    self._set_connected(True)
-                except ConnectError as exc:
-                    self.log.debug("reconnect failed: %s", exc)
-                    pool.discard(None)
-                    await asyncio.sleep(self.reconnect_delay)
-                    continue
-            try:
-                await client.send_request(request)
-                break
-            except RequestNotSentError:
-                pool.discard(client)
-                self._set_connected(False)
-                client = None
-            except LocalProtocolError:
-                pool.checkin(client)
-                raise
-        if client is None:
-            return _comm_failure()
+    def _send_failed(self, request: HelperRequest, exc: Exception) -> Sent:
+        if isinstance(exc, RequestNotSentError):
+            self.log.debug("sending the CDB failed: %s", exc)
+            return Sent.NONE
+        # The CDB is out: no retry (QEMU: "retrying the command will invoke initialize
+        # again", i.e. the next command reconnects).
+        self.log.warning("command %s failed: %s", request.cdb[:10].hex(), exc)
+        return Sent.PART
+
+    def _read_failed(self, request: HelperRequest, exc: Exception) -> None:
+        self.log.warning("command %s failed: %s", request.cdb[:10].hex(), exc)
+
+
+class _ThreadPool:
+    """The connections threads share (a :class:`~qompr.protocol.retry.Connections`): at most
+    ``pool_size``, idle ones watched by one :class:`_IdleWatcher` thread."""
+
+    def __init__(self, manager: PRManagerHelper) -> None:
+        self.manager = manager
+        self.lock = threading.Condition()
+        self.idle: list[HelperClient] = []
+        self.total = 0
+        self.watcher: _IdleWatcher | None = None
+
+    def adopt(self, client: HelperClient) -> None:
+        """Take a connection opened outside a command (``complete()``) into the pool."""
+        with self.lock:
+            self.total += 1
+        self.checkin(client)
+
+    # -- the steps of a command (qompr.protocol.retry.Step) ----------------------------------
+    def checkout(self) -> HelperClient | None:
+        with self.lock:
+            while True:
+                self.manager._check_open()
+                if self.idle:
+                    client = self.idle.pop()
+                    if self.watcher is not None:
+                        self.watcher.unwatch(client)
+                    return client
+                if self.total < max(1, self.manager.pool_size):
+                    self.total += 1
+                    return None
+                self.lock.wait()
+
+    def connect(self) -> HelperClient | None:
         try:
-            async with asyncio.timeout(self.command_timeout):
-                response = await client.read_response()
-        except (RemoteProtocolError, OSError) as exc:  # TimeoutError is an OSError
-            self.log.warning("command %s failed: %s", request.cdb[:10].hex(), exc)
-            pool.discard(client)
-            self._set_connected(False)
-            return _comm_failure()
-        except BaseException:
-            pool.discard(client)  # cancelled mid-command: the stream is out of step
-            raise
-        pool.checkin(client)
-        self._set_connected(True)
-        return self._result(response)
+            return self.manager._connect()
+        except ConnectError as exc:
+            self.manager.log.debug("reconnect failed: %s", exc)
+            return None
+
+    def pause(self) -> None:
+        time.sleep(self.manager.reconnect_delay)
+
+    def send(self, client: HelperClient, request: HelperRequest) -> Sent:
+        try:
+            client.send_request(request)
+        except OSError as exc:
+            return self.manager._send_failed(request, exc)
+        return Sent.ALL
+
+    def read(self, client: HelperClient, request: HelperRequest) -> HelperResponse | None:
+        try:
+            response = client.read_response()
+        except (RemoteProtocolError, OSError) as exc:
+            self.manager._read_failed(request, exc)
+            return None
+        self.manager._set_connected(True)
+        return response
+
+    def checkin(self, client: HelperClient) -> None:
+        with self.lock:
+            if self.manager._closed:
+                self.total -= 1
+                client.close()
+                return
+            self.idle.append(client)
+            if self.manager.watch_idle:
+                if self.watcher is None:
+                    self.watcher = _IdleWatcher(self)
+                self.watcher.watch(client)
+            self.lock.notify()
+
+    def discard(self, client: HelperClient | None, *, lost: bool) -> None:
+        if client is not None:
+            client.close()
+        with self.lock:
+            self.total -= 1
+            self.lock.notify()
+        if lost:
+            self.manager._set_connected(False)
+
+    # -- idle connections ----------------------------------------------------------------------
+    def idle_readable(self, client: HelperClient) -> None:
+        """Called by the watcher: *client* became readable while idle."""
+        with self.lock:
+            if client not in self.idle:
+                return  # checked out meanwhile; the command will find out
+            watcher = self.watcher
+            if not client.hung_up():
+                if watcher is not None:
+                    watcher.watch(client)  # re-arm (one-shot)
+                return
+            self.idle.remove(client)
+            if watcher is not None:
+                watcher.unwatch(client)
+        self.manager.log.info("the helper closed an idle connection")
+        self.discard(client, lost=True)
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        with self.lock:
+            idle, self.idle = self.idle, []
+            self.total -= len(idle)
+            self.lock.notify_all()
+        for client in idle:
+            client.close()
 
 
 class _AsyncPool:
-    """The connections one event loop uses; idle ones are watched by a task each."""
+    """The connections one event loop uses (a :class:`~qompr.protocol.retry.AsyncConnections`);
+    idle ones are watched by a task each."""
 
     def __init__(self, manager: PRManagerHelper) -> None:
         self.manager = manager
@@ -369,15 +352,21 @@ class _AsyncPool:
         self.total = 0
         self.freed = asyncio.Condition()
 
+    # -- the steps of a command (qompr.protocol.retry.Step) ----------------------------------
     async def checkout(self) -> AsyncHelperClient | None:
         async with self.freed:
             while True:
+                self.manager._check_open()
                 if self.idle:
                     client, task = self.idle.popitem()
                     task.cancel()
-                    # Let the watcher finish (and drop its reader) before the socket is used.
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                    try:
+                        # Let the watcher finish (and drop its reader) before the socket is
+                        # used; cancelled meanwhile, the connection goes back unused.
+                        await asyncio.shield(_settled(task))
+                    except BaseException:
+                        task.add_done_callback(functools.partial(self._return, client))
+                        raise
                     if task.cancelled():
                         return client
                     continue  # it saw the helper hang up: _watch discarded it
@@ -386,15 +375,54 @@ class _AsyncPool:
                     return None
                 await self.freed.wait()
 
+    async def connect(self) -> AsyncHelperClient | None:
+        manager = self.manager
+        try:
+            client = await AsyncHelperClient.connect(manager.path, timeout=manager.connect_timeout)
+        except ConnectError as exc:
+            manager.log.debug("reconnect failed: %s", exc)
+            return None
+        manager._set_connected(True)
+        return client
+
+    async def pause(self) -> None:
+        await asyncio.sleep(self.manager.reconnect_delay)
+
+    async def send(self, client: AsyncHelperClient, request: HelperRequest) -> Sent:
+        try:
+            await client.send_request(request)
+        except OSError as exc:
+            return self.manager._send_failed(request, exc)
+        return Sent.ALL
+
+    async def read(
+        self, client: AsyncHelperClient, request: HelperRequest
+    ) -> HelperResponse | None:
+        try:
+            async with asyncio.timeout(self.manager.command_timeout):
+                response = await client.read_response()
+        except (RemoteProtocolError, OSError) as exc:  # TimeoutError is an OSError
+            self.manager._read_failed(request, exc)
+            return None
+        self.manager._set_connected(True)
+        return response
+
     def checkin(self, client: AsyncHelperClient) -> None:
         self.idle[client] = asyncio.get_running_loop().create_task(self._watch(client))
         self._notify()
 
-    def discard(self, client: AsyncHelperClient | None) -> None:
+    def discard(self, client: AsyncHelperClient | None, *, lost: bool) -> None:
         if client is not None:
             client.close()
         self.total -= 1
         self._notify()
+        if lost:
+            self.manager._set_connected(False)
+
+    # -- idle connections ----------------------------------------------------------------------
+    def _return(self, client: AsyncHelperClient, watcher: asyncio.Task[None]) -> None:
+        if watcher.cancelled():  # else it saw the helper hang up and discarded the client
+            self.checkin(client)
 
     def _notify(self) -> None:
         async def wake() -> None:
@@ -407,8 +435,7 @@ class _AsyncPool:
         await client.wait_closed()
         self.idle.pop(client, None)
         self.manager.log.info("the helper closed an idle connection")
-        self.discard(client)
-        self.manager._set_connected(False)
+        self.discard(client, lost=True)
 
     def close(self) -> None:
         for client, task in list(self.idle.items()):
@@ -418,18 +445,23 @@ class _AsyncPool:
         self.idle.clear()
 
 
+async def _settled(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 class _IdleWatcher:
     """One thread per manager that sees idle connections hang up (epoll, level-triggered)."""
 
-    def __init__(self, manager: PRManagerHelper) -> None:
-        self.manager = weakref.ref(manager)
+    def __init__(self, pool: _ThreadPool) -> None:
+        self.pool = weakref.ref(pool)
         self.epoll = select.epoll()
         self.clients: dict[int, HelperClient] = {}
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.epoll.register(self._wake_r, select.EPOLLIN)
         self._stopping = False
         self.thread = threading.Thread(
-            target=self._run, name=f"qompr-helper-watch-{manager.id}", daemon=True
+            target=self._run, name=f"qompr-helper-watch-{pool.manager.id}", daemon=True
         )
         self.thread.start()
 
@@ -461,14 +493,14 @@ class _IdleWatcher:
                     ready = self.epoll.poll(1.0)
                 except InterruptedError:  # pragma: no cover
                     continue
-                manager = self.manager()
-                if manager is None:
+                pool = self.pool()
+                if pool is None:
                     return  # the manager was garbage-collected without being finalized
                 for fd, _mask in ready:
                     client = self.clients.get(fd)
                     if fd != self._wake_r and client is not None:
-                        manager._idle_hung_up(client)
-                del manager
+                        pool.idle_readable(client)
+                del pool
         finally:
             self.epoll.close()
             _close_quietly(self._wake_r)

@@ -30,6 +30,7 @@ from qompr.protocol import Negotiated
 from qompr.protocol import ReadSpec
 from qompr.protocol import Role
 from qompr.transport import unix
+from qompr.transport.sync import check_idle
 from qompr.transport.sync import send_some
 from qompr.transport.unix import check_unix_path
 from qompr.transport.unix import raw_connect
@@ -162,6 +163,7 @@ class AsyncHelperClient:
 
         :raises RequestNotSentError: the CDB did not get out.
         """
+        check_idle(self.sock, self.conn)
         await send_all(self.sock, self.conn.send(request), (request.fd,))
 
     async def read_response(self) -> HelperResponse:

@@ -35,7 +35,14 @@ from qompr.transport.unix import raw_connect
 from qompr.transport.unix import reason
 from qompr.transport.unix import recv_spec
 
-__all__ = ["HelperClient", "RequestNotSentError", "connect_unix", "send_all", "send_some"]
+__all__ = [
+    "HelperClient",
+    "RequestNotSentError",
+    "check_idle",
+    "connect_unix",
+    "send_all",
+    "send_some",
+]
 
 #: The CDB travels first; an error before all of it is out leaves the command unsent.
 _CDB_BYTES = 16
@@ -108,6 +115,35 @@ def send_all(
                 if sent < _CDB_BYTES:
                     raise RequestNotSentError("timed out sending the CDB", exc) from exc
                 raise
+
+
+def check_idle(sock: socket.socket, conn: HelperConnection) -> None:
+    """Before a request: take whatever the helper sent since its last answer, unasked.
+
+    A helper says nothing between two answers, so any byte there (a handshake longer than
+    4 bytes, junk after a response) means the stream is out of step; read as the start of
+    the next response it would shift every answer after it.  The connection is then broken,
+    but the command was not sent: it may go out on another connection.
+
+    :raises RequestNotSentError: the helper sent unasked bytes or hung up.
+    """
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    # Poll first: on a socket with a timeout, recv waits for data before trying.
+    while poller.poll(0):
+        try:
+            data = sock.recv(4096, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            raise RequestNotSentError(reason(exc), exc) from exc
+        conn.receive_data(data)
+        try:
+            event = conn.next_event()
+        except RemoteProtocolError as exc:
+            raise RequestNotSentError(exc.message, exc) from None
+        if isinstance(event, ConnectionClosed):
+            raise RequestNotSentError("the helper closed the connection")
 
 
 def send_some(sock: socket.socket, view: memoryview, sent: int, fds: Sequence[int]) -> int:
@@ -191,9 +227,11 @@ class HelperClient:
         """Send one command, its fd on the CDB.
 
         :raises qompr.errors.LocalProtocolError: a malformed request.
-        :raises RequestNotSentError: the CDB did not get out (the helper went away).
+        :raises RequestNotSentError: the CDB did not get out (the helper went away, or sent
+            bytes nobody asked for: :func:`check_idle`).
         :raises OSError: a failure after the CDB was sent.
         """
+        check_idle(self.sock, self.conn)
         data = self.conn.send(request)
         send_all(self.sock, data, (request.fd,))
 
