@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from qompr.managers import PRManagerEmulated
 from qompr.managers import pr_manager_lookup
 from qompr.managers.emulated import POWER_ON_OCCURRED
 from qompr.managers.emulated import StateFileError
+from qompr.managers.emulated import StoreFailureError
+from qompr.managers.emulated import StoreUnavailableError
 from qompr.qom import ObjectTree
 from qompr.scsi import Nexus
 from qompr.scsi import Opcode
@@ -30,6 +31,7 @@ from qompr.scsi import PrType
 from qompr.scsi import ReadKeysData
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
+from qompr.scsi import SenseKey
 
 from .harness import new_manager
 from .harness import pr_in
@@ -301,13 +303,32 @@ def test_storage_failure_is_a_target_failure(
     store = manager._store
     assert store is not None
 
-    def fail(*args: object) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
+    def fail(*args: object, **kwargs: object) -> None:
+        raise StoreFailureError("disk I/O error")
 
     monkeypatch.setattr(store, "transact", fail)
     cdb, data = pr_out(PrOutAction.REGISTER, sark=0x66)
     result = manager.execute(-1, cdb, data, nexus=A)
     assert result.sense_code == SenseCode.TARGET_FAILURE
+
+
+def test_a_store_that_does_not_answer_in_time_is_retryable(
+    tree: ObjectTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = new_manager(tree, state=str(tmp_path / "pr.db"), state_sync="normal")
+    store = manager._store
+    assert store is not None
+
+    def busy(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailableError("failing over")
+
+    monkeypatch.setattr(store, "transact", busy)
+    cdb, data = pr_out(PrOutAction.REGISTER, sark=0x66)
+    result = manager.execute(-1, cdb, data, nexus=A)
+    # ABORTED COMMAND, LOGICAL UNIT COMMUNICATION FAILURE: retried by Linux, Windows and QEMU.
+    assert result.status == ScsiStatus.CHECK_CONDITION
+    assert result.sense_code == SenseCode.LUN_COMM_FAILURE
+    assert result.sense_code == SenseCode(SenseKey.ABORTED_COMMAND, 0x08, 0x00)
 
 
 def test_spc2_reserve_and_request_sense_through_run(tree: ObjectTree) -> None:

@@ -23,6 +23,7 @@ from qompr.managers.emulated import Outcome
 from qompr.managers.emulated import SqliteStore
 from qompr.managers.emulated import StateFileError
 from qompr.managers.emulated import StateSnapshot
+from qompr.managers.emulated import StoreUnavailableError
 from qompr.scsi import Nexus
 from qompr.scsi import PrOutAction
 from qompr.scsi import ScsiResult
@@ -179,13 +180,12 @@ def test_failed_decision_rolls_back(tmp_path: Path) -> None:
 
 def test_failed_write_applies_nothing(tmp_path: Path) -> None:
     path = str(tmp_path / "pr.db")
-    store = SqliteStore(path)
+    store = SqliteStore(path, timeout=0.05)
     populate(store, aptpl=False)
     before = store.snapshot("lu0")
     blocker = sqlite3.connect(path, timeout=0)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-    store._connection().execute("PRAGMA busy_timeout = 50")
-    with pytest.raises(sqlite3.OperationalError, match="locked"):
+    with pytest.raises(StoreUnavailableError, match="locked"):
         do(store, B, pr_out(PrOutAction.CLEAR, rk=0xF000_0000_0000_000B))
     blocker.rollback()
     blocker.close()

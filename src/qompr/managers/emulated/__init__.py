@@ -30,6 +30,8 @@ from qompr.managers.emulated._identity import nexus_for_peer as nexus_for_peer
 from qompr.managers.emulated._identity import nexus_for_pid as nexus_for_pid
 from qompr.managers.emulated._identity import peer_credentials as peer_credentials
 from qompr.managers.emulated._identity import vm_name as vm_name
+from qompr.managers.emulated._manager import DEFAULT_MAX_REGISTRATIONS as DEFAULT_MAX_REGISTRATIONS
+from qompr.managers.emulated._manager import DEFAULT_TIMEOUT_MS as DEFAULT_TIMEOUT_MS
 from qompr.managers.emulated._manager import PRManagerEmulated as PRManagerEmulated
 from qompr.managers.emulated._policy import LIO as LIO
 from qompr.managers.emulated._policy import SPC4 as SPC4
@@ -45,8 +47,13 @@ from qompr.managers.emulated._state import StateSnapshot as StateSnapshot
 from qompr.managers.emulated._store import MemoryStore as MemoryStore
 from qompr.managers.emulated._store import StateFileError as StateFileError
 from qompr.managers.emulated._store import Store as Store
+from qompr.managers.emulated._store import StoreError as StoreError
+from qompr.managers.emulated._store import StoreFailureError as StoreFailureError
+from qompr.managers.emulated._store import StoreUnavailableError as StoreUnavailableError
 
 __all__ = [
+    "DEFAULT_MAX_REGISTRATIONS",
+    "DEFAULT_TIMEOUT_MS",
     "LIO",
     "POWER_ON_OCCURRED",
     "SPC4",
@@ -68,6 +75,9 @@ __all__ = [
     "StateFileError",
     "StateSnapshot",
     "Store",
+    "StoreError",
+    "StoreFailureError",
+    "StoreUnavailableError",
     "classify",
     "initiator_name",
     "lu_identity",

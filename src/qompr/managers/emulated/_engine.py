@@ -618,14 +618,21 @@ class Engine:
                 if policy.bump_on_noop_register:
                     return Outcome(_GOOD, Changes(generation=_bump(state)))
                 return Outcome(_GOOD)
+            # The work is bounded by the room left: building stops as soon as the
+            # registrations would not fit (SPEC_I_PT x ALL_TG_PT can name millions).
+            limit = self.config.max_registrations
+            room = limit - len(regs) if limit else None
+            no_room = Outcome(_check(SenseCode.INSUFFICIENT_REGISTRATION_RESOURCES))
             sender = self._all_ports(nexus) if params.all_tg_pt else [nexus]
             targets = [n for n in sender if n == nexus or n not in regs]
+            if room is not None and len(targets) > room:
+                return no_room
             if spec_i_pt:
                 # SPC-4 §6.14.3: also register every I_T nexus the TransportIDs name, on the
                 # receiving port (on every port with ALL_TG_PT), all or nothing.
                 seen = set(targets)
+                ports = sorted(self._ports) if params.all_tg_pt else [nexus.target_port]
                 for tid in params.tids:
-                    ports = sorted(self._ports) if params.all_tg_pt else [nexus.target_port]
                     for port in ports:
                         other = Nexus(tid.identifier, port, transport_id=tid)
                         if other in seen or other in regs:
@@ -634,8 +641,8 @@ class Engine:
                             return Outcome(_check(SenseCode.INVALID_PARAM))
                         seen.add(other)
                         targets.append(other)
-            if not self._room(state, len(targets)):
-                return Outcome(_check(SenseCode.INSUFFICIENT_REGISTRATION_RESOURCES))
+                        if room is not None and len(targets) > room:
+                            return no_room
             new = Registration(sark, all_tg_pt=params.all_tg_pt, aptpl=params.aptpl)
             count = len(targets) if policy.generation_per_registration else 1
             return Outcome(

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
+from typing import Final
 from typing import final
 
 from qompr.errors import ObjectError
@@ -40,16 +41,29 @@ from qompr.managers.emulated._state import LUState
 from qompr.managers.emulated._state import StateSnapshot
 from qompr.managers.emulated._store import MemoryStore
 from qompr.managers.emulated._store import Store
+from qompr.managers.emulated._store import StoreFailureError
+from qompr.managers.emulated._store import StoreUnavailableError
 from qompr.qom import EnumProperty
 from qompr.qom import IntProperty
 from qompr.qom import LifeState
 from qompr.qom import Object
 from qompr.qom import StringProperty
 from qompr.scsi import Nexus
+from qompr.scsi import Opcode
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
 
-__all__ = ["PRManagerEmulated"]
+__all__ = ["DEFAULT_MAX_REGISTRATIONS", "DEFAULT_TIMEOUT_MS", "PRManagerEmulated"]
+
+#: Registrations one logical unit keeps by default: far above any cluster (64 nodes, each with
+#: a few target ports), far below what makes a root daemon's memory a client's to spend
+#: (one client once made a million, 300 MB, and slowed every other client's READ KEYS).
+DEFAULT_MAX_REGISTRATIONS: Final = 4096
+#: The default bound on a command's wait for its store (ms): well below the SCSI command
+#: timeouts of guests (Linux sd 30 s, Windows disk 60 s), so a stalled store is answered with
+#: a retryable CHECK CONDITION before the guest gives up on the command and resets the LU.
+DEFAULT_TIMEOUT_MS: Final = 5000
+_READS: Final = frozenset({Opcode.PERSISTENT_RESERVE_IN, Opcode.REQUEST_SENSE})
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +126,17 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
     max_registrations = IntProperty(
         minimum=0,
         maximum=0xFFFF_FFFF,
-        default=0,
+        default=DEFAULT_MAX_REGISTRATIONS,
         description="most registrations per logical unit (0: no limit)",
         setter=_until_complete("max-registrations"),
+    )
+    timeout = IntProperty(
+        minimum=1,
+        maximum=24 * 3600 * 1000,
+        default=DEFAULT_TIMEOUT_MS,
+        description="longest wait for the state store, in milliseconds; past it a command "
+        "answers CHECK CONDITION ABORTED COMMAND (retried by initiators), applying nothing",
+        setter=_until_complete("timeout"),
     )
     start = EnumProperty(
         "PrEmulatedStart",
@@ -163,7 +185,10 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         store: Store
         if self.state:
             store = SqliteStore(
-                self.state, synchronous=self.state_sync, power_on=self.start == "power-cycle"
+                self.state,
+                synchronous=self.state_sync,
+                power_on=self.start == "power-cycle",
+                timeout=self.timeout / 1000,
             )
         else:
             store = MemoryStore()
@@ -207,10 +232,12 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         return nexus_for_pid(client.pid, self.initiator_rule, target_port=port)
 
     def cannot_block(self, fd: int) -> bool:
-        """Whether a command finishes at once: the state is in memory (no file to sync) and
-        no ``abort_handler`` is set.  ``qompr-pr-helper --backend`` then runs commands on its
+        """Whether a command on *fd* finishes at once: the store says so (memory: yes; a
+        file or a database: no, a command may wait for a lock, fsync or the network) and no
+        ``abort_handler`` is set.  ``qompr-pr-helper --backend`` then runs commands on its
         event loop instead of handing each to a worker thread."""
-        return isinstance(self._store, MemoryStore) and self.abort_handler is None
+        store = self._store
+        return store is not None and store.cannot_block and self.abort_handler is None
 
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
         """TEST UNIT READY: a pending unit attention is reported and cleared (as LIO does)."""
@@ -228,19 +255,29 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
             )
         return self._engine, self._store
 
-    def _transact(self, fd: int, decide: Callable[[LUState], Outcome]) -> Outcome:
+    def _transact(
+        self, fd: int, decide: Callable[[LUState], Outcome], *, read_first: bool = False
+    ) -> Outcome:
         _, store = self._ready()
+        deadline = time.monotonic() + self.timeout / 1000
         try:
             lu = self.logical_unit(fd)
         except OSError as exc:
             log.warning("%s: cannot identify the logical unit of fd %d: %s", self.id, fd, exc)
             return Outcome(ScsiResult.check(SenseCode.LUN_NOT_SUPPORTED))
         try:
-            outcome = store.transact(lu, decide)
-        except sqlite3.Error as exc:
-            # Nothing was applied; the initiator sees a target failure, as when LIO
+            outcome = store.transact(lu, decide, deadline=deadline, read_first=read_first)
+        except StoreUnavailableError as exc:
+            # Nothing was applied, and waiting longer may help: ABORTED COMMAND, LOGICAL UNIT
+            # COMMUNICATION FAILURE, which Linux (scsi_check_sense: NEEDS_RETRY), Windows
+            # (classpnp) and QEMU (guest-recoverable: passed to the guest whatever rerror/
+            # werror say) retry, and which QEMU itself reports when its PR helper is away.
+            log.warning("%s: %s", self.id, exc)
+            return Outcome(ScsiResult.check(SenseCode.LUN_COMM_FAILURE))
+        except StoreFailureError as exc:
+            # Nothing was applied, and waiting will not help: a target failure, as when LIO
             # cannot write its APTPL file.
-            log.error("%s: PR state file error: %s", self.id, exc)
+            log.error("%s: %s", self.id, exc)
             return Outcome(ScsiResult.check(SenseCode.TARGET_FAILURE))
         if outcome.aborted and self.abort_handler is not None:
             with self._abort_lock:
@@ -258,7 +295,11 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         who = nexus if nexus is not None else self.default_nexus
         cdb = bytes(cdb)
         data = bytes(data)
-        outcome = self._transact(fd, lambda state: engine.execute(state, who, cdb, data))
+        # PR IN and REQUEST SENSE only read, but for a unit attention to clear.
+        reads = bool(cdb) and cdb[0] in _READS
+        outcome = self._transact(
+            fd, lambda state: engine.execute(state, who, cdb, data), read_first=reads
+        )
         assert outcome.result is not None
         return outcome.result
 
@@ -276,7 +317,11 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         engine, _ = self._ready()
         who = nexus if nexus is not None else self.default_nexus
         cdb = bytes(cdb)
-        return self._transact(fd, lambda state: engine.admit(state, who, cdb)).result
+
+        def decide(state: LUState) -> Outcome:
+            return engine.admit(state, who, cdb)
+
+        return self._transact(fd, decide, read_first=True).result
 
     def unit_attentions(self, fd: int, nexus: Nexus | None = None) -> tuple[SenseCode, ...]:
         """The unit attentions queued for *nexus* on *fd*, oldest first (not cleared)."""

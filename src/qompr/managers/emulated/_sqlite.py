@@ -17,12 +17,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import os
 import sqlite3
 import threading
+import time
 from typing import Final
+from typing import NamedTuple
+
+import attrs
 
 from qompr.managers.emulated._engine import Outcome
 from qompr.managers.emulated._state import KEEP
@@ -34,6 +39,8 @@ from qompr.managers.emulated._state import Reservation
 from qompr.managers.emulated._state import StateSnapshot
 from qompr.managers.emulated._store import Decide
 from qompr.managers.emulated._store import StateFileError
+from qompr.managers.emulated._store import StoreFailureError
+from qompr.managers.emulated._store import StoreUnavailableError
 from qompr.scsi import Nexus
 from qompr.scsi import PrType
 from qompr.scsi import SenseCode
@@ -111,6 +118,41 @@ def _optional_nexus(blob: bytes | None, label: str | None) -> Nexus | None:
     return None if blob is None else _blob_nexus(bytes(blob), label or "")
 
 
+class _Cached(NamedTuple):
+    """A published state: never mutated once in the cache (writers work on copies)."""
+
+    version: int
+    state: LUState
+
+
+@attrs.define(eq=False)
+class _Work:
+    """A logical unit inside the batch being written: a private copy until COMMIT."""
+
+    version: int
+    next_seq: int
+    state: LUState
+
+
+@attrs.define(eq=False)
+class _Pending:
+    """One command waiting for (or in) a group commit."""
+
+    lu: str
+    decide: Decide
+    deadline: float
+    outcome: Outcome | None = None
+    error: BaseException | None = None
+    taken: bool = False
+    done: bool = False
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (and their extended codes): another connection holds a
+    lock past our wait.  Anything else is not a matter of waiting."""
+    return exc.sqlite_errorcode & 0xFF in (5, 6)
+
+
 class SqliteStore:
     """State in an SQLite file (WAL), shared safely by several processes.
 
@@ -122,8 +164,21 @@ class SqliteStore:
     :param join: take the users' shared lock (``FILE.lock``), as a serving process does, so
         that a later ``power_on=True`` opener knows it is not alone.  ``False`` is for
         inspection and administration (``qompr emulated``).
-    :param timeout: how long to wait for another process's transaction, in seconds.
+    :param timeout: the longest a command waits for the file (another process's write lock,
+        this process's queue), in seconds, when :meth:`transact` is given no deadline; past
+        it the command fails with :class:`~._store.StoreUnavailableError` and nothing is applied.
     :raises StateFileError: if the file cannot be opened as a state file.
+
+    **Reads** (PR IN, a command that may only report a unit attention) run on their own
+    connection without a write transaction: ``PRAGMA data_version`` tells whether any other
+    connection committed since the last look, and only then is the logical unit's
+    ``version`` compared and, if changed, its state re-read in one read transaction (WAL:
+    readers never wait for writers).  A read that finds a unit attention to clear becomes a
+    write.  **Writes** are group-committed: the commands that arrive while a transaction is
+    being written wait, and the next one to run takes all of them into one ``BEGIN
+    IMMEDIATE`` ... ``COMMIT``, each deciding on the state the previous ones left; every one
+    is answered only after that COMMIT (so with ``synchronous=full`` only once it is on
+    disk), and if the COMMIT fails none of them applied anything.
     """
 
     def __init__(
@@ -138,21 +193,29 @@ class SqliteStore:
         if synchronous not in ("full", "normal"):
             raise ValueError("synchronous must be 'full' or 'normal'")
         self.path = path
-        self._lock = threading.Lock()
-        self._cache: dict[str, LUState] = {}
-        self._versions: dict[str, int] = {}
-        self._next_seq: dict[str, int] = {}
+        self.timeout = timeout
+        self._cache: dict[str, _Cached] = {}
+        self._cache_lock = threading.Lock()
+        # The read connection, its last data_version and the LUs checked since.
+        self._read_lock = threading.Lock()
+        self._data_version = -1
+        self._checked: set[str] = set()
+        # The write side: one leader at a time takes the queue into one transaction.
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[_Pending] = []
+        self._leading = False
         self._lock_fd: int | None = None
         self._conn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(
-                path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
+            self._conn = self._connect(path, timeout)
+            self._rconn = self._connect(path, timeout)
         except sqlite3.Error as exc:
+            self.close()
             raise StateFileError(f"Could not open PR state file '{path}': {exc}") from exc
-        self._conn = conn
         try:
-            self._setup(conn, synchronous)
+            self._setup(self._conn, synchronous)
+            self._rconn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             if join or power_on:
                 self._join(path, power_on=power_on)
         except (sqlite3.Error, OSError) as exc:
@@ -163,6 +226,10 @@ class SqliteStore:
             raise
 
     # -- opening -------------------------------------------------------------------------
+
+    @staticmethod
+    def _connect(path: str, timeout: float) -> sqlite3.Connection:
+        return sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
 
     @staticmethod
     def _setup(conn: sqlite3.Connection, synchronous: str) -> None:
@@ -199,81 +266,31 @@ class SqliteStore:
         except BlockingIOError:
             fcntl.flock(fd, fcntl.LOCK_SH)  # others run: wait for any power on, then join
             return
-        self._power_on(None)
+        self._power_on(self._write_connection(), None)
         fcntl.flock(fd, fcntl.LOCK_SH)
 
-    def _power_on(self, lu: str | None) -> None:
-        # SPC-4 §5.7.5 / spc4-pr.md §2.4, for *lu* or every LU at once: what LUState.power_on
-        # does, in SQL.  The nexuses to tell are read before anything is dropped.
-        where, args = ("", ()) if lu is None else (" WHERE lu = ?", (lu,))
-        named = "" if lu is None else " AND name = ?"
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            known = conn.execute(
-                f"SELECT lu, nexus, label FROM registration{where}"
-                f" UNION SELECT name, res_holder, res_label FROM lu"
-                f" WHERE res_holder IS NOT NULL{named}"
-                f" UNION SELECT name, legacy_holder, legacy_label FROM lu"
-                f" WHERE legacy_holder IS NOT NULL{named}"
-                f" UNION SELECT lu, nexus, label FROM unit_attention{where}",
-                args * 4,
-            ).fetchall()
-            conn.execute(f"DELETE FROM unit_attention{where}", args)
-            conn.execute(
-                "DELETE FROM registration WHERE lu IN (SELECT name FROM lu WHERE aptpl = 0"
-                f"{named})",
-                args,
-            )
-            conn.execute(
-                "UPDATE lu SET res_type = NULL, res_holder = NULL, res_label = NULL"
-                f" WHERE aptpl = 0{named}",
-                args,
-            )
-            conn.execute(
-                "UPDATE lu SET generation = 0, legacy_holder = NULL, legacy_label = NULL,"
-                f" version = version + 1{' WHERE name = ?' if lu is not None else ''}",
-                args,
-            )
-            code = POWER_ON_OCCURRED
-            conn.executemany(
-                "INSERT OR IGNORE INTO unit_attention (lu, nexus, label, sense_key, asc, ascq)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                sorted(
-                    (name, blob, label or "", int(code.key), code.asc, code.ascq)
-                    for name, blob, label in known
-                ),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        if lu is None:
-            self._cache.clear()
-            self._versions.clear()
-        else:
-            self._cache.pop(lu, None)
-            self._versions.pop(lu, None)
-
-    def _connection(self) -> sqlite3.Connection:
+    def _write_connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StateFileError(f"PR state file '{self.path}' is closed")
         return self._conn
 
+    def _read_connection(self) -> sqlite3.Connection:
+        if self._rconn is None:
+            raise StateFileError(f"PR state file '{self.path}' is closed")
+        return self._rconn
+
     # -- reading -------------------------------------------------------------------------
 
-    def _load(self, conn: sqlite3.Connection, lu: str) -> LUState:
+    @staticmethod
+    def _load(conn: sqlite3.Connection, lu: str) -> _Work | None:
+        """The stored state of *lu* (in the caller's transaction), or ``None`` if it has none."""
         row = conn.execute(
             "SELECT version, generation, aptpl, res_type, res_scope, res_holder, res_label,"
             " legacy_holder, legacy_label, next_seq FROM lu WHERE name = ?",
             (lu,),
         ).fetchone()
         if row is None:
-            conn.execute("INSERT INTO lu (name) VALUES (?)", (lu,))
-            self._versions[lu] = 0
-            self._next_seq[lu] = 0
-            state = self._cache[lu] = LUState()
-            return state
+            return None
         (version, generation, aptpl, res_type, res_scope, holder, holder_label, legacy,
          legacy_label, next_seq) = row  # fmt: skip
         registrations = {
@@ -306,23 +323,68 @@ class SqliteStore:
             legacy_holder=_optional_nexus(legacy, legacy_label),
             unit_attentions=unit_attentions,
         )
-        self._cache[lu] = state
-        self._versions[lu] = version
-        self._next_seq[lu] = next_seq
-        return state
+        return _Work(version, next_seq, state)
 
-    def _current(self, conn: sqlite3.Connection, lu: str) -> LUState:
-        """The state of *lu*, re-read if another connection changed it (in a transaction)."""
-        row = conn.execute("SELECT version FROM lu WHERE name = ?", (lu,)).fetchone()
-        state = self._cache.get(lu)
-        if state is None or row is None or row[0] != self._versions.get(lu):
-            return self._load(conn, lu)
-        return state
+    def _publish(self, lu: str, version: int, state: LUState) -> None:
+        """Make *state* (never to be mutated again) the cached state of *lu*, unless the cache
+        already holds a newer one (versions only grow)."""
+        with self._cache_lock:
+            cached = self._cache.get(lu)
+            if cached is None or cached.version < version:
+                self._cache[lu] = _Cached(version, state)
+
+    def _read_state(self, lu: str, deadline: float) -> LUState:
+        """The committed state of *lu*, without a write transaction (see the class doc)."""
+        if not self._read_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise StoreUnavailableError(f"PR state file '{self.path}': no answer in time")
+        try:
+            conn = self._read_connection()
+            (data_version,) = conn.execute("PRAGMA data_version").fetchone()
+            if data_version != self._data_version:
+                self._data_version = data_version
+                self._checked.clear()
+            cached = self._cache.get(lu)
+            if cached is not None and lu in self._checked:
+                return cached.state
+            row = conn.execute("SELECT version FROM lu WHERE name = ?", (lu,)).fetchone()
+            if row is None:
+                return LUState()  # nothing stored yet; the first write creates it
+            if cached is None or cached.version != row[0]:
+                conn.execute("BEGIN")
+                try:
+                    work = self._load(conn, lu)
+                finally:
+                    conn.execute("COMMIT")
+                if work is None:
+                    return LUState()
+                self._publish(lu, work.version, work.state)
+                cached = _Cached(work.version, work.state)
+            self._checked.add(lu)
+            return cached.state
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc) from exc
+        finally:
+            self._read_lock.release()
 
     # -- writing -------------------------------------------------------------------------
 
-    def _write(self, conn: sqlite3.Connection, lu: str, state: LUState, ch: Changes) -> None:
-        """Write *ch* (not yet applied to *state*) in the open transaction."""
+    def _current(self, conn: sqlite3.Connection, lu: str) -> _Work:
+        """A private copy of the state of *lu* to write on (inside the write transaction)."""
+        row = conn.execute("SELECT version, next_seq FROM lu WHERE name = ?", (lu,)).fetchone()
+        if row is None:
+            conn.execute("INSERT INTO lu (name) VALUES (?)", (lu,))
+            return _Work(0, 0, LUState())
+        cached = self._cache.get(lu)
+        if cached is not None and cached.version == row[0]:
+            return _Work(row[0], row[1], cached.state.copy())
+        work = self._load(conn, lu)
+        assert work is not None
+        return work
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, lu: str, work: _Work, ch: Changes) -> None:
+        """Write *ch* (not yet applied to ``work.state``) in the open transaction."""
+        state = work.state
         execute = conn.execute
         if ch.consume_ua is not None and ch.consume_all_ua:
             execute(
@@ -340,7 +402,7 @@ class SqliteStore:
         removed = set(ch.remove)
         for nexus in ch.remove:
             execute("DELETE FROM registration WHERE lu = ? AND nexus = ?", (lu, _nexus_blob(nexus)))
-        next_seq = self._next_seq.get(lu, 0)
+        next_seq = work.next_seq
         for nexus, reg in ch.put:
             values = (_to_sql_key(reg.key), int(reg.all_tg_pt), int(reg.aptpl), nexus.initiator)
             if not ch.clear and nexus not in removed and nexus in state.registrations:
@@ -381,66 +443,227 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (lu, _nexus_blob(nexus), nexus.initiator, int(code.key), code.asc, code.ascq),
             )
-        self._next_seq[lu] = next_seq
+        work.next_seq = next_seq
+        work.version += 1
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
+        """One transaction for every command of *batch*; sets each one's outcome or error."""
+        conn = self._write_connection()
+        wait = max(0.0, min(p.deadline for p in batch) - time.monotonic())
+        working: dict[str, _Work] = {}
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            busy = _store_error(self.path, exc)
+            for pending in batch:
+                pending.error = busy
+            return
+        try:
+            for pending in batch:
+                work = working.get(pending.lu)
+                if work is None:
+                    work = working[pending.lu] = self._current(conn, pending.lu)
+                try:
+                    outcome = pending.decide(work.state)
+                except Exception as exc:  # a bug in one command must not fail the others
+                    pending.error = exc
+                    continue
+                changes = outcome.changes
+                if changes is not None:
+                    self._write(conn, pending.lu, work, changes)
+                    work.state.apply(changes)
+                pending.outcome = outcome
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            error = _store_error(self.path, exc) if isinstance(exc, sqlite3.Error) else exc
+            for pending in batch:
+                pending.outcome = None
+                if pending.error is None:
+                    pending.error = error
+            return
+        for lu, work in working.items():
+            self._publish(lu, work.version, work.state)
+
+    def _lead(self, batch: list[_Pending]) -> None:
+        try:
+            self._run_batch(batch)
+        finally:
+            with self._cond:
+                for pending in batch:
+                    pending.done = True
+                self._leading = False
+                self._cond.notify_all()
+
+    def _write_command(self, lu: str, decide: Decide, deadline: float) -> Outcome:
+        pending = _Pending(lu, decide, deadline)
+        with self._cond:
+            self._queue.append(pending)
+            while not pending.done:
+                if not self._leading:
+                    self._leading = True
+                    batch, self._queue = self._queue, []
+                    for item in batch:
+                        item.taken = True
+                    break
+                if pending.taken:
+                    # In the batch being written: its fate is decided at COMMIT, so wait for
+                    # it (the leader's own wait is bounded by the earliest deadline).
+                    self._cond.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._queue.remove(pending)
+                    raise StoreUnavailableError(f"PR state file '{self.path}': no answer in time")
+                self._cond.wait(remaining)
+            else:
+                batch = []
+        if batch:
+            self._lead(batch)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.outcome is not None
+        return pending.outcome
+
+    def _exclusive(self, deadline: float) -> None:
+        """Become the only writer of this process (for a power cycle), or time out."""
+        with self._cond:
+            while self._leading:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StoreUnavailableError(f"PR state file '{self.path}': no answer in time")
+                self._cond.wait(remaining)
+            self._leading = True
+
+    def _release(self) -> None:
+        with self._cond:
+            self._leading = False
+            self._cond.notify_all()
+
+    # -- power cycles ----------------------------------------------------------------------
+
+    @staticmethod
+    def _power_on(conn: sqlite3.Connection, lu: str | None) -> None:
+        # SPC-4 §5.7.5 / spc4-pr.md §2.4, for *lu* or every LU at once: what LUState.power_on
+        # does, in SQL.  The nexuses to tell are read before anything is dropped.
+        where, args = ("", ()) if lu is None else (" WHERE lu = ?", (lu,))
+        named = "" if lu is None else " AND name = ?"
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            known = conn.execute(
+                f"SELECT lu, nexus, label FROM registration{where}"
+                f" UNION SELECT name, res_holder, res_label FROM lu"
+                f" WHERE res_holder IS NOT NULL{named}"
+                f" UNION SELECT name, legacy_holder, legacy_label FROM lu"
+                f" WHERE legacy_holder IS NOT NULL{named}"
+                f" UNION SELECT lu, nexus, label FROM unit_attention{where}",
+                args * 4,
+            ).fetchall()
+            conn.execute(f"DELETE FROM unit_attention{where}", args)
+            conn.execute(
+                "DELETE FROM registration WHERE lu IN (SELECT name FROM lu WHERE aptpl = 0"
+                f"{named})",
+                args,
+            )
+            conn.execute(
+                "UPDATE lu SET res_type = NULL, res_holder = NULL, res_label = NULL"
+                f" WHERE aptpl = 0{named}",
+                args,
+            )
+            conn.execute(
+                "UPDATE lu SET generation = 0, legacy_holder = NULL, legacy_label = NULL,"
+                f" version = version + 1{' WHERE name = ?' if lu is not None else ''}",
+                args,
+            )
+            code = POWER_ON_OCCURRED
+            conn.executemany(
+                "INSERT OR IGNORE INTO unit_attention (lu, nexus, label, sense_key, asc, ascq)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                sorted(
+                    (name, blob, label or "", int(code.key), code.asc, code.ascq)
+                    for name, blob, label in known
+                ),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     # -- the Store interface ----------------------------------------------------------------
 
-    def transact(self, lu: str, decide: Decide) -> Outcome:
-        """Run one command in one SQLite transaction (see the module docstring).
+    @property
+    def cannot_block(self) -> bool:
+        """False: a command may wait for the file's lock and for fsync."""
+        return False
 
-        :raises sqlite3.Error: if the file cannot be read or written; nothing was applied.
+    def transact(
+        self, lu: str, decide: Decide, *, deadline: float | None = None, read_first: bool = False
+    ) -> Outcome:
+        """Run one command (see the class docstring).
+
+        :param deadline: ``time.monotonic()`` by which to give up waiting (default: now +
+            ``timeout``).
+        :param read_first: try *decide* on the committed state without a write transaction
+            first (PR IN); if it has changes to make, it runs again as a write.
+        :raises StoreUnavailableError: the file stayed locked past the deadline; nothing applied.
+        :raises StoreFailureError: the file cannot be read or written; nothing was applied.
         """
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                state = self._current(conn, lu)
-                outcome = decide(state)
-                changes = outcome.changes
-                if changes is not None:
-                    self._write(conn, lu, state, changes)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                self._cache.pop(lu, None)  # re-read next time
-                raise
-            if changes is not None:
-                state.apply(changes)
-                self._versions[lu] += 1
-            return outcome
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
+        if read_first:
+            outcome = decide(self._read_state(lu, deadline))
+            if outcome.changes is None:
+                return outcome
+        return self._write_command(lu, decide, deadline)
 
     def snapshot(self, lu: str) -> StateSnapshot:
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN")
-            try:
-                row = conn.execute("SELECT 1 FROM lu WHERE name = ?", (lu,)).fetchone()
-                if row is None:
-                    return StateSnapshot()
-                return self._current(conn, lu).snapshot()
-            finally:
-                conn.execute("ROLLBACK")
+        return self._read_state(lu, time.monotonic() + self.timeout).snapshot()
 
     def logical_units(self) -> list[str]:
-        with self._lock:
-            rows = self._connection().execute("SELECT name FROM lu ORDER BY name").fetchall()
-            return [name for (name,) in rows]
+        with self._read_lock:
+            rows = self._read_connection().execute("SELECT name FROM lu ORDER BY name")
+            return [name for (name,) in rows.fetchall()]
 
     def power_on(self, lu: str | None = None) -> None:
         """Play a power cycle of *lu* (or of every logical unit) now, for every process
         sharing the file."""
-        with self._lock:
-            self._power_on(lu)
+        self._exclusive(time.monotonic() + self.timeout)
+        try:
+            conn = self._write_connection()
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            try:
+                self._power_on(conn, lu)
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, exc) from exc
+        finally:
+            self._release()
 
     def close(self) -> None:
         """Close the database and drop the shared lock (idempotent)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        with self._cond:
+            while self._leading:
+                self._cond.wait()
+            self._leading = True
+        try:
+            with self._read_lock:
+                for conn in (self._conn, self._rconn):
+                    if conn is not None:
+                        conn.close()
+                self._conn = self._rconn = None
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
-            self._cache.clear()
-            self._versions.clear()
+            with self._cache_lock:
+                self._cache.clear()
+        finally:
+            self._release()
+
+
+def _store_error(path: str, exc: sqlite3.Error) -> StoreUnavailableError | StoreFailureError:
+    """A busy file is worth retrying; any other SQLite error is a failure of the file."""
+    if _is_busy(exc):
+        return StoreUnavailableError(f"PR state file '{path}' is locked by another process: {exc}")
+    return StoreFailureError(f"PR state file '{path}': {exc}")

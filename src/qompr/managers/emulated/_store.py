@@ -22,7 +22,15 @@ from qompr.managers.emulated._engine import Outcome
 from qompr.managers.emulated._state import LUState
 from qompr.managers.emulated._state import StateSnapshot
 
-__all__ = ["Decide", "MemoryStore", "StateFileError", "Store"]
+__all__ = [
+    "Decide",
+    "MemoryStore",
+    "StateFileError",
+    "Store",
+    "StoreError",
+    "StoreFailureError",
+    "StoreUnavailableError",
+]
 
 Decide = Callable[[LUState], Outcome]
 
@@ -31,11 +39,42 @@ class StateFileError(QomprError):
     """The state file cannot be opened or used (not SQLite, newer layout, I/O error)."""
 
 
+class StoreError(QomprError):
+    """A command could not be run on the store; nothing was applied."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store did not answer within the command's deadline (a lock held by another
+    process, a database failing over): worth retrying.  The manager answers CHECK
+    CONDITION ABORTED COMMAND 0Bh/08h/00h, which initiators retry."""
+
+
+class StoreFailureError(StoreError):
+    """The store answered with an error that waiting will not cure (a corrupt or unwritable
+    file).  The manager answers CHECK CONDITION HARDWARE ERROR 44h/00h."""
+
+
 class Store(Protocol):
     """What the manager needs from a store."""
 
-    def transact(self, lu: str, decide: Decide) -> Outcome:
-        """Run *decide* on the state of *lu* and apply its changes, atomically."""
+    @property
+    def cannot_block(self) -> bool:
+        """Whether every call returns at once (no file, no network, no lock of another
+        process): the manager may then run on a daemon's event loop."""
+        ...
+
+    def transact(
+        self, lu: str, decide: Decide, *, deadline: float | None = None, read_first: bool = False
+    ) -> Outcome:
+        """Run *decide* on the state of *lu* and apply its changes, atomically.
+
+        :param deadline: ``time.monotonic()`` by which to give up waiting for the store.
+        :param read_first: the command probably only reads (PR IN): run *decide* on the
+            committed state without a write transaction, and again as a write only if it
+            has changes to make.
+        :raises StoreUnavailableError: not done by *deadline*; nothing applied.
+        :raises StoreFailureError: the store failed; nothing applied.
+        """
         ...
 
     def snapshot(self, lu: str) -> StateSnapshot:
@@ -67,7 +106,14 @@ class MemoryStore:
         self._states: dict[str, LUState] = {}
         self._lock = threading.Lock()
 
-    def transact(self, lu: str, decide: Decide) -> Outcome:
+    @property
+    def cannot_block(self) -> bool:
+        """True: a command is a dictionary lookup and a pure function."""
+        return True
+
+    def transact(
+        self, lu: str, decide: Decide, *, deadline: float | None = None, read_first: bool = False
+    ) -> Outcome:
         with self._lock:
             state = self._states.get(lu)
             if state is None:
