@@ -37,10 +37,10 @@ import tempfile
 import time
 from typing import Any
 
-from qompr.daemon.testing import HelperProcess
-from qompr.daemon.testing import pr_in
-from qompr.daemon.testing import pr_out
-from qompr.daemon.testing import recv_exact
+from qompr.testing import HelperProcess
+from qompr.testing import pr_in
+from qompr.testing import pr_out
+from qompr.testing import recv_exact
 
 READ_KEYS = pr_in(255)
 MULTI = f"qompr x{os.cpu_count()}"

@@ -16,10 +16,10 @@ import pytest
 
 import qompr
 from qompr import get_plugin_manager
-from qompr.daemon.testing import wait_for_socket
 from qompr.errors import PluginError
 from qompr.plugins import describe_plugins
 from qompr.qom import Object
+from qompr.testing import wait_for_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 FORWARD = ROOT / "plugins" / "qompr-forward"

@@ -12,7 +12,8 @@ Every error qompr raises on purpose derives from :class:`QomprError`::
      │    ├── LocalProtocolError     ... by us (a programming error on this side)
      │    └── RemoteProtocolError    ... by the peer (hostile or buggy: close the connection)
      ├── ConnectError (OSError)      a manager could not reach its backend; keeps the cause
-     └── StateError                  an operation in the wrong state (closed, not completed)
+     ├── StateError                  an operation in the wrong state (closed, not completed)
+     └── TestingError                qompr.testing: a helper that did not listen, a peer hung up
 
 SCSI outcomes such as CHECK CONDITION or RESERVATION CONFLICT are *not* exceptions: they are
 :class:`qompr.scsi.ScsiResult` values.  Exceptions are for transport and programming errors.

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 import qompr
-from qompr.daemon.testing import InProcessServer
 from qompr.errors import ConnectError
 from qompr.errors import LocalProtocolError
 from qompr.managers import PRManagerHelper
@@ -29,6 +28,7 @@ from qompr.managers import query_pr_managers
 from qompr.protocol.retry import PR_MAX_RECONNECT_ATTEMPTS
 from qompr.qom import ObjectTree
 from qompr.scsi import SenseCode
+from qompr.testing import InProcessServer
 from qompr.transport.sync import HelperClient
 
 READ_KEYS = bytes([0x5E, 0, 0, 0, 0, 0, 0, 0, 255, 0])

@@ -22,14 +22,14 @@ from hypothesis import given
 from hypothesis import settings
 
 import qompr
-from qompr.daemon.testing import HelperProcess
-from qompr.daemon.testing import connected
-from qompr.daemon.testing import open_fd_count
-from qompr.daemon.testing import pr_in
-from qompr.daemon.testing import pr_out
-from qompr.daemon.testing import request
 from qompr.managers import PRManagerHelper
 from qompr.scsi import SenseCode
+from qompr.testing import HelperProcess
+from qompr.testing import connected
+from qompr.testing import open_fd_count
+from qompr.testing import pr_in
+from qompr.testing import pr_out
+from qompr.testing import request
 
 KEEP = [] if os.geteuid() == 0 else ["--keep-privileges"]
 ARGV = [sys.executable, "-m", "qompr.daemon.main", *KEEP]

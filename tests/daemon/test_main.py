@@ -19,12 +19,12 @@ from qompr.daemon.main import DEFAULT_PIDFILE
 from qompr.daemon.main import DEFAULT_SOCKET
 from qompr.daemon.main import main
 from qompr.daemon.main import parse_args
-from qompr.daemon.testing import HelperProcess
-from qompr.daemon.testing import connected
-from qompr.daemon.testing import pr_in
-from qompr.daemon.testing import pr_out
-from qompr.daemon.testing import request
-from qompr.daemon.testing import wait_for_socket
+from qompr.testing import HelperProcess
+from qompr.testing import connected
+from qompr.testing import pr_in
+from qompr.testing import pr_out
+from qompr.testing import request
+from qompr.testing import wait_for_socket
 
 PY = [sys.executable, "-m", "qompr.daemon.main"]
 KEEP = [] if os.geteuid() == 0 else ["--keep-privileges"]

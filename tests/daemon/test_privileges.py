@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from qompr.daemon.testing import HelperProcess
-from qompr.daemon.testing import connected
-from qompr.daemon.testing import pr_in
-from qompr.daemon.testing import request
+from qompr.testing import HelperProcess
+from qompr.testing import connected
+from qompr.testing import pr_in
+from qompr.testing import request
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="PRIVILEGE TESTS NEED ROOT: dropping privileges is not testable"

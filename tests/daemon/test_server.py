@@ -15,13 +15,6 @@ import pytest
 import qompr
 from qompr.daemon import ManagerBackend
 from qompr.daemon import SgIoBackend
-from qompr.daemon.testing import InProcessServer
-from qompr.daemon.testing import connected
-from qompr.daemon.testing import is_closed
-from qompr.daemon.testing import pr_in
-from qompr.daemon.testing import pr_out
-from qompr.daemon.testing import recv_exact
-from qompr.daemon.testing import request
 from qompr.managers import ClientIdentity
 from qompr.managers import PRManager
 from qompr.managers.emulated import PRManagerEmulated
@@ -30,6 +23,13 @@ from qompr.qom import ObjectTree
 from qompr.scsi import Nexus
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
+from qompr.testing import InProcessServer
+from qompr.testing import connected
+from qompr.testing import is_closed
+from qompr.testing import pr_in
+from qompr.testing import pr_out
+from qompr.testing import recv_exact
+from qompr.testing import request
 
 IO_ERROR = SenseCode.IO_ERROR.to_bytes().ljust(96, b"\0")
 INVALID_OPCODE = SenseCode.INVALID_OPCODE.to_bytes().ljust(96, b"\0")

@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 
 import qompr
-from qompr.daemon.testing import HANDSHAKE
-from qompr.daemon.testing import FdFactory
-from qompr.daemon.testing import HelperProcess
-from qompr.daemon.testing import Script
-from qompr.daemon.testing import Step
-from qompr.daemon.testing import loop_device as attach_loop_device
-from qompr.daemon.testing import run_script
 from qompr.managers import PRManagerHelper
 from qompr.managers import query_pr_managers
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
+from qompr.testing import HANDSHAKE
+from qompr.testing import FdFactory
+from qompr.testing import HelperProcess
+from qompr.testing import loop_device as attach_loop_device
+from tests._support.wire import Script
+from tests._support.wire import Step
+from tests._support.wire import run_script
 
 pytestmark = pytest.mark.interop
 

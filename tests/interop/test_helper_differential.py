@@ -2,11 +2,11 @@
 """Differential test: the same raw conversations with the real qemu-pr-helper 7.2 and with
 qompr-pr-helper must get the same replies and the same fate (kept or closed).
 
-Each :class:`~qompr.daemon.testing.Script` is a list of ``sendmsg`` calls (bytes plus kinds of
+Each :class:`~tests._support.wire.Script` is a list of ``sendmsg`` calls (bytes plus kinds of
 fds), followed by a probe request whose answer shows whether the connection survived, and a
 half-close.  Replies are compared byte for byte, with one documented exception: sense bytes
 past the 18 that were built, where qemu-pr-helper sends uninitialised stack on its read-only-fd
-path and qompr sends zeros (:meth:`~qompr.daemon.testing.Outcome.normalised`).
+path and qompr sends zeros (:meth:`~tests._support.wire.Outcome.normalised`).
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from qompr.daemon.testing import HANDSHAKE
-from qompr.daemon.testing import FdFactory
-from qompr.daemon.testing import HelperProcess
-from qompr.daemon.testing import Outcome
-from qompr.daemon.testing import Script
-from qompr.daemon.testing import Step
-from qompr.daemon.testing import loop_device as attach_loop_device
-from qompr.daemon.testing import pr_in
-from qompr.daemon.testing import pr_out
-from qompr.daemon.testing import run_script
+from qompr.testing import HANDSHAKE
+from qompr.testing import FdFactory
+from qompr.testing import HelperProcess
+from qompr.testing import loop_device as attach_loop_device
+from qompr.testing import pr_in
+from qompr.testing import pr_out
+from tests._support.wire import Outcome
+from tests._support.wire import Script
+from tests._support.wire import Step
+from tests._support.wire import run_script
 
 pytestmark = pytest.mark.interop
 

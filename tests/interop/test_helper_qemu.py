@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from qompr.daemon.testing import HelperProcess
-from qompr.daemon.testing import wait_for_socket
+from qompr.testing import HelperProcess
+from qompr.testing import wait_for_socket
 
 pytestmark = pytest.mark.interop
 

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 
 import qompr
-from qompr.daemon.testing import loop_device as attach_loop_device
 from qompr.embed import drive_args
 from qompr.embed import managed_alias
 from qompr.embed import object_args
 from qompr.embed import scsi_block_disk
 from qompr.embed import unmanaged_alias
 from qompr.managers import PRManager
+from qompr.testing import loop_device as attach_loop_device
 from tests._support import placeholders
 
 HERE = Path(__file__).resolve().parent

@@ -23,9 +23,6 @@ from typing import Any
 import pytest
 
 import qompr
-from qompr.daemon.testing import FdFactory
-from qompr.daemon.testing import HelperProcess
-from qompr.daemon.testing import loop_device as attach_loop_device
 from qompr.errors import QomprError
 from qompr.linux.sgio import Direction
 from qompr.linux.sgio import SgIoOutcome
@@ -39,6 +36,9 @@ from qompr.scsi import PrOutCdb
 from qompr.scsi import PrOutParameters
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
+from qompr.testing import FdFactory
+from qompr.testing import HelperProcess
+from qompr.testing import loop_device as attach_loop_device
 
 KINDS = ["null", "null-ro", "zero", "reg", "reg-ro", "dir", "pipe-r", "sock", "memfd",
          "proc-ro", "loop", "loop-ro"]  # fmt: skip

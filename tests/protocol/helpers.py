@@ -1,20 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""Shared bits for the protocol tests: CDB builders and a fake fd table."""
+"""Shared bits for the protocol tests: a fake fd table (CDB builders: qompr.testing)."""
 
 from __future__ import annotations
 
 import attrs
-
-
-def pr_in(alloc: int = 255, action: int = 0) -> bytes:
-    """A 16-byte PERSISTENT RESERVE IN CDB."""
-    return (bytes([0x5E, action, 0, 0, 0, 0, 0]) + alloc.to_bytes(2, "big")).ljust(16, b"\0")
-
-
-def pr_out(length: int = 24, action: int = 0, type_: int = 0) -> bytes:
-    """A 16-byte PERSISTENT RESERVE OUT CDB with *length* in bytes 7-8."""
-    head = bytes([0x5F, action, type_, 0, 0, 0, 0])
-    return (head + length.to_bytes(2, "big")).ljust(16, b"\0")
 
 
 @attrs.define

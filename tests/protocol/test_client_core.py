@@ -19,9 +19,8 @@ from qompr.protocol import HelperResponse
 from qompr.protocol import Negotiated
 from qompr.protocol import Role
 from qompr.protocol import State
-
-from .helpers import pr_in
-from .helpers import pr_out
+from qompr.testing import pr_in
+from qompr.testing import pr_out
 
 
 def header(status: int, size: int, sense: bytes = b"") -> bytes:

@@ -19,10 +19,10 @@ from qompr.protocol import HelperResponse
 from qompr.protocol import Negotiated
 from qompr.protocol import Role
 from qompr.protocol import State
+from qompr.testing import pr_in
+from qompr.testing import pr_out
 
 from .helpers import FdLedger
-from .helpers import pr_in
-from .helpers import pr_out
 
 # Pieces that make interesting streams more likely than uniform bytes would.
 _PIECES = st.one_of(

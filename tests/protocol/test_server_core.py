@@ -19,10 +19,10 @@ from qompr.protocol import Negotiated
 from qompr.protocol import ReadSpec
 from qompr.protocol import Role
 from qompr.protocol import State
+from qompr.testing import pr_in
+from qompr.testing import pr_out
 
 from .helpers import FdLedger
-from .helpers import pr_in
-from .helpers import pr_out
 
 
 def negotiated(ledger: FdLedger) -> HelperConnection:

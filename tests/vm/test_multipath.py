@@ -276,11 +276,11 @@ def _daemon_section(note: Callable[[str, Any], None], fd: int, devs: list[str], 
     """qompr-pr-helper with its default backend, driven by pr-manager-helper: the map's fd
     goes to libmpathpersist (every path registered), a path's fd to SG_IO."""
     import qompr
-    from qompr.daemon.testing import wait_for_socket
     from qompr.managers import PRManager
     from qompr.scsi import PrInCdb
     from qompr.scsi import PrOutCdb
     from qompr.scsi import PrOutParameters
+    from qompr.testing import wait_for_socket
 
     sock = "/run/qompr-pr-helper.sock"
     daemon = subprocess.Popen(

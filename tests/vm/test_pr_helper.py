@@ -56,8 +56,8 @@ from typing import Any
 
 import pytest
 
-from qompr.daemon.testing import wait_for_socket
 from qompr.scsi import SenseCode
+from qompr.testing import wait_for_socket
 
 from .guest_program import boot
 from .guest_program import load_record

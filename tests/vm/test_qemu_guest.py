@@ -105,11 +105,11 @@ cd "$VMBED_REPO"
 
 def guest_main() -> None:  # pragma: no cover - runs in the VM
     """Start qompr-pr-helper, boot the second-level guest on two scsi-block disks, record."""
-    from qompr.daemon.testing import wait_for_socket
     from qompr.embed import managed_alias
     from qompr.embed import pr_helper_object
     from qompr.embed import scsi_block_disk
     from qompr.embed import unmanaged_alias
+    from qompr.testing import wait_for_socket
 
     env = os.environ
     record: dict[str, Any] = {}

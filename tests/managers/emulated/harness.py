@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""Helpers shared by the emulated-engine tests: CDB builders and an in-process target."""
+"""Helpers shared by the emulated-engine tests: the engine's own target (every command, not
+only what reaches a pr-manager) and a manager factory.  The CDB builders and the generic
+multi-initiator harness are :mod:`qompr.testing`'s."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from qompr.scsi import Nexus
 from qompr.scsi import Opcode
 from qompr.scsi import PrInAction
 from qompr.scsi import PrInCdb
-from qompr.scsi import PrOutAction
-from qompr.scsi import PrOutCdb
-from qompr.scsi import PrOutParameters
 from qompr.scsi import ScsiResult
 from qompr.scsi import TransportID
+from qompr.testing import ManagerTarget
+from qompr.testing import pr_out_command as pr_out
+
+__all__ = ["ENGINE_OPCODES", "EmulatedTarget", "new_manager", "pr_in", "pr_out"]
 
 #: Commands the engine executes itself (the rest go through ``check_command``).
 ENGINE_OPCODES = frozenset(
@@ -33,47 +36,23 @@ ENGINE_OPCODES = frozenset(
 )
 
 
-def pr_out(
-    action: PrOutAction | int,
-    *,
-    rk: int = 0,
-    sark: int = 0,
-    pr_type: int = 0,
-    scope: int = 0,
-    aptpl: bool = False,
-    all_tg_pt: bool = False,
-    transport_ids: Sequence[TransportID] = (),
-) -> tuple[bytes, bytes]:
-    """A PR OUT CDB and its basic parameter list."""
-    data = PrOutParameters(
-        reservation_key=rk,
-        sa_key=sark,
-        aptpl=aptpl,
-        all_tg_pt=all_tg_pt,
-        spec_i_pt=bool(transport_ids),
-        transport_ids=tuple(transport_ids),
-    ).to_bytes()
-    return PrOutCdb(action, scope, pr_type, len(data)).to_bytes(), data
-
-
 def pr_in(action: PrInAction | int, alloc: int = 8192) -> bytes:
     """A PR IN CDB."""
     return PrInCdb(action, alloc).to_bytes()
 
 
-def iscsi_nexus(name: str, index: int, port: int = 1) -> Nexus:
-    """An initiator with an iSCSI port TransportID (IQN plus ISID), as LIO reports them."""
-    tid = TransportID.iscsi(f"iqn.1994-05.com.example:{name.lower()}", isid=0x23D000000000 + index)
-    return Nexus(name, port, transport_id=tid)
-
-
-class EmulatedTarget:
-    """A :class:`scenario.Target` backed by a ``pr-manager-emulated`` object.
+class EmulatedTarget(ManagerTarget):
+    """A :class:`qompr.testing.ManagerTarget` on a ``pr-manager-emulated`` object that
+    also carries every other command: the engine executes SPC-2 RESERVE/RELEASE and
+    REQUEST SENSE, and ``check_command`` decides whether any other may run.
 
     Initiator names map to iSCSI initiator ports with ISIDs, or to the TransportIDs given in
     *transport_ids* (the LIO replay uses the SAS TransportIDs tcm_loop reports, so that both
-    sides' PR IN data have the same layout); port indexes are RTPIs.
+    sides' PR IN data have the same layout); port indexes are RTPIs.  The fd is -1: the
+    manager names its one logical unit with ``lu-name``.
     """
+
+    opcodes = frozenset(range(256))
 
     def __init__(
         self,
@@ -83,39 +62,18 @@ class EmulatedTarget:
         *,
         transport_ids: Mapping[str, TransportID] | None = None,
     ) -> None:
-        self.manager = manager
-        if transport_ids is None:
-            self._nexus = {
-                (name, port): iscsi_nexus(name, index, port)
-                for index, name in enumerate(initiators)
-                for port in range(1, ports + 1)
-            }
-        else:
-            self._nexus = {
-                (name, port): Nexus(name, port, transport_id=transport_ids[name])
-                for name in initiators
-                for port in range(1, ports + 1)
-            }
-        self._names = {n.transport_id: n.initiator for n in self._nexus.values()}
+        super().__init__(manager, -1, initiators, ports, transport_ids=transport_ids)
+        self.emulated = manager
 
-    def nexus(self, initiator: str, port: int = 1) -> Nexus:
-        return self._nexus[(initiator, port)]
-
-    def command(self, initiator: str, port: int, cdb: bytes, data: bytes) -> ScsiResult:
-        nexus = self._nexus[(initiator, port)]
+    def command(self, initiator: str, port: int, cdb: bytes, data: bytes = b"") -> ScsiResult:
+        nexus = self.nexus(initiator, port)
         if cdb[0] in ENGINE_OPCODES:
-            return self.manager.execute(-1, cdb, data, nexus=nexus)
-        result = self.manager.check_command(-1, cdb, nexus=nexus)
+            return self.emulated.execute(self.fd, cdb, data, nexus=nexus)
+        return self.other_command(nexus, cdb, data)
+
+    def other_command(self, nexus: Nexus, cdb: bytes, data: bytes) -> ScsiResult:
+        result = self.emulated.check_command(self.fd, cdb, nexus=nexus)
         return result if result is not None else ScsiResult.good()
-
-    def transport_id(self, initiator: str) -> TransportID:
-        return self._nexus[(initiator, 1)].transport_id
-
-    def rtpi(self, port: int, initiator: str) -> int:
-        return port
-
-    def initiator_of(self, tid: TransportID) -> str | None:
-        return self._names.get(tid)
 
 
 def new_manager(tree: ObjectTree, obj_id: str = "emu0", **props: Any) -> PRManagerEmulated:

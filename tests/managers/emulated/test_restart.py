@@ -14,13 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qompr.daemon.testing import HelperProcess
-from qompr.daemon.testing import connected
-from qompr.daemon.testing import pr_in
-from qompr.daemon.testing import pr_out
-from qompr.daemon.testing import request
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseData
+from qompr.testing import HelperProcess
+from qompr.testing import connected
+from qompr.testing import pr_in
+from qompr.testing import pr_out
+from qompr.testing import request
 
 PY = [sys.executable, "-m", "qompr.daemon.main"]
 KEEP = [] if os.geteuid() == 0 else ["--keep-privileges"]

@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""Tests of qompr.testing, the public testing kit."""
