@@ -100,6 +100,20 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
         status, sense, _ = map_outcome(outcome, 0)
         return ScsiResult(status, _sense_bytes(sense) if status == 0x02 else b"")
 
+    def passthrough(
+        self,
+        fd: int,
+        cdb: bytes,
+        direction: Direction,
+        *,
+        data_out: bytes = b"",
+        data_in_size: int = 0,
+    ) -> SgIoOutcome:
+        """One SG_IO as a pass-through program sends it, any command, the kernel's answer
+        unmapped (errno, host and driver status, resid): for tools that judge it themselves
+        as sg3_utils' do (``qompr persist``, ``qompr turs``).  Waited for as :meth:`run` is."""
+        return self._sg_io(fd, cdb, direction, data_out=data_out, data_in_size=data_in_size)
+
     def _sg_io(
         self,
         fd: int,

@@ -17,6 +17,7 @@ from qompr import __version__
 from qompr._getopt import GetoptError
 from qompr._getopt import LongOption
 from qompr._getopt import getopt_long
+from qompr.cli.backend import BackendOptions
 from qompr.cli.persist.transport_ids import Tids
 from qompr.cli.persist.transport_ids import build_transportid
 from qompr.cli.sglib import err
@@ -154,8 +155,13 @@ class Opts:
     json: bool = False
 
     @property
+    def backend(self) -> BackendOptions:
+        """The options naming the manager."""
+        return BackendOptions(self.helper, tuple(self.objects), self.initiator, self.target_port)
+
+    @property
     def uses_manager(self) -> bool:
-        return self.helper is not None or bool(self.objects)
+        return self.backend.uses_manager
 
 
 _PRIN_LETTERS = {"-k": 0, "-r": 1, "-c": 2, "-s": 3}
@@ -192,7 +198,7 @@ Usage: qompr persist [OPTIONS] [DEVICE]
     --helper=SOCKET            through the qemu-pr-helper listening on SOCKET
     --object=SPEC              through the manager created from an --object
                                string (e.g. pr-manager-emulated,id=e,state=F)
-    --initiator=NAME           I_T nexus: initiator (emulated managers)
+    --initiator=NAME           I_T nexus: initiator (with --object)
     --target-port=N            I_T nexus: relative target port (default 1)
     --json                     print the result as JSON
   without --helper or --object the command goes to DEVICE with SG_IO.
@@ -442,6 +448,14 @@ def _check(op: Opts, help_level: int, want: tuple[bool, bool], counts: tuple[int
     if op.helper is not None and op.objects:
         err("--helper and --object are alternatives: give one of them\n")
         raise Done(Exit.CONTRADICT)
-    if (op.initiator is not None or op.target_port is not None) and not op.uses_manager:
-        err("--initiator and --target-port need a manager (--object or --helper)\n")
+    names_nexus = op.initiator is not None or op.target_port is not None
+    if names_nexus and op.helper is not None:
+        # Never ignored: the helper protocol carries no nexus, its server names the client.
+        err(
+            "--initiator and --target-port are not supported with --helper: behind a helper,"
+            " the client process is the initiator\n"
+        )
+        raise Done(Exit.CONTRADICT)
+    if names_nexus and not op.uses_manager:
+        err("--initiator and --target-port need a manager (--object)\n")
         raise Done(Exit.CONTRADICT)

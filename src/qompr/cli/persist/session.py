@@ -9,17 +9,16 @@ command; the device is opened as sg3_utils opens it; the answer is judged, print
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
 import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
-import pluggy
-
+from qompr.cli.backend import Backend
+from qompr.cli.backend import BackendFailed
+from qompr.cli.backend import PluginSource
+from qompr.cli.backend import open_backend
 from qompr.cli.persist.options import PROG
 from qompr.cli.persist.options import Done
 from qompr.cli.persist.options import Opts
@@ -42,25 +41,13 @@ from qompr.cli.sglib.hexdump import hex_dump
 from qompr.cli.sglib.passthrough import Response
 from qompr.cli.sglib.passthrough import cdb_text
 from qompr.cli.sglib.passthrough import process_resp
-from qompr.cli.sglib.passthrough import send_sg_io
 from qompr.cli.sglib.texts import PDT_TEXT
 from qompr.cli.sglib.texts import Exit
 from qompr.cli.sglib.texts import category_text
 from qompr.cli.sglib.texts import convert_errno
 from qompr.cli.sglib.texts import exit_text
-from qompr.errors import ConnectError
-from qompr.errors import QomprError
 from qompr.errors import ScsiError
-from qompr.managers import PRManager
 from qompr.options import HelpText
-from qompr.options import Syntax
-from qompr.options import format_error
-from qompr.options import format_warning
-from qompr.options import process
-from qompr.plugins import get_plugin_manager
-from qompr.plugins import new_tree
-from qompr.qom import ObjectTree
-from qompr.scsi import Nexus
 from qompr.scsi import PrInCdb
 from qompr.scsi import PrOutAction
 from qompr.scsi import PrOutCdb
@@ -68,61 +55,19 @@ from qompr.scsi import PrScope
 
 __all__ = ["Session", "add_parser", "run"]
 
-_HELPER_ID = "helper0"
 _REOPEN_READ_ONLY = frozenset((errno.EACCES, errno.EPERM, errno.EROFS))
 _RDONLY_ENV = "SG_PERSIST_IN_RDONLY"
-
-
-@attrs.frozen
-class _ManagerBackend:
-    """Runs commands through a qompr PR manager on an open fd, for one I_T nexus."""
-
-    manager: PRManager
-    nexus: Nexus | None
-
-    def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation: int) -> Response:
-        start = time.monotonic()
-        try:
-            result = self.manager.execute(fd, cdb, data_out, nexus=self.nexus)
-        except OSError as exc:  # ConnectError included
-            cause = exc.cause if isinstance(exc, ConnectError) else None
-            code = exc.errno or (cause.errno if isinstance(cause, OSError) else None)
-            return Response(os_error=code or errno.EIO)
-        except (QomprError, NotImplementedError) as exc:
-            return Response(failure=str(exc))
-        elapsed = int((time.monotonic() - start) * 1000)
-        return Response(
-            status=int(result.status),
-            sense=bytes(result.sense),
-            data=bytes(result.data[:allocation]),
-            duration_ms=elapsed,
-        )
-
-
-@attrs.frozen
-class _DirectBackend:
-    """Runs commands with SG_IO on the device itself."""
-
-    verbose: int
-
-    def execute(self, fd: int, cdb: bytes, data_out: bytes, allocation: int) -> Response:
-        return send_sg_io(fd, cdb, data_out, allocation, self.verbose)
-
-
-_Backend = _ManagerBackend | _DirectBackend
 
 
 class Session:
     """One ``qompr persist`` run after the command line was accepted (sg_persist's main from
     the INQUIRY on)."""
 
-    def __init__(self, op: Opts, pm: pluggy.PluginManager | None) -> None:
+    def __init__(self, op: Opts, plugins: PluginSource) -> None:
         self.op = op
-        self.pm = pm
+        self.plugins = plugins
         self.flagged = False
-        self.finished = False  # nothing more to do (an --object help request was answered)
-        self.tree: ObjectTree | None = None
-        self.backend: _Backend = _DirectBackend(op.verbose)
+        self.backend: Backend | None = None
         self.report: dict[str, Any] = {"device": op.device, "backend": "direct"}
 
     def say(self, text: str) -> None:
@@ -130,72 +75,22 @@ class Session:
         if not self.op.json:
             out(text)
 
-    # -- backends ---------------------------------------------------------------------------
+    def command(self, fd: int, cdb: bytes, data_out: bytes = b"", allocation: int = 0) -> Response:
+        assert self.backend is not None
+        return self.backend.command(fd, cdb, data_out, allocation, verbose=self.op.verbose)
 
-    def create_manager(self) -> int:
-        """Create the manager of --object/--helper; an exit status if that failed."""
-        op = self.op
-        tree = new_tree(self.pm)
-        self.tree = tree
-
-        def warn(located: str, hint: str) -> None:
-            err(format_warning(located, hint, PROG))
-
-        try:
-            if op.helper is not None:
-                objects = [tree.object_add("pr-manager-helper", _HELPER_ID, path=op.helper)]
-            else:
-                answer = process(tree, op.objects, Syntax.KEYVAL, warn=warn)
-                if isinstance(answer, HelpText):
-                    out(answer.text)
-                    self.finished = True
-                    return Exit.OK
-                objects = list(answer)
-        except QomprError as exc:
-            err(format_error(exc, PROG))
-            self.flagged = True
-            cause = exc.cause if isinstance(exc, ConnectError) else None
-            if isinstance(cause, OSError) and cause.errno:
-                return convert_errno(cause.errno)
-            return Exit.SYNTAX_ERROR
-        managers = [obj for obj in objects if isinstance(obj, PRManager)]
-        if not managers:
-            err(f"{PROG}: --object: none of the objects is a persistent reservation manager\n")
-            self.flagged = True
-            return Exit.SYNTAX_ERROR
-        manager = managers[-1]
-        nexus = self._nexus(manager)
-        self.backend = _ManagerBackend(manager, nexus)
-        self.report["backend"] = manager.typename
-        self.report["manager"] = manager.id
-        shown = nexus if nexus is not None else manager.default_nexus
+    def _report_manager(self, backend: Backend) -> None:
+        if backend.direct is not None:
+            return
+        self.report["backend"] = backend.manager.typename
+        self.report["manager"] = backend.manager.id
+        shown = backend.shown_nexus
         if shown is not None:
             self.report["nexus"] = {
                 "initiator": shown.initiator,
                 "target_port": shown.target_port,
                 "transport_id": shown.transport_id.identifier,
             }
-        return Exit.OK
-
-    def _nexus(self, manager: PRManager) -> Nexus | None:
-        op = self.op
-        if op.initiator is not None:
-            return Nexus(op.initiator, op.target_port or 1)
-        if op.target_port is None:
-            return None
-        # The manager's own initiator (pr-manager-emulated has one) through another port.
-        default = manager.default_nexus
-        if default is not None:
-            return Nexus(default.initiator, op.target_port, transport_id=default.transport_id)
-        return Nexus(f"{PROG.replace(' ', '-')}:{os.getpid()}", op.target_port)
-
-    def close(self) -> None:
-        if self.tree is None:
-            return
-        for obj in reversed(self.tree.user_objects()):
-            if obj.id is not None:
-                with contextlib.suppress(QomprError):
-                    self.tree.object_del(obj.id)
 
     # -- the device -------------------------------------------------------------------------
 
@@ -240,7 +135,7 @@ class Session:
             cdb = bytes((0x12, 0, 0, 0, 36, 0))
             if op.verbose:
                 err(f"    inquiry cdb: {cdb_text(cdb)}\n")
-            resp = send_sg_io(fd, cdb, b"", 36, op.verbose)
+            resp = self.command(fd, cdb, b"", 36)
             outcome = process_resp(resp, "inquiry", op.verbose, 36)
             ret = outcome.ret
             if ret == 0 and outcome.act is not None and outcome.act < 4:
@@ -278,7 +173,7 @@ class Session:
         self.report.update(command="PR IN", service_action=name, cdb=cdb.hex())
         if op.verbose:
             err(f"    Persistent reservation in cdb: {cdb_text(cdb)}\n")
-        resp = self.backend.execute(fd, cdb, b"", op.alloc_len)
+        resp = self.command(fd, cdb, b"", op.alloc_len)
         self.report.update(response_json(resp))
         outcome = process_resp(resp, "Persistent reservation in", op.verbose, op.alloc_len)
         ret = outcome.ret
@@ -340,7 +235,7 @@ class Session:
             err(f"    Persistent reservation out cdb: {cdb_text(cdb)}\n")
             if op.verbose > 1:
                 err("    Persistent reservation out parameters:\n" + hex_dump(params, 0))
-        resp = self.backend.execute(fd, cdb, params, 0)
+        resp = self.command(fd, cdb, params)
         self.report.update(response_json(resp))
         ret = process_resp(resp, "Persistent reservation out", op.verbose, 0).ret
         name = "register and move" if move else PROUT_SA_TEXT[sa]
@@ -381,10 +276,16 @@ class Session:
 
     def _run(self) -> int:
         op = self.op
-        if op.uses_manager:
-            ret = self.create_manager()
-            if ret or self.finished:
-                return ret
+        try:
+            backend = open_backend(op.backend, prog=PROG, plugins=self.plugins)
+        except BackendFailed as failed:
+            self.flagged = True
+            return failed.status
+        if isinstance(backend, HelpText):
+            out(backend.text)
+            return Exit.OK
+        self.backend = backend
+        self._report_manager(backend)
         try:
             if op.inquiry and not op.uses_manager:
                 ret = self.inquiry()
@@ -404,24 +305,22 @@ class Session:
         except Done as done:
             return done.status
         finally:
-            self.close()
+            backend.close()
 
 
-def run(argv: Sequence[str], *, plugin_manager: pluggy.PluginManager | None = None) -> int:
+def run(argv: Sequence[str], *, plugin_manager: PluginSource = None) -> int:
     """Run ``qompr persist`` with the arguments *argv* (after the subcommand).
 
-    :param plugin_manager: the plugins whose manager types ``--object`` may name; qompr's
-        default plugin manager if omitted.
+    :param plugin_manager: where the manager types ``--object`` may name come from beyond
+        qompr's built-in ones: a plugin manager, or a function making one when a spec needs
+        it (qompr's default plugin manager if omitted).
     :returns: the exit status, as sg_persist's.
     """
     try:
         op, _ = parse(argv)
     except Done as done:
         return done.status
-    pm = plugin_manager
-    if pm is None and op.uses_manager:
-        pm = get_plugin_manager()
-    return Session(op, pm).run()
+    return Session(op, plugin_manager).run()
 
 
 def _command(args: Any) -> int:

@@ -3,7 +3,7 @@
 
 :func:`process_resp` is sg3_utils' ``sg_cmds_process_resp`` with the ``sg_ll_*`` wrappers
 around it: what they print and the exit status they reach.  :func:`send_sg_io` issues the
-command as sg3_utils' Linux pass-through does (``SG_IO`` v3, 60 s timeout).
+command as sg3_utils' Linux pass-through does (``SG_IO`` v3).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from typing import Protocol
 
 import attrs
 
@@ -20,12 +21,11 @@ from qompr.cli.sglib.texts import convert_errno
 from qompr.cli.sglib.texts import sense_category
 from qompr.cli.sglib.texts import sense_text
 from qompr.linux.sgio import Direction
-from qompr.linux.sgio import sg_io
+from qompr.linux.sgio import SgIoOutcome
 
-__all__ = ["Outcome", "Response", "cdb_text", "process_resp", "send_sg_io"]
+__all__ = ["Outcome", "PassThrough", "Response", "cdb_text", "process_resp", "send_sg_io"]
 
 _SENSE_BUFF_LEN = 64
-_TIMEOUT_MS = 60_000
 
 
 @attrs.frozen
@@ -158,9 +158,37 @@ def cdb_text(cdb: bytes) -> str:
     return "[" + " ".join(f"{b:02x}" for b in cdb) + "]"
 
 
-def send_sg_io(fd: int, cdb: bytes, data_out: bytes, allocation: int, verbose: int) -> Response:
-    """One SG_IO ioctl (:func:`qompr.linux.sgio.sg_io`) as sg3_utils' Linux pass-through
-    issues it: 60 s timeout, the data-in buffer of the allocation length."""
+class PassThrough(Protocol):
+    """What sends one SG_IO and gives the kernel's answer back as it is (the signature of
+    :meth:`qompr.managers.PRManagerDirect.passthrough`)."""
+
+    def __call__(
+        self,
+        fd: int,
+        cdb: bytes,
+        direction: Direction,
+        *,
+        data_out: bytes = b"",
+        data_in_size: int = 0,
+    ) -> SgIoOutcome: ...
+
+
+def send_sg_io(
+    passthrough: PassThrough,
+    fd: int,
+    cdb: bytes,
+    data_out: bytes,
+    allocation: int,
+    *,
+    verbose: int,
+) -> Response:
+    """One SG_IO as sg3_utils' Linux pass-through issues it (the data-in buffer of the
+    allocation length; the caller's pass-through has sg3_utils' 60 s timeout), and what
+    sg3_utils makes of the answer.
+
+    :param passthrough: sends the SG_IO.
+    :param verbose: the ``-v`` count: from 2, a failing ioctl is reported.
+    """
     if data_out:
         direction = Direction.TO_DEV
     elif allocation > 0:
@@ -168,9 +196,7 @@ def send_sg_io(fd: int, cdb: bytes, data_out: bytes, allocation: int, verbose: i
     else:
         direction = Direction.NONE
     start = time.monotonic()
-    outcome = sg_io(
-        fd, cdb, direction, data_out=data_out, data_in_size=allocation, timeout_ms=_TIMEOUT_MS
-    )
+    outcome = passthrough(fd, cdb, direction, data_out=data_out, data_in_size=allocation)
     elapsed = int((time.monotonic() - start) * 1000)
     if outcome.errno:
         if verbose > 1:

@@ -1,0 +1,305 @@
+# SPDX-License-Identifier: MIT
+"""The manager an sg3_utils-style command (``qompr persist``, ``qompr turs``) runs through.
+
+Every command goes through a :class:`~qompr.managers.PRManager` object, chosen by the
+options the commands share:
+
+* ``--object SPEC`` (repeatable): the last persistent-reservation manager the specs create
+  (qemu-storage-daemon's keyval rules); ``--initiator`` / ``--target-port`` name the I_T
+  nexus, else the manager's :attr:`~qompr.managers.PRManager.default_nexus` applies;
+* ``--helper SOCKET``: ``pr-manager-helper,id=helper0,path=SOCKET``;
+* neither: ``pr-manager-direct`` on DEVICE, through its
+  :meth:`~qompr.managers.PRManagerDirect.passthrough`: sg3_utils' programs judge the kernel's
+  own answer (errno, host and driver status), which a manager's SCSI result no longer holds.
+
+Only what a run names is imported: a built-in manager type by its own module, and the plugin
+manager (with third-party plugins from the entry points) only when an ``--object`` spec
+names a type qompr does not build in, or asks for help.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import TypeAlias
+
+import attrs
+
+from qompr.cli.sglib import err
+from qompr.cli.sglib.passthrough import Response
+from qompr.cli.sglib.passthrough import send_sg_io
+from qompr.cli.sglib.texts import Exit
+from qompr.cli.sglib.texts import convert_errno
+from qompr.errors import ConnectError
+from qompr.errors import QomprError
+from qompr.managers import PRManager
+from qompr.options import HelpText
+from qompr.options import Syntax
+from qompr.options import format_error
+from qompr.options import format_warning
+from qompr.options import json_loads
+from qompr.options import keyval_parse
+from qompr.options import process
+from qompr.qom import ObjectTree
+from qompr.qom import TypeRegistry
+from qompr.scsi import Nexus
+from qompr.scsi import ScsiResult
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from qompr.managers import PRManagerDirect
+
+__all__ = [
+    "BUILTIN_TYPES",
+    "Backend",
+    "BackendFailed",
+    "BackendOptions",
+    "PluginSource",
+    "open_backend",
+]
+
+
+def _direct() -> type[PRManager]:
+    from qompr.managers._direct import PRManagerDirect
+
+    return PRManagerDirect
+
+
+def _helper() -> type[PRManager]:
+    from qompr.managers._helper import PRManagerHelper
+
+    return PRManagerHelper
+
+
+def _emulated() -> type[PRManager]:
+    from qompr.managers.emulated import PRManagerEmulated
+
+    return PRManagerEmulated
+
+
+def _multipath() -> type[PRManager]:
+    from qompr.managers.multipath import PRManagerMultipath
+
+    return PRManagerMultipath
+
+
+#: The manager types qompr builds in, each with the function importing its class: a run
+#: naming one imports that manager's module only.
+BUILTIN_TYPES: dict[str, Callable[[], type[PRManager]]] = {
+    "pr-manager-direct": _direct,
+    "pr-manager-helper": _helper,
+    "pr-manager-emulated": _emulated,
+    "pr-manager-multipath": _multipath,
+}
+
+#: Where the types of ``--object`` come from when a spec needs plugins: a plugin manager, or
+#: a function making one (``None``: :func:`qompr.plugins.get_plugin_manager`).
+PluginSource: TypeAlias = "pluggy.PluginManager | Callable[[], pluggy.PluginManager] | None"
+
+_HELPER_ID = "helper0"
+_DIRECT_ID = "direct0"
+# sg3_utils' pass-through timeout (DEF_PT_TIMEOUT).
+_TIMEOUT_MS = 60_000
+
+
+@attrs.frozen
+class BackendOptions:
+    """The backend options of a command line.
+
+    :param helper: ``--helper`` SOCKET.
+    :param objects: the ``--object`` specs, in order.
+    :param initiator: ``--initiator`` NAME.
+    :param target_port: ``--target-port`` N.
+    """
+
+    helper: str | None = None
+    objects: Sequence[str] = ()
+    initiator: str | None = None
+    target_port: int | None = None
+
+    @property
+    def uses_manager(self) -> bool:
+        """Whether a manager is named (else the command goes to the device with SG_IO)."""
+        return self.helper is not None or bool(self.objects)
+
+
+class BackendFailed(Exception):  # noqa: N818  (control flow: the message is printed)
+    """No manager: the reason is printed; *status* is the exit status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@attrs.define
+class Backend:
+    """The manager of one run and the I_T nexus its commands carry.
+
+    :param tree: the object tree the manager lives in (closed by :meth:`close`).
+    :param manager: the manager.
+    :param nexus: the nexus given to its commands (``None``: the manager's default).
+    :param direct: on the device path, the ``pr-manager-direct`` whose pass-through sends
+        the commands; ``None`` for a named manager.
+    """
+
+    tree: ObjectTree
+    manager: PRManager
+    nexus: Nexus | None = None
+    direct: PRManagerDirect | None = None
+
+    @property
+    def shown_nexus(self) -> Nexus | None:
+        """The nexus the commands arrive on, if qompr knows it."""
+        return self.nexus if self.nexus is not None else self.manager.default_nexus
+
+    def command(
+        self, fd: int, cdb: bytes, data_out: bytes = b"", allocation: int = 0, *, verbose: int = 0
+    ) -> Response:
+        """One command on *fd*: SG_IO through the direct manager's pass-through, or the
+        manager's :meth:`~qompr.managers.PRManager.execute`.
+
+        :param allocation: the data-in length asked for.
+        :param verbose: the ``-v`` count (the pass-through reports a failing ioctl).
+        """
+        if self.direct is not None:
+            return send_sg_io(
+                self.direct.passthrough, fd, cdb, data_out, allocation, verbose=verbose
+            )
+        nexus = self.nexus
+        return _answer(lambda: self.manager.execute(fd, cdb, data_out, nexus=nexus), allocation)
+
+    def test_unit_ready(self, fd: int, *, verbose: int = 0) -> Response:
+        """TEST UNIT READY on *fd*: the manager's
+        :meth:`~qompr.managers.PRManager.test_unit_ready`, or SG_IO on the device path."""
+        if self.direct is not None:
+            return send_sg_io(self.direct.passthrough, fd, bytes(6), b"", 0, verbose=verbose)
+        nexus = self.nexus
+        return _answer(lambda: self.manager.test_unit_ready(fd, nexus=nexus), 0)
+
+    def close(self) -> None:
+        """Delete the objects the run created, newest first."""
+        for obj in reversed(self.tree.user_objects()):
+            if obj.id is not None:
+                with contextlib.suppress(QomprError):
+                    self.tree.object_del(obj.id)
+
+
+def _answer(call: Callable[[], ScsiResult], allocation: int) -> Response:
+    """A manager's answer as sg3_utils' pass-through would have given it."""
+    start = time.monotonic()
+    try:
+        result = call()
+    except OSError as exc:  # ConnectError included
+        cause = exc.cause if isinstance(exc, ConnectError) else None
+        code = exc.errno or (cause.errno if isinstance(cause, OSError) else None)
+        return Response(os_error=code or errno.EIO)
+    except (QomprError, NotImplementedError) as exc:
+        return Response(failure=str(exc))
+    elapsed = int((time.monotonic() - start) * 1000)
+    return Response(
+        status=int(result.status),
+        sense=bytes(result.sense),
+        data=bytes(result.data[:allocation]),
+        duration_ms=elapsed,
+    )
+
+
+def builtin_tree(names: Sequence[str]) -> ObjectTree:
+    """A tree knowing ``pr-manager`` and the built-in types *names*, without plugins."""
+    registry = TypeRegistry()
+    registry.register_all([PRManager, *(BUILTIN_TYPES[name]() for name in names)])
+    return ObjectTree(registry)
+
+
+def _spec_type(spec: str) -> str | None:
+    """The type an ``--object`` spec creates, when it plainly names one (no help request,
+    no syntax error: those are left to the full processing, which words them)."""
+    try:
+        if spec.startswith("{"):
+            value = json_loads(spec)
+            qom_type = value.get("qom-type") if isinstance(value, dict) else None
+        else:
+            parsed = keyval_parse(spec, "qom-type")
+            qom_type = None if parsed.help else parsed.qdict.get("qom-type")
+    except QomprError:
+        return None
+    return qom_type if isinstance(qom_type, str) else None
+
+
+def _object_tree(specs: Sequence[str], plugins: PluginSource) -> ObjectTree:
+    """The tree the ``--object`` specs are processed in."""
+    if plugins is None or callable(plugins):
+        names = [_spec_type(spec) for spec in specs]
+        wanted = [name for name in names if name is not None and name in BUILTIN_TYPES]
+        if len(wanted) == len(names):
+            return builtin_tree(wanted)
+    from qompr import plugins as qompr_plugins  # third-party types: the entry points
+
+    if plugins is None:
+        plugins = qompr_plugins.get_plugin_manager()
+    elif callable(plugins):
+        plugins = plugins()
+    return qompr_plugins.new_tree(plugins)
+
+
+def _nexus(options: BackendOptions, manager: PRManager, prog: str) -> Nexus | None:
+    if options.initiator is not None:
+        return Nexus(options.initiator, options.target_port or 1)
+    if options.target_port is None:
+        return None
+    # The manager's own initiator (pr-manager-emulated has one) through another port.
+    default = manager.default_nexus
+    if default is not None:
+        return Nexus(default.initiator, options.target_port, transport_id=default.transport_id)
+    return Nexus(f"{prog.replace(' ', '-')}:{os.getpid()}", options.target_port)
+
+
+def open_backend(
+    options: BackendOptions, *, prog: str, plugins: PluginSource = None
+) -> Backend | HelpText:
+    """The manager *options* name (created and completed), or an ``--object`` help text.
+
+    :param prog: the program name error messages start with.
+    :param plugins: where ``--object`` types beyond the built-in ones come from
+        (:func:`qompr.plugins.get_plugin_manager` if omitted).
+    :raises BackendFailed: after printing why, with the exit status.
+    """
+    if not options.uses_manager:
+        from qompr.managers._direct import PRManagerDirect
+
+        tree = builtin_tree(["pr-manager-direct"])
+        direct = tree.object_add("pr-manager-direct", _DIRECT_ID, timeout=_TIMEOUT_MS)
+        assert isinstance(direct, PRManagerDirect)
+        return Backend(tree, direct, direct=direct)
+
+    def warn(located: str, hint: str) -> None:
+        err(format_warning(located, hint, prog))
+
+    try:
+        if options.helper is not None:
+            tree = builtin_tree(["pr-manager-helper"])
+            objects = [tree.object_add("pr-manager-helper", _HELPER_ID, path=options.helper)]
+        else:
+            tree = _object_tree(options.objects, plugins)
+            answer = process(tree, list(options.objects), Syntax.KEYVAL, warn=warn)
+            if isinstance(answer, HelpText):
+                return answer
+            objects = list(answer)
+    except QomprError as exc:
+        err(format_error(exc, prog))
+        cause = exc.cause if isinstance(exc, ConnectError) else None
+        if isinstance(cause, OSError) and cause.errno:
+            raise BackendFailed(convert_errno(cause.errno)) from None
+        raise BackendFailed(Exit.SYNTAX_ERROR) from None
+    managers = [obj for obj in objects if isinstance(obj, PRManager)]
+    if not managers:
+        err(f"{prog}: --object: none of the objects is a persistent reservation manager\n")
+        raise BackendFailed(Exit.SYNTAX_ERROR)
+    manager = managers[-1]
+    return Backend(tree, manager, _nexus(options, manager, prog))
