@@ -6,6 +6,7 @@ Every error qompr raises on purpose derives from :class:`QomprError`::
     QomprError
      ├── ObjectError                 QOM: types, properties, the object tree, object-add/del
      │    └── OptionError            a malformed ``-object`` string (keyval, QemuOpts, JSON)
+     │         └── HelpRequestError  ... one asking for help where objects were wanted
      ├── ScsiError (ValueError)      bytes that are not a valid CDB, parameter list or PR IN data
      ├── PluginError                 a plugin that cannot be loaded or registers nonsense
      ├── ProtocolError               the qemu-pr-helper socket protocol was broken
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConnectError",
+    "HelpRequestError",
     "LocalProtocolError",
     "ObjectError",
     "OptionError",
@@ -68,6 +70,18 @@ class ObjectError(QomprError):
 
 class OptionError(ObjectError):
     """An ``-object`` string (or its JSON form) that QEMU would refuse while parsing it."""
+
+
+class HelpRequestError(OptionError):
+    """An ``-object`` option asked for help (``help``, ``TYPE,help``) where only objects can
+    be created (:func:`qompr.options.create_objects`).
+
+    :param text: the help text QEMU would print on stdout.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__("An -object option asks for help instead of an object")
+        self.text = text
 
 
 class ScsiError(QomprError, ValueError):

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from qompr.errors import HelpRequestError
+from qompr.errors import OptionError
 from qompr.errors import QomprError
 from qompr.options import HelpText
 from qompr.options import ObjectCommandLine
 from qompr.options import Syntax
+from qompr.options import create_objects
 from qompr.options import json_loads
 from qompr.options import process
 from qompr.options import to_json
@@ -103,3 +106,15 @@ def test_format_round_trips(tree: ObjectTree, path: str) -> None:
         assert isinstance(other, list)
         assert to_json(other[0]) == to_json(obj)
     assert json_loads(to_json_string(obj)) == to_json(obj)
+
+
+def test_create_objects_is_the_typed_common_case(tree: ObjectTree) -> None:
+    objects = create_objects(tree, ["pr-manager-helper,id=h0,path=/x"], complete=False)
+    assert [obj.id for obj in objects] == ["h0"]  # a list[Object], no HelpText to rule out
+    with pytest.raises(HelpRequestError) as exc:
+        create_objects(tree, ["pr-manager-helper,id=h1,path=/x", "pr-manager-helper,help"])
+    assert exc.value.text == "pr-manager-helper options:\n  path=<string>\n"
+    assert isinstance(exc.value, OptionError)
+    assert tree.find_object("h1") is None  # help stops the command line before creation
+    with pytest.raises(QomprError, match="Parameter 'id' is missing"):
+        create_objects(tree, ["pr-manager-helper,path=/x"])

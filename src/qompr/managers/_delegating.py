@@ -33,7 +33,7 @@ class DelegatingPRManager(PRManager):
     """
 
     target = LinkProperty(
-        "pr-manager", mandatory=True, description="the manager that executes the commands"
+        PRManager, mandatory=True, description="the manager that executes the commands"
     )
 
     def complete(self) -> None:
@@ -55,7 +55,7 @@ class DelegatingPRManager(PRManager):
         :raises ObjectError: if the link is unset (only before ``complete()``).
         """
         target = self.target
-        if not isinstance(target, PRManager):
+        if target is None:
             raise ObjectError(f"{self.typename} '{self.id}' has no target")
         return target
 

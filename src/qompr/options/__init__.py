@@ -5,6 +5,7 @@ from qompr.options._cmdline import CommandLineRun as CommandLineRun
 from qompr.options._cmdline import HelpText as HelpText
 from qompr.options._cmdline import ObjectCommandLine as ObjectCommandLine
 from qompr.options._cmdline import Syntax as Syntax
+from qompr.options._cmdline import create_objects as create_objects
 from qompr.options._cmdline import format_error as format_error
 from qompr.options._cmdline import format_warning as format_warning
 from qompr.options._cmdline import process as process
@@ -29,6 +30,7 @@ __all__ = [
     "QemuOpts",
     "QemuOptsList",
     "Syntax",
+    "create_objects",
     "escape_value",
     "format_error",
     "format_warning",

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import attrs
 
+from qompr.errors import HelpRequestError
 from qompr.errors import OptionError
 from qompr.errors import QomprError
 from qompr.options._json import json_loads
@@ -34,6 +35,7 @@ __all__ = [
     "HelpText",
     "ObjectCommandLine",
     "Syntax",
+    "create_objects",
     "format_error",
     "format_warning",
     "run_command_line",
@@ -265,10 +267,34 @@ def process(
     complete: bool = True,
     warn: Callable[[str, str], None] | None = None,
 ) -> HelpText | list[Object]:
-    """Process a whole command line's ``-object`` options: help text, or the objects."""
+    """Process a whole command line's ``-object`` options as a QEMU program does: the help
+    text when an option asks for help (QEMU prints it and exits 0), else the objects.
+
+    Programs that take ``-object`` from their users want this; code that creates known
+    objects wants :func:`create_objects`.
+    """
     cmdline = ObjectCommandLine(tree, syntax, warn=warn)
     for arg in args:
         answer = cmdline.parse(arg, complete=complete)
         if answer is not None:
             return answer
     return cmdline.create_all(complete=complete)
+
+
+def create_objects(
+    tree: ObjectTree,
+    args: list[str],
+    syntax: Syntax = Syntax.QEMU_SYSTEM,
+    *,
+    complete: bool = True,
+    warn: Callable[[str, str], None] | None = None,
+) -> list[Object]:
+    """Create the objects of ``-object`` options, in order, as :func:`process` does.
+
+    :raises HelpRequestError: an option asks for help; the exception holds the text.
+    :raises QomprError: what QEMU would report, located as QEMU locates it.
+    """
+    answer = process(tree, args, syntax, complete=complete, warn=warn)
+    if isinstance(answer, HelpText):
+        raise HelpRequestError(answer.text)
+    return answer

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Generic
+from typing import Self
 from typing import TypeVar
 from typing import overload
 
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+ObjectT = TypeVar("ObjectT", bound="Object")
 JSONValue = Any
 
 
@@ -97,10 +99,10 @@ class Property(Generic[T]):
 
     # -- descriptor protocol -------------------------------------------------------------
     @overload
-    def __get__(self, obj: None, owner: type) -> Property[T]: ...
+    def __get__(self, obj: None, owner: type) -> Self: ...
     @overload
     def __get__(self, obj: Object, owner: type) -> T: ...
-    def __get__(self, obj: Object | None, owner: type) -> Property[T] | T:
+    def __get__(self, obj: Object | None, owner: type) -> Self | T:
         if obj is None:
             return self
         return self.get(obj)
@@ -332,26 +334,43 @@ class EnumProperty(Property[str]):
         return self.from_string(value, Flavour.JSON, key=key)
 
 
-class LinkProperty(Property["Object | None"]):
+class LinkProperty(Property["ObjectT | None"]):
     """A ``link<TYPE>`` property: a reference to another object, set by path or id.
+
+    Give the target as a class to have the attribute typed (``LinkProperty(PRManager)``
+    reads as ``PRManager | None``), or as a QOM type name (``LinkProperty("pr-manager")``
+    reads as ``Object | None``).  With a class, the target must also be an instance of it:
+    true of every QOM subtype; an interface implemented by name only needs the name form.
 
     The target counts as *in use* while linked (see :meth:`Object.can_be_deleted`).
 
-    :param target_type: the QOM type the target must be (``is_a``).
+    :param target: the QOM type the target must be (``is_a``), or the class implementing it.
     """
 
     json_type = "string"
 
-    def __init__(self, target_type: str, **kwargs: Any) -> None:
+    @overload
+    def __init__(self: LinkProperty[Object], target: str, **kwargs: Any) -> None: ...
+    @overload
+    def __init__(self, target: type[ObjectT], **kwargs: Any) -> None: ...
+    def __init__(self, target: str | type[ObjectT], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.target_type = target_type
-        self.type_name = f"link<{target_type}>"
+        if isinstance(target, str):
+            self.target_class: type[Object] | None = None
+            self.target_type = target
+        else:
+            self.target_class = target
+            self.target_type = target.__qom_info__.name
+        self.type_name = f"link<{self.target_type}>"
 
-    def empty(self) -> Object | None:
+    def empty(self) -> ObjectT | None:
         return None
 
-    def check(self, obj: Object, value: Object | None) -> Object | None:
-        if value is not None and not value.is_a(self.target_type):
+    def check(self, obj: Object, value: ObjectT | None) -> ObjectT | None:
+        if value is not None and not (
+            value.is_a(self.target_type)
+            and (self.target_class is None or isinstance(value, self.target_class))
+        ):
             raise ObjectError(
                 f"Invalid parameter type for '{self.name}', expected: {self.target_type}"
             )
@@ -362,13 +381,13 @@ class LinkProperty(Property["Object | None"]):
             value._users.add(id(obj))
         return value
 
-    def from_string(self, text: str, flavour: Flavour, *, key: str | None = None) -> Object | None:
+    def from_string(self, text: str, flavour: Flavour, *, key: str | None = None) -> ObjectT | None:
         # A path becomes an object only against a tree: ObjectTree.resolve_link does it, and
         # the -object visit keeps link values as path strings until then.
         raise TypeError("link values are resolved by ObjectTree.resolve_link(), not converted")
 
-    def to_json(self, value: Object | None) -> JSONValue:
+    def to_json(self, value: ObjectT | None) -> JSONValue:
         return value.canonical_path if value is not None else ""
 
-    def to_string(self, value: Object | None) -> str:
+    def to_string(self, value: ObjectT | None) -> str:
         return value.canonical_path if value is not None else ""

@@ -95,7 +95,7 @@ class ObjectTree:
             raise ObjectError(f"Path '{path}' does not uniquely identify an object")
         return found[0] if found else None
 
-    def resolve_link(self, obj: Object, prop: LinkProperty, path: str) -> Object | None:
+    def resolve_link(self, obj: Object, prop: LinkProperty[Any], path: str) -> Object | None:
         """What QEMU's link setter does with a path string (empty string clears the link)."""
         if path == "":
             return None
