@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""SG_IO through ctypes and qemu-pr-helper's mapping of its outcome (facts §1.7-1.8)."""
+"""SG_IO through ctypes: the raw outcome (its SCSI meaning: tests/managers/test_sgio.py)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,11 @@ import os
 import socket
 from pathlib import Path
 
-import pytest
-
-from qompr.daemon._backends import sgio_cannot_block
 from qompr.linux import sgio
+from qompr.linux.fdkind import sgio_cannot_block
 from qompr.linux.sgio import Direction
-from qompr.linux.sgio import SgIoOutcome
-from qompr.linux.sgio import map_outcome
-from qompr.linux.sgio import pr_helper_sgio
-from qompr.linux.sgio import sense_from_errno
-from qompr.linux.sgio import sense_from_host_status
+from qompr.linux.sgio import pr_sg_io
 from qompr.linux.sgio import sg_io
-from qompr.scsi import ScsiStatus
-from qompr.scsi import SenseCode
-
-CHECK = ScsiStatus.CHECK_CONDITION
 
 
 def test_header_layout_is_the_kernels() -> None:
@@ -32,109 +22,13 @@ def test_header_layout_is_the_kernels() -> None:
     assert sgio._SgIoHdr.resid.offset == 72
 
 
-@pytest.mark.parametrize(
-    ("err", "status", "code"),
-    [
-        (0, ScsiStatus.GOOD, None),
-        (errno.EDOM, ScsiStatus.TASK_SET_FULL, None),
-        (errno.EBADE, ScsiStatus.RESERVATION_CONFLICT, None),
-        (errno.ENODATA, CHECK, SenseCode.READ_ERROR),
-        (errno.EREMOTEIO, CHECK, SenseCode.TARGET_FAILURE),
-        (errno.ENODEV, CHECK, SenseCode.TARGET_FAILURE),  # current QEMU, Linux only
-        (errno.ENXIO, CHECK, SenseCode.IO_ERROR),  # SG_IO on an offline /dev/sgN
-        (errno.ENOMEDIUM, CHECK, SenseCode.NO_MEDIUM),
-        (errno.ENOMEM, CHECK, SenseCode.TARGET_FAILURE),
-        (errno.EINVAL, CHECK, SenseCode.INVALID_FIELD),
-        (errno.ENOSPC, CHECK, SenseCode.SPACE_ALLOC_FAILED),
-        (errno.ENOTTY, CHECK, SenseCode.IO_ERROR),
-        (errno.EIO, CHECK, SenseCode.IO_ERROR),
-        (errno.EPERM, CHECK, SenseCode.IO_ERROR),
-    ],
-)
-def test_errno_mapping(err: int, status: ScsiStatus, code: SenseCode | None) -> None:
-    assert sense_from_errno(err) == (status, code)
-    if err != errno.ENODEV:  # the one entry QEMU 7.2 does not have
-        assert sense_from_errno(err, qemu_7_2=True) == (status, code)
-
-
-def test_qemu_7_2_has_no_enodev_entry() -> None:
-    # qemu-pr-helper 7.2 on an offline /dev/sdX (SG_IO fails with ENODEV) answers I/O
-    # PROCESS TERMINATED, the default (tests/vm/test_pr_helper.py); later QEMU added
-    # ENODEV -> TARGET FAILURE
-    assert sense_from_errno(errno.ENODEV, qemu_7_2=True) == (CHECK, SenseCode.IO_ERROR)
-
-
-@pytest.mark.parametrize(
-    ("host", "status", "code"),
-    [
-        (0x01, CHECK, SenseCode.LUN_NOT_RESPONDING),
-        (0x02, ScsiStatus.BUSY, None),
-        (0x03, CHECK, SenseCode.COMMAND_TIMEOUT),
-        (0x04, CHECK, SenseCode.LUN_COMM_FAILURE),
-        (0x05, CHECK, SenseCode.COMMAND_ABORTED),
-        (0x07, ScsiStatus.GOOD, None),  # DID_ERROR falls through to GOOD, as in QEMU
-        (0x08, CHECK, SenseCode.RESET),
-        (0x0E, CHECK, SenseCode.I_T_NEXUS_LOSS),
-        (0x10, CHECK, SenseCode.TARGET_FAILURE),
-        (0x11, ScsiStatus.RESERVATION_CONFLICT, None),
-        (0x12, CHECK, SenseCode.SPACE_ALLOC_FAILED),
-        (0x13, CHECK, SenseCode.READ_ERROR),
-        (0x0B, ScsiStatus.GOOD, None),
-    ],
-)
-def test_host_status_mapping(host: int, status: ScsiStatus, code: SenseCode | None) -> None:
-    assert sense_from_host_status(host) == (status, code)
-
-
-def test_outcome_precedence_and_transfer_size() -> None:
-    kernel_sense = bytes([0x72, 0x06, 0x29, 0x00]).ljust(96, b"\0")
-    # errno first; built sense overwrites 18 bytes of the zeroed buffer.
-    status, sense, size = map_outcome(SgIoOutcome(errno.EINVAL, host_status=3), 8192)
-    assert (status, sense, size) == (2, SenseCode.INVALID_FIELD.to_bytes().ljust(96, b"\0"), 0)
-    # then host status
-    assert map_outcome(SgIoOutcome(0, status=0, host_status=0x02, resid=5), 100)[::2] == (8, 0)
-    # then the driver-timeout bit, tested as a mask
-    assert map_outcome(SgIoOutcome(0, driver_status=0x16), 100)[0] == ScsiStatus.BUSY
-    # else the device's status and sense pass through; GOOD subtracts the residue
-    assert map_outcome(SgIoOutcome(0, 2, sense=kernel_sense), 100) == (2, kernel_sense, 0)
-    assert map_outcome(SgIoOutcome(0, 0, resid=92), 100)[2] == 8
-
-
-@pytest.mark.parametrize(
-    ("err", "current"),
-    [(errno.ENODEV, SenseCode.TARGET_FAILURE), (errno.ENXIO, SenseCode.IO_ERROR)],
-)
-def test_offline_device_errnos(
-    monkeypatch: pytest.MonkeyPatch, err: int, current: SenseCode
-) -> None:
-    """SG_IO on an fd of an offline SCSI device fails: ENODEV from sd, ENXIO from sg.  The
-    real qemu-pr-helper 7.2 answers both with I/O PROCESS TERMINATED (0B/00/06) and 78 zero
-    bytes (seen on LIO in tests/vm/test_pr_helper.py); so must the daemon's path.
-    pr-manager-direct maps as current QEMU: ENODEV is TARGET FAILURE there."""
-
-    def failing_ioctl(fd: int, request: int, arg: int) -> int:
-        ctypes.set_errno(err)
-        return -1
-
-    monkeypatch.setattr(sgio, "_ioctl", failing_ioctl)
-    expected = (2, SenseCode.IO_ERROR.to_bytes().ljust(96, b"\0"))
-    assert pr_helper_sgio(7, bytes([0x5E]).ljust(16, b"\0")) == (*expected, b"")
-    assert pr_helper_sgio(7, bytes([0x5F]).ljust(16, b"\0"), bytes(24)) == (*expected, b"")
-    # pr-manager-direct's path (sg_io + map_outcome)
-    outcome = sg_io(7, bytes([0x5E]).ljust(10, b"\0"), Direction.FROM_DEV, data_in_size=8)
-    assert outcome.errno == err
-    assert map_outcome(outcome, 8, qemu_7_2=True) == (*expected, 0)
-    assert map_outcome(outcome, 8) == (2, current.to_bytes().ljust(96, b"\0"), 0)
-
-
 def test_sg_io_on_a_non_scsi_fd_fails_with_enotty() -> None:
     fd = os.open("/dev/null", os.O_RDWR)
     try:
         outcome = sg_io(fd, bytes([0x12, 0, 0, 0, 36, 0]), Direction.FROM_DEV, data_in_size=36)
         assert outcome.errno == errno.ENOTTY
-        assert pr_helper_sgio(fd, bytes([0x5E]).ljust(16, b"\0")) == (
-            2, SenseCode.IO_ERROR.to_bytes().ljust(96, b"\0"), b""
-        )  # fmt: skip
+        failed = pr_sg_io(fd, bytes([0x5E]).ljust(16, b"\0"))
+        assert (failed.errno, failed.sense) == (errno.ENOTTY, bytes(96))
     finally:
         os.close(fd)
 
@@ -143,9 +37,7 @@ def test_sg_io_on_a_closed_fd_is_ebadf_and_io_error() -> None:
     fd = os.open("/dev/null", os.O_RDWR)
     os.close(fd)
     assert sg_io(fd, bytes(6), Direction.NONE).errno == errno.EBADF
-    assert pr_helper_sgio(fd, bytes([0x5F]).ljust(16, b"\0"), bytes(24))[1][:18] == (
-        SenseCode.IO_ERROR.to_bytes()
-    )
+    assert pr_sg_io(fd, bytes([0x5F]).ljust(16, b"\0"), bytes(24)).errno == errno.EBADF
 
 
 def test_which_fds_may_run_sg_io_on_the_loop(tmp_path: Path) -> None:

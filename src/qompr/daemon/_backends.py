@@ -27,9 +27,9 @@ from qompr.linux import PeerCredentials
 from qompr.linux.devmapper import is_multipath
 from qompr.linux.devmapper import open_control
 from qompr.linux.fdkind import sgio_cannot_block
-from qompr.linux.sgio import pr_helper_sgio
 from qompr.managers import ClientIdentity
 from qompr.managers import PRManager
+from qompr.managers._sgio import pr_helper_sgio
 from qompr.protocol import HelperRequest
 from qompr.scsi import Nexus
 from qompr.scsi import ScsiStatus
@@ -67,7 +67,8 @@ class SgIoBackend:
     """``SG_IO`` on the passed fd, whatever it is (qemu-pr-helper built without multipath)."""
 
     def __call__(self, request: HelperRequest, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
-        return pr_helper_sgio(request.fd, request.cdb, request.data)
+        result = pr_helper_sgio(request.fd, request.cdb, request.data)
+        return int(result.status), result.sense, result.data
 
     def cannot_block(self, request: HelperRequest) -> bool:
         """The ioctl fails at once on this fd (not a device: see :func:`sgio_cannot_block`);

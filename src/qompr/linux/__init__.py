@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """Linux-only pieces, through the standard library and ctypes (no new dependency).
 
-* :mod:`qompr.linux.sgio`: the ``SG_IO`` ioctl and qemu-pr-helper's status/sense mapping;
+* :mod:`qompr.linux.sgio`: the ``SG_IO`` ioctl (its SCSI meaning is the managers':
+  :mod:`qompr.managers._sgio`);
 * :mod:`qompr.linux.caps`: capability and id dropping as libcap-ng's ``capng_change_id``;
 * :mod:`qompr.linux.systemd`: socket activation and ``sd_notify``;
 * :mod:`qompr.linux.devmapper`: is an fd a dm-multipath map (qemu-pr-helper's ``is_mpath``);

@@ -1,36 +1,30 @@
 # SPDX-License-Identifier: MIT
-"""The SG_IO ioctl through ctypes, and how qemu-pr-helper turns its outcome into SCSI status.
+"""The SG_IO ioctl through ctypes: the raw outcome, no SCSI policy.
 
-:func:`sg_io` issues one ``SG_IO`` (``<scsi/sg.h>``) and reports the raw outcome;
-:func:`pr_helper_sgio` does what qemu-pr-helper 7.2's ``do_sgio_worker`` does for a PR command
-on a non-multipath fd, mapping errno, host status and driver status as QEMU's
-``scsi_sense_from_errno`` / ``scsi_sense_from_host_status`` do (qemu-pr-facts.md §1.7-1.8).
-The ioctl releases the GIL, so callers can run it in worker threads.
+:func:`sg_io` issues one ``SG_IO`` (``<scsi/sg.h>``) with the caller's parameters;
+:func:`pr_sg_io` issues it as qemu-pr-helper's ``do_sgio_worker`` does for a PR command
+(``cmd_len`` 16, a 1 ms timeout, an 8192-byte data-in buffer), with buffers prepared once per
+thread.  What an outcome means as SCSI status and sense (QEMU's errno and host-status tables)
+is the managers' business: :mod:`qompr.managers._sgio`.  The ioctl releases the GIL, so
+callers can run it in worker threads.
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
-import errno
 import threading
 from typing import Final
 
 import attrs
 
-from qompr.scsi import HostStatus
-from qompr.scsi import ScsiStatus
-from qompr.scsi import SenseCode
-
 __all__ = [
+    "PR_TIMEOUT_MS",
     "SG_ERR_DRIVER_TIMEOUT",
     "SG_IO",
     "Direction",
     "SgIoOutcome",
-    "map_outcome",
-    "pr_helper_sgio",
-    "sense_from_errno",
-    "sense_from_host_status",
+    "pr_sg_io",
     "sg_io",
 ]
 
@@ -38,6 +32,8 @@ __all__ = [
 SG_IO: Final = 0x2285
 #: ``SG_ERR_DRIVER_TIMEOUT``; QEMU tests ``driver_status`` against it as a bit mask.
 SG_ERR_DRIVER_TIMEOUT: Final = 0x06
+#: qemu-pr-helper's ``timeout`` (ms); the block layer raises it to 7 s on /dev/sdX.
+PR_TIMEOUT_MS: Final = 1
 _SENSE_SIZE: Final = 96
 _DATA_SIZE: Final = 8192
 
@@ -118,7 +114,7 @@ class _Buffers(threading.local):
         self.ready = False
 
     def prepare(self) -> None:
-        """Fill the fields :func:`pr_helper_sgio` never changes."""
+        """Fill the fields :func:`pr_sg_io` never changes."""
         hdr = self.hdr
         ctypes.memset(self.hdr_address, 0, ctypes.sizeof(hdr))
         hdr.interface_id = ord("S")
@@ -127,7 +123,7 @@ class _Buffers(threading.local):
         hdr.cmdp = ctypes.addressof(self.cdb)
         hdr.sbp = ctypes.addressof(self.sense)
         hdr.dxferp = ctypes.addressof(self.data)
-        hdr.timeout = 1
+        hdr.timeout = PR_TIMEOUT_MS
         self.ready = True
 
 
@@ -157,7 +153,7 @@ def sg_io(
     :returns: the raw outcome; nothing is raised for a failing ioctl.
     """
     bufs = _buffers
-    bufs.ready = False  # sg_io sets every field; pr_helper_sgio must prepare again
+    bufs.ready = False  # sg_io sets every field; pr_sg_io must prepare again
     hdr = bufs.hdr
     ctypes.memset(ctypes.addressof(hdr), 0, ctypes.sizeof(hdr))
     ctypes.memset(bufs.sense, 0, _SENSE_SIZE)
@@ -194,122 +190,22 @@ def sg_io(
     )
 
 
-def sense_from_errno(err: int, *, qemu_7_2: bool = False) -> tuple[ScsiStatus, SenseCode | None]:
-    """QEMU's ``scsi_sense_from_errno`` (Linux build): the status and sense for an errno.
-
-    :param err: an errno value (0 for success).
-    :param qemu_7_2: QEMU 7.2's table, which has no ENODEV case: an offline /dev/sdX (SG_IO
-        fails with ENODEV) is I/O PROCESS TERMINATED there, TARGET FAILURE in current QEMU.
-    :returns: the status, and the sense code when it is CHECK CONDITION.
-    """
-    if err == 0:
-        return ScsiStatus.GOOD, None
-    if err == errno.EDOM:
-        return ScsiStatus.TASK_SET_FULL, None
-    if err == errno.EBADE:
-        return ScsiStatus.RESERVATION_CONFLICT, None
-    if err == errno.ENODEV and not qemu_7_2:
-        # Current QEMU, Linux only (where ENODEV is not ENOMEDIUM); 7.2 takes the default,
-        # as the real qemu-pr-helper 7.2 answers on LIO (tests/vm/test_pr_helper.py).
-        return ScsiStatus.CHECK_CONDITION, SenseCode.TARGET_FAILURE
-    code = _ERRNO_SENSE.get(err, SenseCode.IO_ERROR)
-    return ScsiStatus.CHECK_CONDITION, code
-
-
-_ERRNO_SENSE: dict[int, SenseCode] = {
-    errno.EREMOTEIO: SenseCode.TARGET_FAILURE,
-    errno.ENODATA: SenseCode.READ_ERROR,
-    errno.ENOMEDIUM: SenseCode.NO_MEDIUM,
-    errno.ENOMEM: SenseCode.TARGET_FAILURE,
-    errno.EINVAL: SenseCode.INVALID_FIELD,
-    errno.ENOSPC: SenseCode.SPACE_ALLOC_FAILED,
-}
-
-
-def sense_from_host_status(host_status: int) -> tuple[ScsiStatus, SenseCode | None]:
-    """QEMU's ``scsi_sense_from_host_status``.
-
-    As in QEMU, a host status it does not list (0x07 ``DID_ERROR`` among them) reads as GOOD;
-    qompr keeps that quirk so its answers match qemu-pr-helper's.
-
-    :param host_status: ``sg_io_hdr.host_status``.
-    :returns: the status, and the sense code when it is CHECK CONDITION.
-    """
-    if host_status == HostStatus.BUSY:
-        return ScsiStatus.BUSY, None
-    if host_status == HostStatus.RESERVATION_ERROR:
-        return ScsiStatus.RESERVATION_CONFLICT, None
-    code = _HOST_SENSE.get(host_status)
-    if code is None:
-        return ScsiStatus.GOOD, None
-    return ScsiStatus.CHECK_CONDITION, code
-
-
-_HOST_SENSE: dict[int, SenseCode] = {
-    HostStatus.NO_LUN: SenseCode.LUN_NOT_RESPONDING,
-    HostStatus.TIME_OUT: SenseCode.COMMAND_TIMEOUT,
-    HostStatus.BAD_RESPONSE: SenseCode.LUN_COMM_FAILURE,
-    HostStatus.ABORTED: SenseCode.COMMAND_ABORTED,
-    HostStatus.RESET: SenseCode.RESET,
-    HostStatus.TRANSPORT_DISRUPTED: SenseCode.I_T_NEXUS_LOSS,
-    HostStatus.TARGET_FAILURE: SenseCode.TARGET_FAILURE,
-    HostStatus.ALLOCATION_FAILURE: SenseCode.SPACE_ALLOC_FAILED,
-    HostStatus.MEDIUM_ERROR: SenseCode.READ_ERROR,
-}
-
-
-def map_outcome(
-    outcome: SgIoOutcome, size: int, *, qemu_7_2: bool = False
-) -> tuple[int, bytes, int]:
-    """``do_sgio_worker``'s decision: (status, 96 sense bytes, bytes transferred).
-
-    :param outcome: what :func:`sg_io` returned.
-    :param size: the ``dxfer_len`` that was asked for.
-    :param qemu_7_2: map errno with QEMU 7.2's table (see :func:`sense_from_errno`).
-    """
-    sense = outcome.sense.ljust(_SENSE_SIZE, b"\0")
-    code: SenseCode | None
-    if outcome.errno:
-        status, code = sense_from_errno(outcome.errno, qemu_7_2=qemu_7_2)
-    elif outcome.host_status:
-        status, code = sense_from_host_status(outcome.host_status)
-    elif outcome.driver_status & SG_ERR_DRIVER_TIMEOUT:
-        status, code = ScsiStatus.BUSY, None
-    else:
-        return outcome.status, sense, (size - outcome.resid) if outcome.status == 0 else 0
-    if code is not None:
-        # scsi_build_sense writes 18 bytes over the zeroed buffer; the kernel's sense (if
-        # any) beyond them is kept, as in QEMU.
-        sense = code.to_bytes() + sense[18:]
-    return int(status), sense, (size - outcome.resid) if status == ScsiStatus.GOOD else 0
-
-
 _ZERO_SENSE = bytes(_SENSE_SIZE)
-# For the errnos a non-SCSI fd gives (ENOTTY, EINVAL, ...): (status, 96 sense bytes), built
-# once.  The sense buffer was zeroed before the call and the kernel wrote nothing into it.
-_ERRNO_ANSWERS: dict[int, tuple[int, bytes]] = {}
+# A failed ioctl wrote nothing into the zeroed sense buffer: one outcome per errno will do.
+_FAILED: dict[int, SgIoOutcome] = {}
 
 
-def _errno_answer(err: int) -> tuple[int, bytes]:
-    answer = _ERRNO_ANSWERS.get(err)
-    if answer is None:
-        status, code = sense_from_errno(err, qemu_7_2=True)
-        sense = code.to_bytes().ljust(_SENSE_SIZE, b"\0") if code is not None else _ZERO_SENSE
-        answer = _ERRNO_ANSWERS[err] = (int(status), sense)
-    return answer
+def pr_sg_io(fd: int, cdb: bytes, data: bytes = b"") -> SgIoOutcome:
+    """One ``SG_IO`` as qemu-pr-helper 7.2's ``do_sgio_worker`` issues a PR command.
 
-
-def pr_helper_sgio(fd: int, cdb: bytes, data: bytes = b"") -> tuple[int, bytes, bytes]:
-    """Run a PR command on *fd* exactly as qemu-pr-helper 7.2's ``do_sgio_worker`` does.
-
-    PR IN goes out with an 8192-byte buffer whatever the allocation length (the caller cuts
-    the answer to it); PR OUT with the parameter list.  ``cmd_len`` is 16 and the timeout
-    1 ms.  (qemu-pr-helper's read-only-fd check for PR OUT comes before this call.)
+    PR IN (any opcode but 5Fh) goes out with an 8192-byte buffer whatever the allocation
+    length (the caller cuts the answer to it); PR OUT with the parameter list.  ``cmd_len``
+    is 16 and the timeout :data:`PR_TIMEOUT_MS`.
 
     :param fd: the logical unit's fd.
     :param cdb: the 16-byte CDB.
-    :param data: the PR OUT parameter list.
-    :returns: (status, 96 sense bytes, data-in) with data-in cut to what was transferred.
+    :param data: the PR OUT parameter list (at most 8192 bytes).
+    :returns: the outcome; its data is the whole buffer (cut it by :attr:`~SgIoOutcome.resid`).
     """
     bufs = _buffers
     hdr = bufs.hdr
@@ -328,9 +224,12 @@ def pr_helper_sgio(fd: int, cdb: bytes, data: bytes = b"") -> tuple[int, bytes, 
     hdr.dxfer_len = size
     hdr.resid = 0
     if _ioctl(fd, SG_IO, bufs.hdr_address) < 0:
-        status, sense = _errno_answer(ctypes.get_errno())
-        return status, sense, b""
-    outcome = SgIoOutcome(
+        err = ctypes.get_errno()
+        outcome = _FAILED.get(err)
+        if outcome is None:
+            outcome = _FAILED[err] = SgIoOutcome(err, sense=_ZERO_SENSE)
+        return outcome
+    return SgIoOutcome(
         0,
         hdr.status,
         hdr.host_status,
@@ -339,8 +238,3 @@ def pr_helper_sgio(fd: int, cdb: bytes, data: bytes = b"") -> tuple[int, bytes, 
         bufs.sense.raw,
         bufs.data.raw[:size] if data_in else b"",
     )
-    status, sense, transferred = map_outcome(outcome, size, qemu_7_2=True)
-    if not data_in:
-        return status, sense, b""
-    transferred = max(0, min(transferred, _DATA_SIZE))
-    return status, sense, outcome.data[:transferred]

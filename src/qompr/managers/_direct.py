@@ -5,7 +5,8 @@ What qemu-pr-helper does for a non-multipath fd (``do_sgio_worker``), as a manag
 privileged process can use in-process: a PR OUT on an fd opened read-only is refused with
 INVALID COMMAND OPERATION CODE without reaching the device; PR IN goes out with an 8192-byte
 buffer and the answer is cut to the CDB's allocation length; errno, host status and driver
-status become status and sense as current QEMU maps them (:func:`qompr.linux.sgio.map_outcome`;
+status become status and sense as current QEMU maps them
+(:func:`qompr.managers._sgio.map_outcome`;
 the daemon uses QEMU 7.2's errno table, the release it is compared with byte for byte).
 
 Unlike qemu-pr-helper, the timeout is a property (qemu-pr-helper passes 1 ms, which the block
@@ -32,11 +33,11 @@ from typing import final
 from qompr.linux.fdkind import sgio_cannot_block
 from qompr.linux.sgio import Direction
 from qompr.linux.sgio import SgIoOutcome
-from qompr.linux.sgio import map_outcome
 from qompr.linux.sgio import sg_io
 from qompr.managers._base import PR_OUT
 from qompr.managers._base import TEST_UNIT_READY_CDB
 from qompr.managers._base import PRManager
+from qompr.managers._sgio import map_outcome
 from qompr.qom import IntProperty
 from qompr.scsi import HostStatus
 from qompr.scsi import Nexus

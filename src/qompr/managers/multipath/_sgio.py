@@ -5,7 +5,8 @@ qemu-pr-helper sends TEST UNIT READY on the multipath fd when libmpathpersist re
 that swallowed the device's sense (``mpath_reconstruct_sense``); the multipath target passes
 the SG_IO on to one of its paths.  The ioctl and qemu-pr-helper's mapping of its outcome
 (errno, then host status, then the driver timeout bit, then the device's status with the
-kernel's sense; qemu-pr-facts.md §1.7, §1.8) are those of :mod:`qompr.linux.sgio`.
+kernel's sense; qemu-pr-facts.md §1.7, §1.8) are :mod:`qompr.linux.sgio` and
+:mod:`qompr.managers._sgio`.
 
 Fixed here: qemu-pr-helper passes a 6-byte CDB array with ``cmd_len`` 16, so the kernel reads
 10 bytes past it (hazard §1.14); qompr sends ``cmd_len`` 6.
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 from qompr.linux.sgio import Direction
 from qompr.linux.sgio import SgIoOutcome
-from qompr.linux.sgio import map_outcome
 from qompr.linux.sgio import sg_io
+from qompr.managers._sgio import map_outcome
 from qompr.scsi import Opcode
 from qompr.scsi import ScsiResult
 from qompr.scsi import ScsiStatus
