@@ -44,7 +44,6 @@ from qompr.cli.sglib.numbers import scan_hex
 from qompr.cli.sglib.texts import exit_text
 from qompr.cli.sglib.texts import sense_text
 from qompr.daemon import HelperServer
-from qompr.daemon import ManagerBackend
 from qompr.managers import PRManager
 from qompr.options import process
 from qompr.qom import IntProperty
@@ -873,7 +872,7 @@ def helper_socket(tmp_path: Path) -> Iterator[str]:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen()
-    server = HelperServer(listener, backend=ManagerBackend(objects[0]))
+    server = HelperServer(listener, backend=objects[0])
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     yield path

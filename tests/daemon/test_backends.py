@@ -15,18 +15,22 @@ from collections.abc import Iterator
 
 import pytest
 
-from qompr.daemon import DefaultBackend
-from qompr.daemon import SgIoBackend
+from qompr.daemon import PRHelperDefault
 from qompr.daemon import _backends
+from qompr.daemon import default_executor
+from qompr.daemon import sgio_executor
 from qompr.errors import ConnectError
+from qompr.linux.caps import Capability
+from qompr.managers import ClientIdentity
+from qompr.managers import PRManager
 from qompr.managers.multipath import PrinResp
 from qompr.managers.multipath import PRManagerMultipath
 from qompr.managers.multipath import ProutParamStorage
 from qompr.managers.multipath import _manager
-from qompr.protocol import HelperRequest
 from qompr.scsi import PrInCdb
 from qompr.scsi import PrOutCdb
 from qompr.scsi import PrOutParameters
+from qompr.scsi import ScsiResult
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
 
@@ -110,8 +114,8 @@ def device() -> Iterator[int]:
     os.close(fd)
 
 
-def read_keys(fd: int) -> HelperRequest:
-    return HelperRequest(PrInCdb(0, 64).to_bytes(), fd)
+def read_keys() -> bytes:
+    return PrInCdb(0, 64).to_bytes(size=16)
 
 
 def is_open(fd: int) -> bool:
@@ -122,6 +126,10 @@ def is_open(fd: int) -> bool:
     return True
 
 
+def needs_sys_admin(executor: PRManager) -> bool:
+    return Capability.CAP_SYS_ADMIN in executor.required_capabilities()
+
+
 def test_without_device_mapper_every_fd_gets_sg_io(
     monkeypatch: pytest.MonkeyPatch, device: int
 ) -> None:
@@ -129,18 +137,18 @@ def test_without_device_mapper_every_fd_gets_sg_io(
         raise ConnectError("Cannot open /dev/mapper/control: No such file or directory")
 
     monkeypatch.setattr(_backends, "open_control", no_control)
-    backend = DefaultBackend.probe()
-    assert backend.multipath is None and not backend.needs_sys_admin
+    executor = default_executor()
+    assert not isinstance(executor, PRHelperDefault) and not needs_sys_admin(executor)
     # exactly what a qemu-pr-helper built without multipath answers
-    assert backend(read_keys(device), None) == SgIoBackend()(read_keys(device), None)
+    assert executor.execute(device, read_keys()) == sgio_executor().execute(device, read_keys())
 
 
 def test_without_libmpathpersist_every_fd_gets_sg_io_and_control_is_closed(
     library: FakeLibrary, control: list[int]
 ) -> None:
     library.init_error = ConnectError("Cannot load libmpathpersist.so.0")
-    backend = DefaultBackend.probe()
-    assert backend.multipath is None and not backend.needs_sys_admin
+    executor = default_executor()
+    assert not isinstance(executor, PRHelperDefault) and not needs_sys_admin(executor)
     assert len(control) == 1 and not is_open(control[0])
 
 
@@ -148,38 +156,46 @@ def test_multipath_support_does_not_wait_for_multipathd(
     library: FakeLibrary, control: list[int], caplog: pytest.LogCaptureFixture
 ) -> None:
     # qemu-pr-helper does not ask multipathd at start-up either; it may start later
-    backend = DefaultBackend.probe(verbose=3, noisy=True)
-    assert isinstance(backend.multipath, PRManagerMultipath)
-    assert backend.needs_sys_admin
-    assert backend.multipath.verbose == 3 and backend.multipath.noisy
-    assert not backend.multipath.require_multipathd
+    executor = default_executor(verbose=3, noisy=True)
+    assert isinstance(executor, PRHelperDefault)
+    assert isinstance(executor.multipath, PRManagerMultipath)
+    assert needs_sys_admin(executor)
+    assert executor.multipath.verbose == 3 and executor.multipath.noisy
+    assert not executor.multipath.require_multipathd
     assert "multipathd is not reachable" in caplog.text
-    backend.close()
+    executor.close()
     assert not is_open(control[0])
 
 
 @pytest.fixture
-def backend(library: FakeLibrary, control: list[int]) -> Iterator[DefaultBackend]:
-    backend = DefaultBackend.probe()
-    yield backend
-    backend.close()
+def executor(library: FakeLibrary, control: list[int]) -> Iterator[PRHelperDefault]:
+    executor = default_executor()
+    assert isinstance(executor, PRHelperDefault)
+    yield executor
+    executor.close()
 
 
 def test_a_multipath_fd_goes_to_libmpathpersist(
-    monkeypatch: pytest.MonkeyPatch, backend: DefaultBackend, library: FakeLibrary, device: int
+    monkeypatch: pytest.MonkeyPatch,
+    executor: PRHelperDefault,
+    library: FakeLibrary,
+    device: int,
 ) -> None:
     monkeypatch.setattr(_backends, "is_multipath", lambda fd, control: True)
-    status, sense, data = backend(read_keys(device), None)
-    assert (status, sense) == (ScsiStatus.GOOD, b"")
-    assert data[:24] == bytes.fromhex("00000005 00000010") + KEY.to_bytes(8, "big") * 2
+    result = executor.execute(device, read_keys())
+    assert (result.status, result.sense) == (ScsiStatus.GOOD, b"")
+    assert result.data[:24] == bytes.fromhex("00000005 00000010") + KEY.to_bytes(8, "big") * 2
     params = PrOutParameters(sa_key=KEY).to_bytes()
-    register = HelperRequest(PrOutCdb(0, 0, 0, len(params)).to_bytes(), device, params)
-    assert backend(register, None) == (ScsiStatus.GOOD, b"", b"")
+    register = PrOutCdb(0, 0, 0, len(params)).to_bytes(size=16)
+    assert executor.execute(device, register, params) == ScsiResult(ScsiStatus.GOOD)
     assert library.calls == [("in", device, 0), ("out", device, 0)]
 
 
 def test_any_other_fd_gets_sg_io(
-    monkeypatch: pytest.MonkeyPatch, backend: DefaultBackend, library: FakeLibrary, device: int
+    monkeypatch: pytest.MonkeyPatch,
+    executor: PRHelperDefault,
+    library: FakeLibrary,
+    device: int,
 ) -> None:
     asked: list[int] = []
 
@@ -188,13 +204,13 @@ def test_any_other_fd_gets_sg_io(
         return False
 
     monkeypatch.setattr(_backends, "is_multipath", is_multipath)
-    assert backend(read_keys(device), None) == SgIoBackend()(read_keys(device), None)
+    assert executor.execute(device, read_keys()) == sgio_executor().execute(device, read_keys())
     assert asked == [device] and library.calls == []
 
 
 def test_a_failing_device_mapper_test_is_an_answer_not_an_exit(
     monkeypatch: pytest.MonkeyPatch,
-    backend: DefaultBackend,
+    executor: PRHelperDefault,
     device: int,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -203,12 +219,29 @@ def test_a_failing_device_mapper_test_is_an_answer_not_an_exit(
         raise ConnectError("DM_TABLE_STATUS failed: Input/output error")
 
     monkeypatch.setattr(_backends, "is_multipath", broken)
-    status, sense, data = backend(read_keys(device), None)
-    assert status == ScsiStatus.CHECK_CONDITION
-    assert sense == SenseCode.LUN_COMM_FAILURE.to_bytes() and data == b""
+    result = executor.execute(device, read_keys())
+    assert result.status == ScsiStatus.CHECK_CONDITION
+    assert result.sense == SenseCode.LUN_COMM_FAILURE.to_bytes() and result.data == b""
     assert "DM_TABLE_STATUS failed" in caplog.text
 
 
-def test_a_manager_needs_the_control_fd() -> None:
+def test_a_manager_needs_the_control_fd(
+    library: FakeLibrary, control: list[int], executor: PRHelperDefault
+) -> None:
+    assert executor.multipath is not None
     with pytest.raises(ValueError, match="control fd"):
-        DefaultBackend(multipath=object())  # type: ignore[arg-type]
+        executor.attach(executor.multipath, -1)
+
+
+def test_the_executors_answer_the_manager_contract(device: int) -> None:
+    sgio = sgio_executor()
+    assert sgio.cannot_block(device)  # /dev/null: the ioctl fails at once
+    assert sgio.default_nexus is None
+    assert sgio.nexus_for_client(ClientIdentity(1, 0, 0)) is None
+    # TEST UNIT READY goes out as the PR commands do: ENOTTY on /dev/null, I/O PROCESS
+    # TERMINATED as qemu-pr-helper 7.2 maps it, all 96 sense bytes kept
+    tur = sgio.test_unit_ready(device)
+    assert (tur.status, tur.sense) == (
+        ScsiStatus.CHECK_CONDITION, SenseCode.IO_ERROR.to_bytes().ljust(96, b"\0")
+    )  # fmt: skip
+    assert sgio.execute(device, read_keys()).sense == tur.sense

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from qompr.daemon.main import DEFAULT_PIDFILE
-from qompr.daemon.main import DEFAULT_SOCKET
+from qompr.daemon._options import DEFAULT_PIDFILE
+from qompr.daemon._options import DEFAULT_SOCKET
+from qompr.daemon._options import parse_args
 from qompr.daemon.main import main
-from qompr.daemon.main import parse_args
 from qompr.testing import HelperProcess
 from qompr.testing import connected
 from qompr.testing import pr_in

@@ -13,12 +13,9 @@ from typing import TypeVar
 import pytest
 
 import qompr
-from qompr.daemon import ManagerBackend
-from qompr.daemon import SgIoBackend
 from qompr.managers import ClientIdentity
 from qompr.managers import PRManager
 from qompr.managers.emulated import PRManagerEmulated
-from qompr.protocol import HelperRequest
 from qompr.qom import ObjectTree
 from qompr.scsi import Nexus
 from qompr.scsi import ScsiResult
@@ -112,7 +109,7 @@ def test_protocol_errors_close_only_that_connection() -> None:
 
 def test_manager_backend_results_are_shaped_like_qemu_pr_helpers() -> None:
     manager = make(FakeManager, ScsiResult.good(bytes(range(100))))
-    with InProcessServer(backend=ManagerBackend(manager)) as srv, connected(srv.path) as sock:
+    with InProcessServer(backend=manager) as srv, connected(srv.path) as sock:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
             # The answer is cut to the allocation length.
@@ -134,7 +131,7 @@ def test_backend_exceptions_answer_target_failure() -> None:
         ) -> ScsiResult:
             raise RuntimeError("boom")
 
-    with InProcessServer(backend=ManagerBackend(make(Broken))) as srv, connected(srv.path) as sock:
+    with InProcessServer(backend=make(Broken)) as srv, connected(srv.path) as sock:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
             status, sense, _ = request(sock, pr_in(), fd)
@@ -153,7 +150,7 @@ def test_nexus_for_client_is_asked_once_per_connection() -> None:
             return Nexus(f"pid{client.pid}", 2)
 
     manager = make(ByCredentials)
-    with InProcessServer(backend=ManagerBackend(manager)) as srv, connected(srv.path) as sock:
+    with InProcessServer(backend=manager) as srv, connected(srv.path) as sock:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
             request(sock, pr_in(), fd)
@@ -183,7 +180,7 @@ def test_allow_lists_refuse_other_peers_before_the_handshake() -> None:
 
 def test_a_slow_command_does_not_hold_up_other_clients() -> None:
     slow = make(FakeManager, delay=1.0)
-    server = InProcessServer(backend=ManagerBackend(slow))
+    server = InProcessServer(backend=slow)
     with server as srv, connected(srv.path) as a, connected(srv.path) as b:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
@@ -200,7 +197,7 @@ def test_a_slow_command_does_not_hold_up_other_clients() -> None:
 
 def test_stop_lets_the_command_in_flight_answer_then_closes() -> None:
     slow = make(FakeManager, delay=0.5)
-    srv = InProcessServer(backend=ManagerBackend(slow))
+    srv = InProcessServer(backend=slow)
     with srv, connected(srv.path) as busy, connected(srv.path) as idle:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
@@ -227,7 +224,7 @@ def _refused(path: str) -> bool:
 
 def test_max_workers_bounds_commands_in_flight() -> None:
     slow = make(FakeManager, delay=0.3)
-    with InProcessServer(backend=ManagerBackend(slow), max_workers=2) as srv:
+    with InProcessServer(backend=slow, max_workers=2) as srv:
         socks = [socket.socket(socket.AF_UNIX) for _ in range(4)]
         fd = os.open("/dev/null", os.O_RDWR)
         try:
@@ -277,21 +274,15 @@ def test_idle_connections_cost_no_worker_threads() -> None:
 
 
 def test_requests_reach_the_backend_intact() -> None:
-    seen: list[HelperRequest] = []
-
-    class Backend(SgIoBackend):
-        def __call__(self, req: HelperRequest, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
-            seen.append(req)
-            return 0, b"", b"abc"
-
-    with InProcessServer(backend=Backend()) as srv, connected(srv.path) as sock:
+    manager = make(FakeManager, ScsiResult.good(b"abc"))
+    with InProcessServer(backend=manager) as srv, connected(srv.path) as sock:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
             assert request(sock, pr_in(3, action=1), fd) == (0, bytes(96), b"abc")
             assert request(sock, pr_out(30, action=6, type_=0x15), fd, bytes(range(30)))[0] == 0
         finally:
             os.close(fd)
-    assert [(r.cdb, r.data) for r in seen] == [
+    assert [(cdb, data) for cdb, data, _ in manager.calls] == [
         (pr_in(3, action=1), b""),
         (pr_out(30, action=6, type_=0x15), bytes(range(30))),
     ]
@@ -318,7 +309,7 @@ class _Recorder(FakeManager, qom_type="test-recorder-manager"):
 def test_a_manager_that_cannot_block_runs_on_the_loop(cannot_block: bool) -> None:
     manager = make(_Recorder)
     manager.promise = cannot_block
-    with InProcessServer(backend=ManagerBackend(manager)) as srv, connected(srv.path) as sock:
+    with InProcessServer(backend=manager) as srv, connected(srv.path) as sock:
         fd = os.open("/dev/null", os.O_RDWR)
         try:
             for _ in range(3):

@@ -1,17 +1,24 @@
 # SPDX-License-Identifier: MIT
-"""What executes the commands ``qompr-pr-helper`` receives.
+"""What executes the commands ``qompr-pr-helper`` receives: always a ``pr-manager``.
 
-* :class:`DefaultBackend` — qemu-pr-helper's own choice, made per command: a dm-multipath fd
+The server knows one executor abstraction, :class:`~qompr.managers.PRManager`, and asks it only
+what the manager contract declares (``execute``, ``cannot_block``, ``nexus_for_client``,
+``required_capabilities``, ``test_unit_ready``).  Without ``--backend`` it is one of these two:
+
+* :class:`PRHelperSgIo` — ``SG_IO`` on the passed fd as qemu-pr-helper 7.2 sends it
+  (:func:`qompr.managers._sgio.pr_helper_sgio`: its errno table, all 96 sense bytes, a 1 ms
+  timeout, on the calling thread): what a qemu-pr-helper built without multipath does, as
+  Debian's is;
+* :class:`PRHelperDefault` — qemu-pr-helper's own choice, made per command: a dm-multipath fd
   goes to ``pr-manager-multipath`` (libmpathpersist, so the REGISTER reaches every path and
-  multipathd learns the key), any other fd gets ``SG_IO`` (:func:`pr_helper_sgio`, the same
-  executor ``pr-manager-direct`` uses).  Without device-mapper or libmpathpersist it is the
-  executor of a qemu-pr-helper built without multipath (as Debian's is): ``SG_IO`` for all.
-* :class:`SgIoBackend` — ``SG_IO`` for every fd, never asking device-mapper.
-* :class:`ManagerBackend` — any ``pr-manager`` object (``--backend OBJECT-STRING``).
+  multipathd learns the key), any other fd gets the ``SG_IO`` above.  :func:`default_executor`
+  sets it up where device-mapper and libmpathpersist are, and gives a :class:`PRHelperSgIo`
+  where either is missing.
 
-Each may say, per request, that the command cannot block (``cannot_block``), and the server
-then runs it on its event loop: SG_IO on an fd that is not a device fails at once
-(:func:`sgio_cannot_block`), and a manager may promise it (``pr-manager-emulated`` in memory).
+With ``--backend OBJECT``, the manager that string creates is the executor itself.
+
+These two types live in a tree of their own (:func:`executor_tree`), not among the types
+``-object`` offers: they are qemu-pr-helper's behaviour, not a manager a user would create.
 """
 
 from __future__ import annotations
@@ -20,144 +27,129 @@ import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING
-from typing import Protocol
+from typing import TypeVar
 
 from qompr.errors import ConnectError
-from qompr.linux import PeerCredentials
 from qompr.linux.devmapper import is_multipath
 from qompr.linux.devmapper import open_control
 from qompr.linux.fdkind import sgio_cannot_block
-from qompr.managers import ClientIdentity
+from qompr.linux.sgio import PR_TIMEOUT_MS
+from qompr.linux.sgio import Direction
+from qompr.linux.sgio import sg_io
+from qompr.managers import TEST_UNIT_READY_CDB
 from qompr.managers import PRManager
+from qompr.managers._sgio import map_outcome
 from qompr.managers._sgio import pr_helper_sgio
-from qompr.protocol import HelperRequest
-from qompr.scsi import Nexus
-from qompr.scsi import ScsiStatus
+from qompr.qom import ObjectTree
+from qompr.qom import TypeRegistry
+from qompr.scsi import HELPER_CDB_SIZE
+from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
 
 if TYPE_CHECKING:
-    # Imported by probe() only where device-mapper is there: not every daemon start-up
-    # should pay for the manager packages.
+    # PRManagerMultipath is imported by default_executor() only where device-mapper is
+    # there: not every daemon start-up should pay for the manager and its library bindings.
+    from qompr.linux.caps import Capability
     from qompr.managers.multipath import PRManagerMultipath
+    from qompr.scsi import Nexus
 
-__all__ = ["Backend", "DefaultBackend", "ManagerBackend", "SgIoBackend", "sgio_cannot_block"]
+__all__ = [
+    "PRHelperDefault",
+    "PRHelperSgIo",
+    "default_executor",
+    "executor_tree",
+    "sgio_executor",
+]
 
 log = logging.getLogger("qompr.daemon")
 
 
-class Backend(Protocol):
-    """What executes a request: SG_IO on the fd (default) or a ``pr-manager`` object."""
+class PRHelperSgIo(PRManager, qom_type="qompr-pr-helper-sgio"):
+    """``SG_IO`` on the passed fd, whatever it is, exactly as qemu-pr-helper 7.2 sends it."""
 
-    def __call__(self, request: HelperRequest, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
-        """Run *request*; return (status, sense, data-in).  Must not close the fd."""
-        ...
+    def run(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        """One PR command (*nexus* is ignored: a real device knows its own)."""
+        if len(cdb) != HELPER_CDB_SIZE:
+            cdb = bytes(cdb[:HELPER_CDB_SIZE]).ljust(HELPER_CDB_SIZE, b"\0")
+        return pr_helper_sgio(fd, cdb, data)
 
-    def cannot_block(self, request: HelperRequest) -> bool:
-        """Where True, the server runs the command on its event loop instead of a worker
-        thread (no thread hop), so the backend must be sure the command finishes at once."""
-        ...
+    def cannot_block(self, fd: int) -> bool:
+        """True where the ioctl fails at once (a pipe, a socket, /dev/null, a local file):
+        the server then answers on its event loop, as fast as qemu-pr-helper would fail."""
+        return sgio_cannot_block(fd)
 
-    def nexus_for(self, peer: PeerCredentials) -> Nexus | None:
-        """The I_T nexus of a newly accepted client's commands (asked once per connection);
-        ``None``: the device knows its own."""
-        ...
-
-
-class SgIoBackend:
-    """``SG_IO`` on the passed fd, whatever it is (qemu-pr-helper built without multipath)."""
-
-    def __call__(self, request: HelperRequest, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
-        result = pr_helper_sgio(request.fd, request.cdb, request.data)
-        return int(result.status), result.sense, result.data
-
-    def cannot_block(self, request: HelperRequest) -> bool:
-        """The ioctl fails at once on this fd (not a device: see :func:`sgio_cannot_block`);
-        a dm-multipath fd is a block device, so :class:`DefaultBackend` keeps this too."""
-        return sgio_cannot_block(request.fd)
-
-    def nexus_for(self, peer: PeerCredentials) -> Nexus | None:
-        """``None``: a real device sees the host's own initiator."""
-        return None
-
-    def __repr__(self) -> str:
-        return "SgIoBackend()"
+    def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
+        """TEST UNIT READY through ``SG_IO``, sent and mapped as the PR commands are."""
+        outcome = sg_io(
+            fd,
+            TEST_UNIT_READY_CDB,
+            Direction.NONE,
+            cmd_len=len(TEST_UNIT_READY_CDB),
+            timeout_ms=PR_TIMEOUT_MS,
+        )
+        status, sense, _ = map_outcome(outcome, 0, qemu_7_2=True)
+        return ScsiResult(status, sense)
 
 
-class DefaultBackend(SgIoBackend):
-    """pr-manager-multipath for dm-multipath fds, ``SG_IO`` for the rest (qemu-pr-helper).
-
-    :param multipath: the manager for dm-multipath fds; ``None`` sends every fd to SG_IO.
-    :param control: an open fd of /dev/mapper/control for the ``is_mpath`` test (required
-        with *multipath*; the backend owns it, see :meth:`close`).
+class PRHelperDefault(PRHelperSgIo, qom_type="qompr-pr-helper-default"):
+    """``pr-manager-multipath`` for dm-multipath fds, ``SG_IO`` for the rest (qemu-pr-helper
+    built with multipath).  Made by :func:`default_executor`.
 
     Fixed here: qemu-pr-helper exits when the DM_TABLE_STATUS test fails with anything but
-    ENXIO (qemu-pr-facts.md §1.10); this backend answers that one command with LOGICAL UNIT
+    ENXIO (docs/reference); this executor answers that one command with LOGICAL UNIT
     COMMUNICATION FAILURE, as the multipath path answers the library's own failures.
     """
 
-    def __init__(
-        self, multipath: PRManagerMultipath | None = None, control: int | None = None
-    ) -> None:
-        if multipath is not None and control is None:
+    def instance_init(self) -> None:
+        self.multipath: PRManagerMultipath | None = None
+        self._control: int | None = None
+
+    def attach(self, multipath: PRManagerMultipath, control: int) -> None:
+        """Send dm-multipath fds to *multipath*; *control* is an open /dev/mapper/control
+        for the ``is_mpath`` test (owned from now on: see :meth:`close`)."""
+        if control < 0:
             raise ValueError("a multipath manager needs the device-mapper control fd")
         self.multipath = multipath
         self._control = control
 
-    @classmethod
-    def probe(cls, *, verbose: int = 1, noisy: bool = False) -> DefaultBackend:
-        """Set up at start-up, before the privilege drop, as qemu-pr-helper does.
-
-        Opens /dev/mapper/control (kept open: it is ``0600 root``, a helper running as
-        ``-u nobody`` could not open it later) and initialises libmpathpersist (multipathd
-        need not be running yet: the library works without it, and multipathd may start
-        later).  Whatever is missing leaves SG_IO for every fd, and says why in the log.
-        """
-        from qompr.managers.multipath import PRManagerMultipath
-        from qompr.plugins import get_plugin_manager
-        from qompr.plugins import new_tree
-
+    def _multipath_for(self, fd: int) -> PRManagerMultipath | ScsiResult | None:
+        """The multipath manager if *fd* is a map, the answer if that cannot be told."""
+        if self.multipath is None or self._control is None:
+            return None
         try:
-            control = open_control()
+            mpath = is_multipath(fd, control=self._control)
         except ConnectError as exc:
-            log.debug("no multipath support: %s", exc.message)
-            return cls()
-        try:
-            # Only qompr's own types: the root daemon never imports installed plugins.
-            tree = new_tree(get_plugin_manager(load_entrypoints=False, trace=False))
-            manager = tree.object_add(
-                "pr-manager-multipath",
-                "qompr-pr-helper-multipath",
-                require_multipathd=False,
-                verbose=verbose,
-                noisy=noisy,
-            )
-        except ConnectError as exc:
-            os.close(control)
-            # A host with device-mapper (LVM) but no multipath-tools: there are no
-            # multipath maps to serve, so this is not worth a warning.
-            log.info("no multipath support: %s", exc.message)
-            return cls()
-        assert isinstance(manager, PRManagerMultipath)
-        return cls(manager, control)
+            log.warning("cannot tell whether the device is multipath: %s", exc.message)
+            return ScsiResult.check(SenseCode.LUN_COMM_FAILURE)
+        return self.multipath if mpath else None
 
-    @property
-    def needs_sys_admin(self) -> bool:
-        """Whether the privilege drop must keep CAP_SYS_ADMIN (device-mapper ioctls)."""
-        return self.multipath is not None
+    def run(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        """libmpathpersist for a map, SG_IO for the rest."""
+        target = self._multipath_for(fd)
+        if isinstance(target, ScsiResult):
+            return target
+        if target is not None:
+            return target.execute(fd, cdb, data)
+        return super().run(fd, cdb, data)
 
-    def __call__(self, request: HelperRequest, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
-        if self.multipath is not None:
-            assert self._control is not None
-            try:
-                mpath = is_multipath(request.fd, control=self._control)
-            except ConnectError as exc:
-                log.warning("cannot tell whether the device is multipath: %s", exc.message)
-                sense = SenseCode.LUN_COMM_FAILURE.to_bytes()
-                return int(ScsiStatus.CHECK_CONDITION), sense, b""
-            if mpath:
-                result = self.multipath.execute(request.fd, request.cdb, request.data)
-                return int(result.status), result.sense, result.data
-        return super().__call__(request, nexus)
+    def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
+        """Through the multipath manager for a map (one of its paths answers), else SG_IO."""
+        target = self._multipath_for(fd)
+        if isinstance(target, ScsiResult):
+            return target
+        if target is not None:
+            return target.test_unit_ready(fd)
+        return super().test_unit_ready(fd)
+
+    def required_capabilities(self) -> frozenset[Capability]:
+        """CAP_SYS_ADMIN while multipath support is on (device-mapper ioctls)."""
+        if self.multipath is None:
+            return frozenset()
+        return self.multipath.required_capabilities()
 
     def close(self) -> None:
         """Close the device-mapper control fd."""
@@ -166,34 +158,69 @@ class DefaultBackend(SgIoBackend):
             with contextlib.suppress(OSError):
                 os.close(control)
 
-    def __repr__(self) -> str:
-        return f"DefaultBackend(multipath={self.multipath is not None})"
+    def instance_finalize(self) -> None:
+        self.close()
 
 
-class ManagerBackend:
-    """Any ``pr-manager`` object as the executor (``--backend OBJECT-STRING``).
+def executor_tree() -> ObjectTree:
+    """A tree that knows ``pr-manager`` and the two executor types, and nothing else: no
+    plugin is asked (the root daemon never imports what happens to be installed)."""
+    types = TypeRegistry()
+    for cls in (PRManager, PRHelperSgIo, PRHelperDefault):
+        types.register(cls)
+    return ObjectTree(types)
 
-    Everything the server asks goes through the manager's declared contract
-    (:class:`~qompr.managers.PRManager`): :meth:`~qompr.managers.PRManager.nexus_for_client`
-    once per connection, :meth:`~qompr.managers.PRManager.cannot_block` per request.
 
-    :param manager: the manager.
+def sgio_executor() -> PRHelperSgIo:
+    """qemu-pr-helper's executor without multipath support: SG_IO for every fd."""
+    return _new(executor_tree(), PRHelperSgIo)
+
+
+def default_executor(*, verbose: int = 1, noisy: bool = False) -> PRHelperSgIo:
+    """qemu-pr-helper's executor, set up at start-up before the privilege drop, as it does.
+
+    Opens /dev/mapper/control (kept open: it is ``0600 root``, a helper running as
+    ``-u nobody`` could not open it later) and initialises libmpathpersist (multipathd need
+    not be running yet: the library works without it, and multipathd may start later).
+    Whatever is missing leaves SG_IO for every fd (a :class:`PRHelperSgIo`), and the log says
+    why.
+
+    :param verbose: libmpathpersist's verbosity.
+    :param noisy: let libmpathpersist print (its CDBs from verbosity 3 on).
     """
+    tree = executor_tree()
+    try:
+        control = open_control()
+    except ConnectError as exc:
+        log.debug("no multipath support: %s", exc.message)
+        return _new(tree, PRHelperSgIo)
+    from qompr.managers.multipath import PRManagerMultipath
 
-    def __init__(self, manager: PRManager) -> None:
-        self.manager = manager
+    tree.types.register(PRManagerMultipath)
+    try:
+        multipath = tree.object_add(
+            "pr-manager-multipath",
+            "qompr-pr-helper-multipath",
+            require_multipathd=False,
+            verbose=verbose,
+            noisy=noisy,
+        )
+    except ConnectError as exc:
+        os.close(control)
+        # A host with device-mapper (LVM) but no multipath-tools: there are no multipath
+        # maps to serve, so this is not worth a warning.
+        log.info("no multipath support: %s", exc.message)
+        return _new(tree, PRHelperSgIo)
+    assert isinstance(multipath, PRManagerMultipath)
+    executor = _new(tree, PRHelperDefault)
+    executor.attach(multipath, control)
+    return executor
 
-    def nexus_for(self, peer: PeerCredentials) -> Nexus | None:
-        """The nexus for a newly accepted connection, or None (the device's own)."""
-        return self.manager.nexus_for_client(ClientIdentity(peer.pid, peer.uid, peer.gid))
 
-    def __call__(self, request: HelperRequest, nexus: Nexus | None) -> tuple[int, bytes, bytes]:
-        result = self.manager.execute(request.fd, request.cdb, request.data, nexus=nexus)
-        return int(result.status), result.sense, result.data
+_T = TypeVar("_T", bound=PRHelperSgIo)
 
-    def cannot_block(self, request: HelperRequest) -> bool:
-        """What the manager says for this fd (e.g. ``pr-manager-emulated`` in memory)."""
-        return self.manager.cannot_block(request.fd)
 
-    def __repr__(self) -> str:
-        return f"ManagerBackend({self.manager!r})"
+def _new(tree: ObjectTree, cls: type[_T]) -> _T:
+    obj = tree.new_object(cls.__qom_info__.name)
+    assert isinstance(obj, cls)
+    return obj

@@ -38,14 +38,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
-from qompr.daemon._backends import Backend
-from qompr.daemon._backends import SgIoBackend
 from qompr.errors import LocalProtocolError
 from qompr.errors import RemoteProtocolError
 from qompr.linux import PeerCredentials
 from qompr.linux import peer_credentials
+from qompr.managers import ClientIdentity
+from qompr.managers import PRManager
 from qompr.protocol import DATA_SIZE
 from qompr.protocol import NEED_DATA
+from qompr.protocol import SENSE_SIZE
 from qompr.protocol import ConnectionClosed
 from qompr.protocol import Feature
 from qompr.protocol import Handshake
@@ -169,7 +170,9 @@ class HelperServer:
     """Serve the qemu-pr-helper protocol on a listening unix socket.
 
     :param listener: a bound, listening unix stream socket.
-    :param backend: the executor (:class:`~qompr.daemon.SgIoBackend` if omitted).
+    :param backend: the manager that executes the commands (``--backend``); qemu-pr-helper's
+        SG_IO executor (:class:`~qompr.daemon.PRHelperSgIo`) if omitted.  The server asks it
+        only what :class:`~qompr.managers.PRManager` declares.
     :param allow_uids: if this or *allow_gids* is non-empty, only peers whose SO_PEERCRED
         uid or gid is listed are served; others are closed before the handshake.
     :param allow_gids: see *allow_uids*.
@@ -181,14 +184,18 @@ class HelperServer:
         self,
         listener: socket.socket,
         *,
-        backend: Backend | None = None,
+        backend: PRManager | None = None,
         allow_uids: Collection[int] = (),
         allow_gids: Collection[int] = (),
         max_workers: int = 64,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.listener = listener
-        self.backend: Backend = backend if backend is not None else SgIoBackend()
+        if backend is None:
+            from qompr.daemon._backends import sgio_executor
+
+            backend = sgio_executor()
+        self.backend: PRManager = backend
         self.allow_uids = frozenset(allow_uids)
         self.allow_gids = frozenset(allow_gids)
         self.max_workers = max_workers
@@ -340,7 +347,8 @@ class HelperServer:
             return
         if peer is not None:
             try:
-                client.nexus = self.backend.nexus_for(peer)
+                identity = ClientIdentity(peer.pid, peer.uid, peer.gid)
+                client.nexus = self.backend.nexus_for_client(identity)
             except Exception:
                 log.exception("connection %d: naming its I_T nexus failed", client.id)
                 sock.close()
@@ -409,7 +417,7 @@ class HelperServer:
                 self._close(client, "closed by the client")
                 return
             assert isinstance(event, HelperRequest)
-            if self.backend.cannot_block(event):
+            if self.backend.cannot_block(event.fd):
                 self._answer(client, event, self._execute(client, event))
                 if client.closed or client.outgoing:
                     return
@@ -527,16 +535,17 @@ class HelperServer:
                 # send zeros (the documented fix).
                 return _READ_ONLY_ANSWER
         try:
-            status, sense, data = self.backend(request, client.nexus)
+            result = self.backend.execute(request.fd, request.cdb, request.data, nexus=client.nexus)
         except Exception:
             log.exception("connection %d: backend failed on %s", client.id, request.cdb.hex())
-            return HelperResponse(ScsiStatus.CHECK_CONDITION, SenseCode.TARGET_FAILURE.to_bytes())
+            return _TARGET_FAILURE_ANSWER
+        status = result.status
         if opcode == Opcode.PERSISTENT_RESERVE_IN and status == ScsiStatus.GOOD:
             # prh_co_entry: sz = MIN(bytes transferred, allocation length).
-            data = data[: min(request.transfer_length, DATA_SIZE)]
+            data = result.data[: min(request.transfer_length, DATA_SIZE)]
         else:
             data = b""
-        return HelperResponse(status, sense[:96], data)
+        return HelperResponse(int(status), result.sense[:SENSE_SIZE], data)
 
     def _close(self, client: _Client, reason: str) -> None:
         if client.closed:
@@ -563,3 +572,6 @@ class HelperServer:
 
 
 _READ_ONLY_ANSWER = HelperResponse(ScsiStatus.CHECK_CONDITION, SenseCode.INVALID_OPCODE.to_bytes())
+_TARGET_FAILURE_ANSWER = HelperResponse(
+    ScsiStatus.CHECK_CONDITION, SenseCode.TARGET_FAILURE.to_bytes()
+)

@@ -13,7 +13,6 @@ from types import TracebackType
 from typing import Any
 
 from qompr.daemon import HelperServer
-from qompr.daemon import ManagerBackend
 from qompr.managers import PRManager
 from qompr.testing._errors import WaitTimeoutError
 from qompr.testing._wire import wait_for_socket
@@ -46,7 +45,7 @@ class InProcessServer:
     def serving(cls, manager: PRManager, **kwargs: Any) -> InProcessServer:
         """A server whose commands *manager* executes (``--backend`` of the daemon); each
         client is the initiator the manager's ``nexus_for_client`` names."""
-        return cls(backend=ManagerBackend(manager), **kwargs)
+        return cls(backend=manager, **kwargs)
 
     def _run(self) -> None:
         try:

@@ -1,0 +1,267 @@
+# SPDX-License-Identifier: MIT
+"""``qompr-pr-helper``'s command line, parsed as qemu-pr-helper 7.2 parses its own.
+
+Options are acted on as they are read (``-k`` must be absolute, ``-u``/``-g`` must resolve,
+``-V``/``-h`` print and exit), with glibc ``getopt_long`` rules (:mod:`qompr._getopt`) and
+qemu-pr-helper's messages.  qompr's additions are long options only.
+"""
+
+from __future__ import annotations
+
+import grp
+import pwd
+import re
+from collections.abc import Sequence
+from typing import NoReturn
+
+import attrs
+
+from qompr._getopt import GetoptError
+from qompr._getopt import getopt_long
+
+__all__ = [
+    "DEFAULT_PIDFILE",
+    "DEFAULT_SOCKET",
+    "PROG",
+    "USAGE",
+    "Exit",
+    "Options",
+    "fail",
+    "parse_args",
+]
+
+PROG = "qompr-pr-helper"
+#: qemu-pr-helper's ``compute_default_paths``: ``<localstatedir>/run/qemu-pr-helper.*``.
+DEFAULT_SOCKET = "/var/run/qemu-pr-helper.sock"
+DEFAULT_PIDFILE = "/var/run/qemu-pr-helper.pid"
+_SHORT = "hVk:f:dT:u:g:vq"
+_LONG = {
+    "help": False,
+    "version": False,
+    "socket": True,
+    "pidfile": True,
+    "daemon": False,
+    "trace": True,
+    "user": True,
+    "group": True,
+    "verbose": False,
+    "quiet": False,
+    # qompr additions
+    "backend": True,
+    "allow-uid": True,
+    "allow-gid": True,
+    "plugin": True,
+    "keep-privileges": False,
+    "log-format": True,
+    "max-workers": True,
+    "processes": True,
+}
+_ALIASES = {
+    "-h": "--help",
+    "-V": "--version",
+    "-k": "--socket",
+    "-f": "--pidfile",
+    "-d": "--daemon",
+    "-T": "--trace",
+    "-u": "--user",
+    "-g": "--group",
+    "-v": "--verbose",
+    "-q": "--quiet",
+}
+
+USAGE = """\
+Usage: {prog} [OPTIONS] FILE
+Persistent Reservation helper program for QEMU (qompr implementation)
+
+  -h, --help                display this help and exit
+  -V, --version             output version information and exit
+
+  -d, --daemon              run in the background
+  -f, --pidfile=PATH        PID file when running as a daemon
+                            (default '{pidfile}')
+  -k, --socket=PATH         path to the unix socket
+                            (default '{socket}')
+  -T, --trace [[enable=]<pattern>][,events=<file>][,file=<file>]
+                            specify tracing options (accepted and ignored)
+  -u, --user=USER           user to drop privileges to
+  -g, --group=GROUP         group to drop privileges to
+  -v, --verbose             log more (repeat for debugging output)
+  -q, --quiet               log only errors
+
+qompr options:
+      --backend=OBJECT      execute commands with this pr-manager object
+                            (e.g. pr-manager-emulated,id=emu0,state=/var/lib/qompr/pr.db)
+                            instead of SG_IO on the passed file descriptor
+      --allow-uid=UID[,UID...]
+      --allow-gid=GID[,GID...]
+                            serve only clients with these SO_PEERCRED ids
+      --plugin=NAME         load this qompr plugin (entry point); never automatic
+      --keep-privileges     do not drop capabilities or change ids
+      --log-format=FORMAT   'text' (default) or 'json'
+      --max-workers=N       most commands executing at once (default 64)
+      --processes=N         serve from N processes sharing the socket (default 1;
+                            SG_IO executor only)
+"""
+
+
+@attrs.define
+class Options:
+    """The parsed command line.
+
+    :param socket_path: ``-k``; ``None`` means the default (or socket activation).
+    :param pidfile: ``-f``; ``None`` means the default.
+    :param daemonize: ``-d``.
+    :param uid: ``-u`` as a number, if given.
+    :param gid: ``-g`` as a number, if given.
+    :param verbosity: ``-v`` count.
+    :param quiet: ``-q``.
+    :param backend: ``--backend`` object strings.
+    :param allow_uids: ``--allow-uid`` values.
+    :param allow_gids: ``--allow-gid`` values.
+    :param plugins: ``--plugin`` names.
+    :param keep_privileges: ``--keep-privileges``.
+    :param log_format: ``--log-format``.
+    :param max_workers: ``--max-workers``.
+    :param processes: ``--processes``.
+    """
+
+    socket_path: str | None = None
+    pidfile: str | None = None
+    daemonize: bool = False
+    uid: int | None = None
+    gid: int | None = None
+    verbosity: int = 0
+    quiet: bool = False
+    backend: list[str] = attrs.Factory(list)
+    allow_uids: list[int] = attrs.Factory(list)
+    allow_gids: list[int] = attrs.Factory(list)
+    plugins: list[str] = attrs.Factory(list)
+    keep_privileges: bool = False
+    log_format: str = "text"
+    max_workers: int = 64
+    processes: int = 1
+
+
+class Exit(Exception):  # noqa: N818  (control flow: main() prints it and exits)
+    """Leave with *status*, printing *out* on stdout and *err* on stderr.
+
+    :param status: the exit status.
+    :param out: text for stdout (``--help``, ``--version``).
+    :param err: text for stderr (every error, qemu-pr-helper's wording).
+    """
+
+    def __init__(self, status: int, out: str = "", err: str = "") -> None:
+        super().__init__(status)
+        self.status = status
+        self.out = out
+        self.err = err
+
+
+def fail(message: str) -> NoReturn:
+    """Leave with status 1 and ``qompr-pr-helper: MESSAGE``."""
+    raise Exit(1, err=f"{PROG}: {message}\n")
+
+
+def _numeric_id(text: str) -> int | None:
+    # qemu_strtoul plus QEMU's "(uid_t)res == res" check.
+    if re.fullmatch(r"[0-9]+", text) is None:
+        return None
+    value = int(text)
+    return value if value <= 0xFFFFFFFF else None
+
+
+def _ids(text: str, what: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        value = _numeric_id(part.strip())
+        if value is None:
+            fail(f"invalid {what} '{part}'")
+        out.append(value)
+    return out
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    """Parse a command line (``argv[0]`` included) as qemu-pr-helper does.
+
+    :raises Exit: for ``-h``, ``-V`` and every error, with the text to print.
+    """
+    prog = argv[0] if argv else PROG
+    opts = Options()
+    try:
+        for spelt, value in getopt_long(argv[1:], _SHORT, _LONG):
+            name = _ALIASES.get(spelt, spelt)
+            if name == "--socket":
+                if not value.startswith("/"):
+                    fail("socket path must be absolute")
+                opts.socket_path = value
+            elif name == "--pidfile":
+                opts.pidfile = value
+            elif name == "--daemon":
+                opts.daemonize = True
+            elif name == "--trace":
+                pass  # QEMU's trace backends do not exist here
+            elif name == "--user":
+                try:
+                    opts.uid = pwd.getpwnam(value).pw_uid
+                except KeyError:
+                    opts.uid = _numeric_id(value)
+                    if opts.uid is None:
+                        fail(f"invalid user '{value}'")
+            elif name == "--group":
+                try:
+                    opts.gid = grp.getgrnam(value).gr_gid
+                except KeyError:
+                    opts.gid = _numeric_id(value)
+                    if opts.gid is None:
+                        fail(f"invalid group '{value}'")
+            elif name == "--verbose":
+                opts.verbosity += 1
+            elif name == "--quiet":
+                opts.quiet = True
+            elif name == "--version":
+                raise Exit(0, out=_version())
+            elif name == "--help":
+                raise Exit(0, out=_usage())
+            elif name == "--backend":
+                opts.backend.append(value)
+            elif name == "--allow-uid":
+                opts.allow_uids += _ids(value, "uid")
+            elif name == "--allow-gid":
+                opts.allow_gids += _ids(value, "gid")
+            elif name == "--plugin":
+                opts.plugins += [p.strip() for p in value.split(",") if p.strip()]
+            elif name == "--keep-privileges":
+                opts.keep_privileges = True
+            elif name == "--log-format":
+                if value not in ("text", "json"):
+                    fail(f"invalid log format '{value}' (expected 'text' or 'json')")
+                opts.log_format = value
+            elif name == "--max-workers":
+                workers = _numeric_id(value)
+                if not workers:
+                    fail(f"invalid number of workers '{value}'")
+                opts.max_workers = workers
+            elif name == "--processes":
+                count = _numeric_id(value)
+                if not count or count > 64:
+                    fail(f"invalid number of processes '{value}'")
+                opts.processes = count
+    except GetoptError as exc:
+        raise Exit(
+            1, err=f"{prog}: {exc}\n{PROG}: Try `{prog} --help' for more information.\n"
+        ) from None
+    return opts
+
+
+def _usage() -> str:
+    return USAGE.format(prog=PROG, pidfile=DEFAULT_PIDFILE, socket=DEFAULT_SOCKET)
+
+
+def _version() -> str:
+    from qompr import __version__
+
+    return (
+        f"{PROG} {__version__} (qompr)\n"
+        "Speaks the qemu-pr-helper protocol of QEMU 7.2.\n"
+        "This is free software under the MIT license; there is NO warranty.\n"
+    )
