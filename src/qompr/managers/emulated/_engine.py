@@ -146,12 +146,13 @@ class _Basic(NamedTuple):
 def _decode_pr_out_cdb(raw: bytes) -> _OutCdb:
     """Decode a PR OUT CDB.
 
-    A plain 10-byte CDB is read directly (the fast path: :meth:`PrOutCdb.from_bytes` cannot
-    refuse one); anything else goes through :meth:`PrOutCdb.from_bytes` and its checks.
+    A plain 10-byte CDB, or the helper protocol's 16 bytes with zeros after the tenth, is read
+    directly (the fast path: :meth:`PrOutCdb.from_bytes` cannot refuse one); anything else
+    goes through :meth:`PrOutCdb.from_bytes` and its checks.
 
     :raises CdbError: as :meth:`PrOutCdb.from_bytes`.
     """
-    if len(raw) == 10:
+    if _plain(raw):
         b1, b2 = raw[1], raw[2]
         reserved = ((b1 & 0xE0) << 24) | int.from_bytes(raw[3:5], "big")
         return _OutCdb(b1 & 0x1F, b2 >> 4, b2 & 0x0F, int.from_bytes(raw[5:9], "big"), reserved)
@@ -163,6 +164,31 @@ def _decode_pr_out_cdb(raw: bytes) -> _OutCdb:
         cdb.parameter_list_length,
         cdb.reserved,
     )
+
+
+_HELPER_PAD: Final = bytes(6)
+_PRIN_RESERVED: Final = 0xE0_FF_FF_FF_FF_FF  # byte 1 bits 7-5, bytes 2-6 (as PrInCdb)
+
+
+def _plain(raw: bytes) -> bool:
+    """A 10-byte CDB, or one zero-padded to the 16 bytes the helper protocol sends."""
+    return len(raw) == 10 or (len(raw) == 16 and raw[10:] == _HELPER_PAD)
+
+
+def _decode_pr_in_cdb(raw: bytes) -> tuple[int, int, int]:
+    """(SERVICE ACTION, ALLOCATION LENGTH, reserved bits) of a PR IN CDB, read directly for a
+    plain CDB and through :meth:`PrInCdb.from_bytes` otherwise.
+
+    :raises CdbError: as :meth:`PrInCdb.from_bytes`.
+    """
+    if _plain(raw):
+        return (
+            raw[1] & 0x1F,
+            int.from_bytes(raw[7:9], "big"),
+            int.from_bytes(raw[1:7], "big") & _PRIN_RESERVED,
+        )
+    cdb = PrInCdb.from_bytes(raw)
+    return cdb.service_action, cdb.allocation_length, cdb.reserved
 
 
 def _int_tuple(values: Iterable[int]) -> tuple[int, ...]:
@@ -379,19 +405,17 @@ class Engine:
 
     def _pr_in(self, state: LUState, nexus: Nexus, raw: bytes) -> Outcome:
         try:
-            cdb = PrInCdb.from_bytes(raw)
+            action, alloc, reserved = _decode_pr_in_cdb(raw)
         except CdbError as exc:
             return Outcome(_check(exc.sense_code))
         policy = self.policy
-        if policy.reject_reserved_cdb_bits and cdb.reserved:
+        if policy.reject_reserved_cdb_bits and reserved:
             return Outcome(_check(SenseCode.INVALID_FIELD))
         ua = self._unit_attention(state, nexus)
         if ua is not None:
             return ua
         if state.legacy_holder is not None:
             return Outcome(_CONFLICT)
-        action = cdb.service_action
-        alloc = cdb.allocation_length
         minimum = _PR_IN_MINIMUM.get(action)
         if minimum is None:
             return Outcome(_check(SenseCode.INVALID_FIELD))  # SPC-4 §6.13.1: 04h-1Fh reserved

@@ -159,6 +159,10 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         self._engine: Engine | None = None
         self._store: Store | None = None
         self._default_nexus: Nexus | None = None
+        # Read once at complete() (they cannot change after): a QOM property read costs
+        # more than the rest of a READ KEYS.
+        self._lu_name: str | None = None
+        self._timeout = DEFAULT_TIMEOUT_MS / 1000
         self._abort_lock = threading.Lock()
         #: Called with the I_T nexuses whose tasks a PREEMPT AND ABORT aborts.
         self.abort_handler: Callable[[frozenset[Nexus]], None] | None = None
@@ -194,6 +198,8 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
             store = MemoryStore()
         self._engine = Engine(config)
         self._default_nexus = default
+        self._lu_name = self.lu_name
+        self._timeout = self.timeout / 1000
         self._store = store
 
     # -- identity ---------------------------------------------------------------------------
@@ -216,7 +222,8 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
 
         :raises OSError: if *fd* is not open and ``lu-name`` is unset.
         """
-        return self.lu_name or lu_identity(fd)
+        name = self._lu_name if self._lu_name is not None else self.lu_name
+        return name or lu_identity(fd)
 
     def nexus_for_pid(self, pid: int, *, target_port: int = 1) -> Nexus:
         """The I_T nexus of client process *pid*, named by ``initiator-rule``."""
@@ -259,7 +266,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         self, fd: int, decide: Callable[[LUState], Outcome], *, read_first: bool = False
     ) -> Outcome:
         _, store = self._ready()
-        deadline = time.monotonic() + self.timeout / 1000
+        deadline = time.monotonic() + self._timeout
         try:
             lu = self.logical_unit(fd)
         except OSError as exc:
