@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+from typing import Any
+from typing import NoReturn
 
+import pluggy
 import pytest
 
+import qompr
+from qompr.cli.main import build_parser
 from qompr.cli.main import main
+
+CLI_MAIN = importlib.import_module("qompr.cli.main")  # qompr.cli.main is the function
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -149,3 +157,49 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["object", "check"])
     assert exc.value.code == 2
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"qompr {qompr.__version__}\n"
+
+
+def test_help_lists_each_builtin_command_as_its_own_parser_describes_it() -> None:
+    # qompr --help lists the commands from a table without importing them: the same text.
+    assert build_parser(full=[]).format_help() == build_parser().format_help()
+
+
+def test_help_and_sg3_commands_need_no_plugins(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_plugins() -> NoReturn:
+        raise AssertionError("plugins loaded")
+
+    monkeypatch.setattr(CLI_MAIN, "get_plugin_manager", no_plugins)
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "persist" in capsys.readouterr().out
+    code, _, err = run(capsys, "persist", "-n", "-k", "/dev/null")
+    assert code == 75  # ENOTTY: SG_IO on /dev/null, as sg_persist
+    assert err.endswith("qompr persist failed: Inappropriate ioctl for device\n")
+
+
+def test_a_command_that_is_not_built_in_is_looked_up_in_the_plugins(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Hello:
+        @qompr.hookimpl
+        def qompr_register_commands(self, subparsers: Any) -> None:
+            hello = subparsers.add_parser("hello", help="say hello")
+            hello.set_defaults(func=lambda args: print("hello") or 3)
+
+    def with_hello() -> pluggy.PluginManager:
+        pm = qompr.get_plugin_manager(load_entrypoints=False)
+        pm.register(Hello())
+        return pm
+
+    monkeypatch.setattr(CLI_MAIN, "get_plugin_manager", with_hello)
+    assert run(capsys, "hello") == (3, "hello\n", "")

@@ -12,11 +12,35 @@ Layers, each importing only those before it::
 Start with :func:`qompr.new_tree`.
 """
 
+from typing import TYPE_CHECKING
+from typing import Any
+
 from qompr.errors import QomprError as QomprError
-from qompr.hookspecs import hookimpl as hookimpl
-from qompr.plugins import get_plugin_manager as get_plugin_manager
-from qompr.plugins import new_tree as new_tree
+
+if TYPE_CHECKING:
+    from qompr.hookspecs import hookimpl as hookimpl
+    from qompr.plugins import get_plugin_manager as get_plugin_manager
+    from qompr.plugins import new_tree as new_tree
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The plugin machinery (pluggy) is imported on first use, not with every ``qompr.*``
+    # module: ``qompr persist`` on a device needs none of it (start-up time).
+    if name == "hookimpl":
+        from qompr.hookspecs import hookimpl
+
+        return hookimpl
+    if name == "get_plugin_manager":
+        from qompr.plugins import get_plugin_manager
+
+        return get_plugin_manager
+    if name == "new_tree":
+        from qompr.plugins import new_tree
+
+        return new_tree
+    raise AttributeError(f"module 'qompr' has no attribute {name!r}")
+
 
 __all__ = ["QomprError", "__version__", "get_plugin_manager", "hookimpl", "new_tree"]

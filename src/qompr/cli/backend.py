@@ -38,13 +38,6 @@ from qompr.cli.sglib.texts import convert_errno
 from qompr.errors import ConnectError
 from qompr.errors import QomprError
 from qompr.managers import PRManager
-from qompr.options import HelpText
-from qompr.options import Syntax
-from qompr.options import format_error
-from qompr.options import format_warning
-from qompr.options import json_loads
-from qompr.options import keyval_parse
-from qompr.options import process
 from qompr.qom import ObjectTree
 from qompr.qom import TypeRegistry
 from qompr.scsi import Nexus
@@ -54,6 +47,7 @@ if TYPE_CHECKING:
     import pluggy
 
     from qompr.managers import PRManagerDirect
+    from qompr.options import HelpText
 
 __all__ = [
     "BUILTIN_TYPES",
@@ -66,25 +60,25 @@ __all__ = [
 
 
 def _direct() -> type[PRManager]:
-    from qompr.managers._direct import PRManagerDirect
+    from qompr.managers import PRManagerDirect
 
     return PRManagerDirect
 
 
 def _helper() -> type[PRManager]:
-    from qompr.managers._helper import PRManagerHelper
+    from qompr.managers import PRManagerHelper
 
     return PRManagerHelper
 
 
 def _emulated() -> type[PRManager]:
-    from qompr.managers.emulated import PRManagerEmulated
+    from qompr.managers import PRManagerEmulated
 
     return PRManagerEmulated
 
 
 def _multipath() -> type[PRManager]:
-    from qompr.managers.multipath import PRManagerMultipath
+    from qompr.managers import PRManagerMultipath
 
     return PRManagerMultipath
 
@@ -220,6 +214,9 @@ def builtin_tree(names: Sequence[str]) -> ObjectTree:
 def _spec_type(spec: str) -> str | None:
     """The type an ``--object`` spec creates, when it plainly names one (no help request,
     no syntax error: those are left to the full processing, which words them)."""
+    from qompr.options import json_loads
+    from qompr.options import keyval_parse
+
     try:
         if spec.startswith("{"):
             value = json_loads(spec)
@@ -271,12 +268,18 @@ def open_backend(
     :raises BackendFailed: after printing why, with the exit status.
     """
     if not options.uses_manager:
-        from qompr.managers._direct import PRManagerDirect
+        from qompr.managers import PRManagerDirect
 
         tree = builtin_tree(["pr-manager-direct"])
         direct = tree.object_add("pr-manager-direct", _DIRECT_ID, timeout=_TIMEOUT_MS)
         assert isinstance(direct, PRManagerDirect)
         return Backend(tree, direct, direct=direct)
+
+    from qompr.options import HelpText
+    from qompr.options import Syntax
+    from qompr.options import format_error
+    from qompr.options import format_warning
+    from qompr.options import process
 
     def warn(located: str, hint: str) -> None:
         err(format_warning(located, hint, prog))

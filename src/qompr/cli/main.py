@@ -3,50 +3,62 @@
 
 Every command takes ``--json``.  Errors go to stderr as ``qompr: LOCATION: MESSAGE`` (QEMU's
 ``error_report`` with our program name) and exit with status 1.
+
+Start-up costs what the chosen command needs, no more: each built-in command's module is
+imported only when that command runs (``qompr --help`` lists them from the table below), the
+sg3_utils-style commands parse their own arguments without argparse, and plugins (the
+``qompr`` entry points) are loaded only for the commands that use them, or to find a command
+that is not built in.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
+from collections.abc import Callable
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from typing import Any
 
-import pluggy
-
-from qompr.cli import demo
-from qompr.cli import doctor
-from qompr.cli import emulated
-from qompr.cli import persist
-from qompr.cli import supervise
 from qompr.errors import QomprError
-from qompr.options import Syntax
-from qompr.options import format_error
-from qompr.options import run_command_line
-from qompr.options import to_json
-from qompr.options import to_keyval
-from qompr.options import type_help
-from qompr.options import types_help
-from qompr.plugins import describe_plugins
-from qompr.plugins import get_plugin_manager
-from qompr.plugins import new_tree
+
+if TYPE_CHECKING:
+    import argparse
+
+    import pluggy
 
 __all__ = ["build_parser", "main"]
 
 PROG = "qompr"
 
 
+def get_plugin_manager() -> pluggy.PluginManager:
+    """qompr's plugin manager (:func:`qompr.plugins.get_plugin_manager`), loaded when a
+    command needs it."""
+    from qompr import plugins
+
+    return plugins.get_plugin_manager()
+
+
 def report(exc: QomprError) -> None:
     """Print an error as QEMU's ``error_report`` does: located message, then the hint."""
+    from qompr.options import format_error
+
     sys.stderr.write(format_error(exc, PROG))
 
 
 def _dump(value: Any) -> None:
+    import json
+
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def cmd_object_check(args: argparse.Namespace) -> int:
+    from qompr.options import Syntax
+    from qompr.options import run_command_line
+    from qompr.options import to_json
+    from qompr.options import to_keyval
+    from qompr.plugins import new_tree
+
     pm: pluggy.PluginManager = args.plugin_manager
     run = run_command_line(
         new_tree(pm), list(args.specs), Syntax(args.syntax), prog=PROG, complete=False
@@ -64,6 +76,10 @@ def cmd_object_check(args: argparse.Namespace) -> int:
 
 
 def cmd_object_help(args: argparse.Namespace) -> int:
+    from qompr.options import type_help
+    from qompr.options import types_help
+    from qompr.plugins import new_tree
+
     pm: pluggy.PluginManager = args.plugin_manager
     tree = new_tree(pm)
     if args.type is None:
@@ -84,6 +100,8 @@ def cmd_object_help(args: argparse.Namespace) -> int:
 
 
 def cmd_types(args: argparse.Namespace) -> int:
+    from qompr.plugins import new_tree
+
     pm: pluggy.PluginManager = args.plugin_manager
     tree = new_tree(pm)
     types = tree.qom_list_types(args.implements, args.abstract)
@@ -98,6 +116,8 @@ def cmd_types(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from qompr.plugins import describe_plugins
+
     pm: pluggy.PluginManager = args.plugin_manager
     plugins = describe_plugins(pm)
     if args.json:
@@ -113,14 +133,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
-    """The argument parser, with the plugins' subcommands added."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="SCSI persistent-reservation managers, QEMU style."
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def _add_object(sub: Any) -> None:
+    from qompr.options import Syntax
 
-    obj = sub.add_parser("object", help="check -object strings and show object help")
+    obj = sub.add_parser("object", help=COMMANDS["object"].help)
     obj_sub = obj.add_subparsers(dest="object_command", metavar="ACTION", required=True)
     check = obj_sub.add_parser(
         "check",
@@ -141,36 +157,141 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     ohelp.add_argument("--json", action="store_true")
     ohelp.set_defaults(func=cmd_object_help)
 
-    types = sub.add_parser("types", help="list QOM types (qom-list-types)")
+
+def _add_types(sub: Any) -> None:
+    types = sub.add_parser("types", help=COMMANDS["types"].help)
     types.add_argument("--implements", metavar="TYPE", help="only types that are TYPE")
     types.add_argument("--abstract", action="store_true", help="include abstract types")
     types.add_argument("--json", action="store_true")
     types.set_defaults(func=cmd_types)
 
-    plugins = sub.add_parser("plugins", help="list loaded plugins and their hooks")
+
+def _add_plugins(sub: Any) -> None:
+    plugins = sub.add_parser("plugins", help=COMMANDS["plugins"].help)
     plugins.add_argument("--json", action="store_true")
     plugins.set_defaults(func=cmd_plugins)
 
+
+def _add_demo(sub: Any) -> None:
+    from qompr.cli import demo
+
     demo.add_parser(sub)
+
+
+def _add_doctor(sub: Any) -> None:
+    from qompr.cli import doctor
+
     doctor.add_parser(sub)
-    emulated.add_parser(sub)
+
+
+def _add_supervise(sub: Any) -> None:
+    from qompr.cli import supervise
+
     supervise.add_parser(sub)
+
+
+def _add_emulated(sub: Any) -> None:
+    from qompr.cli import emulated
+
+    emulated.add_parser(sub)
+
+
+def _add_persist(sub: Any) -> None:
+    from qompr.cli import persist
+
     persist.add_parser(sub)
-    pm.hook.qompr_register_commands(subparsers=sub)
+
+
+def _run_persist(argv: Sequence[str]) -> int:
+    from qompr.cli import persist
+
+    return persist.run(argv, plugin_manager=get_plugin_manager)
+
+
+class Command:
+    """A built-in command: its one-line help, the function adding its full parser, whether
+    it uses plugins, and for the commands that parse their own arguments (as the C programs
+    they reproduce do) the function running them."""
+
+    def __init__(
+        self,
+        help: str,
+        add: Callable[[Any], None],
+        *,
+        plugins: bool = False,
+        run: Callable[[Sequence[str]], int] | None = None,
+    ) -> None:
+        self.help = help
+        self.add = add
+        self.plugins = plugins
+        self.run = run
+
+
+#: The built-in commands, in the order ``qompr --help`` lists them.
+COMMANDS: dict[str, Command] = {
+    "object": Command("check -object strings and show object help", _add_object, plugins=True),
+    "types": Command("list QOM types (qom-list-types)", _add_types, plugins=True),
+    "plugins": Command("list loaded plugins and their hooks", _add_plugins, plugins=True),
+    "demo": Command("run the main job on the embedded default", _add_demo, plugins=True),
+    "doctor": Command("check the host's multipath set-up for PR", _add_doctor),
+    "emulated": Command("look at and administer pr-manager-emulated state", _add_emulated),
+    "supervise": Command(
+        "run qompr-pr-helper on a socket this process keeps, restarting it when it exits",
+        _add_supervise,
+    ),
+    "persist": Command(
+        "sg_persist's PERSISTENT RESERVE IN/OUT command, through any manager",
+        _add_persist,
+        run=_run_persist,
+    ),
+}
+
+
+def build_parser(
+    pm: pluggy.PluginManager | None = None, *, full: Sequence[str] | None = None
+) -> argparse.ArgumentParser:
+    """The argument parser.
+
+    :param pm: add the plugins' subcommands from it (``None``: built-in commands only).
+    :param full: the built-in commands whose own arguments are added (``None``: all);
+        the others are listed with their help only.
+    """
+    import argparse
+
+    from qompr import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="SCSI persistent-reservation managers, QEMU style.",
+        epilog="Plugins may add commands (qompr plugins lists the installed plugins).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        if full is None or name in full:
+            command.add(sub)
+        else:
+            sub.add_parser(name, help=command.help, add_help=False)
+    if pm is not None:
+        pm.hook.qompr_register_commands(subparsers=sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qompr`` console script."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    name = args_list[0] if args_list else ""
+    command = COMMANDS.get(name)
     try:
-        pm = get_plugin_manager()
-    except QomprError as exc:
-        report(exc)
-        return 1
-    parser = build_parser(pm)
-    args = parser.parse_args(argv)
-    args.plugin_manager = pm
-    try:
+        if command is not None and command.run is not None:
+            return command.run(args_list[1:])
+        builtin = command is not None or name.startswith("-") or not name
+        pm = None
+        if not builtin or (command is not None and command.plugins):
+            pm = get_plugin_manager()
+        parser = build_parser(pm, full=[name] if command is not None else [])
+        args = parser.parse_args(args_list)
+        args.plugin_manager = pm
         return int(args.func(args))
     except QomprError as exc:
         report(exc)

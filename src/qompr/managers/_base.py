@@ -29,7 +29,6 @@ contract through to its ``target``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -162,6 +161,8 @@ class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_C
     ) -> ScsiResult:
         """:meth:`run` for asyncio.  By default :meth:`run` in a worker thread, as QEMU's
         thread pool runs it; managers with native asyncio I/O override this."""
+        import asyncio  # here: programs that never run a loop need not import it
+
         return await asyncio.to_thread(self.run, fd, cdb, data, nexus=nexus)
 
     # -- shared behaviour ----------------------------------------------------------------------

@@ -28,9 +28,7 @@ The tunables are Python attributes, not QOM properties: QEMU's type has only ``p
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import logging
 import os
 import select
@@ -59,11 +57,13 @@ from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
 from qompr.scsi import sense_length
 from qompr.scsi import transfer_length
-from qompr.transport.aio import AsyncHelperClient
 from qompr.transport.sync import HelperClient
 from qompr.transport.sync import RequestNotSentError
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from qompr.managers._helper_aio import AsyncPool
     from qompr.scsi import Nexus
 
 __all__ = ["PR_MAX_RECONNECT_ATTEMPTS", "PRManagerHelper"]
@@ -125,7 +125,7 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
         self._connected = False
         self._status_lock = threading.Lock()
         self._pool = _ThreadPool(self)
-        self._async_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncPool] = (
+        self._async_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncPool] = (
             weakref.WeakKeyDictionary()
         )
         self._closed = False
@@ -200,10 +200,14 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
         prepared = _prepare(fd, cdb, data)
         if isinstance(prepared, ScsiResult):
             return prepared
+        import asyncio
+
+        from qompr.managers._helper_aio import AsyncPool  # asyncio only for asyncio callers
+
         loop = asyncio.get_running_loop()
         pool = self._async_pools.get(loop)
         if pool is None:
-            pool = self._async_pools[loop] = _AsyncPool(self)
+            pool = self._async_pools[loop] = AsyncPool(self)
         response = await run_plan_async(pool, prepared, self.max_reconnect_attempts)
         return self._result(response)
 
@@ -340,114 +344,6 @@ class _ThreadPool:
             self.lock.notify_all()
         for client in idle:
             client.close()
-
-
-class _AsyncPool:
-    """The connections one event loop uses (a :class:`~qompr.protocol.retry.AsyncConnections`);
-    idle ones are watched by a task each."""
-
-    def __init__(self, manager: PRManagerHelper) -> None:
-        self.manager = manager
-        self.idle: dict[AsyncHelperClient, asyncio.Task[None]] = {}
-        self.total = 0
-        self.freed = asyncio.Condition()
-
-    # -- the steps of a command (qompr.protocol.retry.Step) ----------------------------------
-    async def checkout(self) -> AsyncHelperClient | None:
-        async with self.freed:
-            while True:
-                self.manager._check_open()
-                if self.idle:
-                    client, task = self.idle.popitem()
-                    task.cancel()
-                    try:
-                        # Let the watcher finish (and drop its reader) before the socket is
-                        # used; cancelled meanwhile, the connection goes back unused.
-                        await asyncio.shield(_settled(task))
-                    except BaseException:
-                        task.add_done_callback(functools.partial(self._return, client))
-                        raise
-                    if task.cancelled():
-                        return client
-                    continue  # it saw the helper hang up: _watch discarded it
-                if self.total < max(1, self.manager.pool_size):
-                    self.total += 1
-                    return None
-                await self.freed.wait()
-
-    async def connect(self) -> AsyncHelperClient | None:
-        manager = self.manager
-        try:
-            client = await AsyncHelperClient.connect(manager.path, timeout=manager.connect_timeout)
-        except ConnectError as exc:
-            manager.log.debug("reconnect failed: %s", exc)
-            return None
-        manager._set_connected(True)
-        return client
-
-    async def pause(self) -> None:
-        await asyncio.sleep(self.manager.reconnect_delay)
-
-    async def send(self, client: AsyncHelperClient, request: HelperRequest) -> Sent:
-        try:
-            await client.send_request(request)
-        except OSError as exc:
-            return self.manager._send_failed(request, exc)
-        return Sent.ALL
-
-    async def read(
-        self, client: AsyncHelperClient, request: HelperRequest
-    ) -> HelperResponse | None:
-        try:
-            async with asyncio.timeout(self.manager.command_timeout):
-                response = await client.read_response()
-        except (RemoteProtocolError, OSError) as exc:  # TimeoutError is an OSError
-            self.manager._read_failed(request, exc)
-            return None
-        self.manager._set_connected(True)
-        return response
-
-    def checkin(self, client: AsyncHelperClient) -> None:
-        self.idle[client] = asyncio.get_running_loop().create_task(self._watch(client))
-        self._notify()
-
-    def discard(self, client: AsyncHelperClient | None, *, lost: bool) -> None:
-        if client is not None:
-            client.close()
-        self.total -= 1
-        self._notify()
-        if lost:
-            self.manager._set_connected(False)
-
-    # -- idle connections ----------------------------------------------------------------------
-    def _return(self, client: AsyncHelperClient, watcher: asyncio.Task[None]) -> None:
-        if watcher.cancelled():  # else it saw the helper hang up and discarded the client
-            self.checkin(client)
-
-    def _notify(self) -> None:
-        async def wake() -> None:
-            async with self.freed:
-                self.freed.notify()
-
-        asyncio.get_running_loop().create_task(wake())
-
-    async def _watch(self, client: AsyncHelperClient) -> None:
-        await client.wait_closed()
-        self.idle.pop(client, None)
-        self.manager.log.info("the helper closed an idle connection")
-        self.discard(client, lost=True)
-
-    def close(self) -> None:
-        for client, task in list(self.idle.items()):
-            with contextlib.suppress(RuntimeError):
-                task.cancel()
-            client.close()
-        self.idle.clear()
-
-
-async def _settled(task: asyncio.Task[None]) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 class _IdleWatcher:

@@ -8,9 +8,7 @@ command; the device is opened as sg3_utils opens it; the answer is judged, print
 
 from __future__ import annotations
 
-import argparse
 import errno
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -47,7 +45,6 @@ from qompr.cli.sglib.texts import category_text
 from qompr.cli.sglib.texts import convert_errno
 from qompr.cli.sglib.texts import exit_text
 from qompr.errors import ScsiError
-from qompr.options import HelpText
 from qompr.scsi import PrInCdb
 from qompr.scsi import PrOutAction
 from qompr.scsi import PrOutCdb
@@ -271,6 +268,8 @@ class Session:
         self.report["exit_status"] = ret
         self.report["error"] = exit_text(ret, longer=True) if ret else None
         if op.json:
+            import json
+
             out(json.dumps(self.report, indent=2, ensure_ascii=False) + "\n")
         return ret
 
@@ -281,7 +280,7 @@ class Session:
         except BackendFailed as failed:
             self.flagged = True
             return failed.status
-        if isinstance(backend, HelpText):
+        if not isinstance(backend, Backend):  # an --object help request, answered
             out(backend.text)
             return Exit.OK
         self.backend = backend
@@ -334,6 +333,8 @@ def add_parser(sub: Any) -> None:
     the subparser only collects them, with a prefix character no argument starts with so
     that argparse leaves options such as ``-k`` alone.
     """
+    import argparse
+
     parser = sub.add_parser(
         "persist",
         help="sg_persist's PERSISTENT RESERVE IN/OUT command, through any manager",

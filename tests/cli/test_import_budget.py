@@ -1,0 +1,132 @@
+# SPDX-License-Identifier: MIT
+"""Start-up budget of the ``qompr`` command, counted in modules, not in time.
+
+Each command runs in a fresh interpreter, as a user starts it; the test then looks at which
+modules it imported.  A command must not load what its path does not use: the event loop
+(asyncio, and the ssl it pulls in), the plugin machinery (pluggy, the entry points of
+``importlib.metadata``), argparse for the sg3_utils-style commands that parse their own
+options, the other commands, or manager packages it does not run.  (The time itself is
+bench/startup.py's business.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_RUN = """
+import json, os, sys
+from qompr.cli.main import main
+null = os.open(os.devnull, os.O_WRONLY)
+os.dup2(null, 1)
+os.dup2(null, 2)
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+with open(os.environ["MODULES_OUT"], "w") as out:
+    json.dump(sorted(sys.modules), out)
+"""
+
+#: What no start-up path below may import.
+EVERYWHERE = {
+    "asyncio",
+    "ssl",
+    "pluggy",
+    "importlib.metadata",
+    "qompr.plugins",
+    "qompr.hookspecs",
+    "qompr.daemon",
+    "qompr.embed",
+    "qompr.cli.demo",
+    "qompr.cli.doctor",
+    "qompr.cli.supervise",
+    "qompr.cli.emulated",
+    "concurrent.futures",
+}
+#: What an sg3_utils-style command (its own getopt) may not import.
+SG3 = EVERYWHERE | {"argparse"}
+#: The manager packages: each path may import the ones it runs, and no other.
+MANAGERS = {
+    "qompr.managers._direct",
+    "qompr.managers._helper",
+    "qompr.managers._helper_aio",
+    "qompr.managers.emulated",
+    "qompr.managers.multipath",
+}
+
+
+def imported(tmp_path: Path, *argv: str) -> set[str]:
+    """The modules ``qompr ARGV`` had imported when it finished."""
+    out = tmp_path / "modules.json"
+    env = dict(os.environ, MODULES_OUT=str(out), QOMPR_LOAD_PLUGINS="")
+    subprocess.run(
+        [sys.executable, "-c", _RUN, *argv], env=env, check=True, timeout=60, cwd=tmp_path
+    )
+    modules = json.loads(out.read_text())
+    assert "qompr.cli.main" in modules
+    return set(modules)
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> str:
+    path = tmp_path / "disk.img"
+    path.write_bytes(bytes(4096))
+    return str(path)
+
+
+def test_help_imports_no_manager_object_model_or_codec(tmp_path: Path) -> None:
+    for argv in (["--help"], ["--version"]):
+        modules = imported(tmp_path, *argv)
+        assert not modules & EVERYWHERE, argv
+        assert {m for m in modules if m.startswith("qompr")} == {
+            "qompr",
+            "qompr.errors",
+            "qompr.cli",
+            "qompr.cli.main",
+        }, argv
+        assert "attrs" not in modules
+
+
+@pytest.mark.parametrize(
+    ("path", "managers"),
+    [
+        ("device", {"qompr.managers._direct"}),
+        ("object", {"qompr.managers.emulated"}),
+        ("helper", {"qompr.managers._helper"}),
+    ],
+)
+def test_persist_imports_only_its_path(
+    tmp_path: Path, disk: str, path: str, managers: set[str]
+) -> None:
+    backend = {
+        "device": ["-n", "-k", "/dev/null"],
+        "object": ["--object", "pr-manager-emulated,id=e", "-k", disk],
+        "helper": ["--helper", str(tmp_path / "none.sock"), "-k", disk],
+    }[path]
+    modules = imported(tmp_path, "persist", *backend)
+    assert "qompr.cli.persist.session" in modules  # it ran
+    assert not modules & SG3
+    assert modules & MANAGERS == managers
+    if path == "device":
+        assert "qompr.options" not in modules  # no -object string to read
+
+
+def test_persist_json_and_verbose_stay_in_budget(tmp_path: Path, disk: str) -> None:
+    spec = "pr-manager-emulated,id=e"
+    modules = imported(tmp_path, "persist", "--json", "-vvv", "--object", spec, "-k", disk)
+    assert not modules & SG3
+    assert modules & MANAGERS == {"qompr.managers.emulated"}
+
+
+def test_a_type_that_is_not_built_in_loads_the_plugins(tmp_path: Path, disk: str) -> None:
+    # The positive control: what the budget excludes is seen when a path does need it.
+    modules = imported(tmp_path, "persist", "--object", "help", "-k", disk)
+    assert {"pluggy", "qompr.plugins"} <= modules
+    modules = imported(tmp_path, "plugins")
+    assert {"pluggy", "importlib.metadata", "argparse"} <= modules
