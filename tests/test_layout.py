@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +46,33 @@ def test_test_directories_mirror_source_packages() -> None:
 def test_support_modules_are_not_test_modules() -> None:
     """pytest collects nothing from ``tests/_support``: it holds helpers, not tests."""
     assert not list((TESTS / "_support").rglob("test_*.py"))
+
+
+def _source_modules() -> list[Path]:
+    return sorted(SRC.rglob("*.py"))
+
+
+def test_no_test_only_code_in_the_package() -> None:
+    """What the wheel ships (all of src/qompr) holds no test-only module: only the public
+    kit may use test tools, and only its pytest plugin needs pytest."""
+    test_tools = re.compile(r"^\s*(import|from)\s+(pytest|hypothesis|tests)\b", re.M)
+    offenders = []
+    for path in _source_modules():
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(SRC.parent).as_posix()
+        if test_tools.search(text) and name != "qompr/testing/conformance.py":
+            offenders.append(name)
+        if re.search(r"tests? only", text, re.I):
+            offenders.append(name)
+    assert offenders == []
+
+
+def test_only_the_testing_kit_imports_the_testing_kit() -> None:
+    """qompr.testing sits on top of every other layer: nothing else imports it."""
+    importers = [
+        path.relative_to(SRC.parent).as_posix()
+        for path in _source_modules()
+        if SRC / "testing" not in path.parents
+        and re.search(r"^\s*(import|from)\s+qompr\.testing\b", path.read_text(), re.M)
+    ]
+    assert importers == []

@@ -2,7 +2,7 @@
 """The emulated engine's conformance scenarios replayed on real LIO: guest runner, host checks.
 
 ``tests/vm/test_lio_scenarios.py`` boots the VM test bed once; in the guest
-:func:`guest_main` runs every scenario of ``tests/managers/emulated/scenarios`` (its ``lio`` steps)
+:func:`guest_main` runs every scenario of ``qompr/testing/scenarios`` (its ``lio`` steps)
 against the LIO LUN and records each step's raw answer (status, sense bytes, data-in) in
 ``lio_scenarios.json``.  On the host, :func:`compare_with_engine` replays the same steps on
 ``pr-manager-emulated`` (mode ``lio``) and :func:`check_expectations` holds LIO's answers to
@@ -62,14 +62,14 @@ from qompr.scsi import ScsiResult
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseData
 from qompr.scsi import TransportID
+from qompr.testing.scenario import Scenario
+from qompr.testing.scenario import ScenarioStepError
+from qompr.testing.scenario import Step
+from qompr.testing.scenario import build
+from qompr.testing.scenario import check
+from qompr.testing.scenario import load_all
 from tests.managers.emulated.harness import EmulatedTarget
 from tests.managers.emulated.harness import new_manager
-from tests.managers.emulated.scenario import Scenario
-from tests.managers.emulated.scenario import ScenarioStepError
-from tests.managers.emulated.scenario import Step
-from tests.managers.emulated.scenario import build
-from tests.managers.emulated.scenario import check
-from tests.managers.emulated.scenario import load_all
 
 from .guest_tools import SgResult
 from .guest_tools import sg_io
@@ -242,7 +242,7 @@ class _TcmLoopInitiators:
 
 
 class LioTarget(_TcmLoopInitiators):
-    """A scenario :class:`~tests.managers.emulated.scenario.Target` on the guest's LIO LUN, through
+    """A scenario :class:`~qompr.testing.scenario.Target` on the guest's LIO LUN, through
     SG_IO on /dev/sgN.
 
     Initiators are the tcm_loop initiator WWNs (SAS TransportIDs); port index *n* of an
@@ -537,7 +537,7 @@ class LioRecord:
 
 class RecordedLio(_TcmLoopInitiators):
     """The guest's :class:`LioTarget` as seen from the host: the name and port mappings
-    (:func:`tests.managers.emulated.scenario.check` needs them), no commands."""
+    (:func:`qompr.testing.scenario.check` needs them), no commands."""
 
     def __init__(self, rtpis: Mapping[tuple[str, int], int]) -> None:
         self.rtpis = dict(rtpis)

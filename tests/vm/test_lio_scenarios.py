@@ -3,7 +3,7 @@
 
 The module fixture boots the bed once (``paths=3``) and runs
 :func:`tests.vm.lio_scenarios.guest_main` in the guest: every scenario of
-``tests/managers/emulated/scenarios/*.toml`` (its ``lio`` steps) against the LIO LUN, one tcm_loop
+``qompr/testing/scenarios/*.toml`` (its ``lio`` steps) against the LIO LUN, one tcm_loop
 path per initiator and target port, recording each step's status, sense bytes and data-in
 (see ``tests/vm/lio_scenarios.py`` for the topology, the reset between scenarios and why
 PREEMPT AND ABORT runs last).  Then, per scenario (test ids are the scenario ids):
@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from tests.managers.emulated.scenario import Scenario
-from tests.managers.emulated.scenario import load_all
+from qompr.testing.scenario import Scenario
+from qompr.testing.scenario import load_all
 
 from .lio_scenarios import HANG_TIMEOUT
 from .lio_scenarios import INITIATORS

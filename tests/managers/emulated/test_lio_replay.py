@@ -19,6 +19,9 @@ from qompr.scsi import PrInAction
 from qompr.scsi import PrInCdb
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
+from qompr.testing.scenario import Scenario
+from qompr.testing.scenario import build
+from qompr.testing.scenario import load_all
 from tests.vm.lio_scenarios import RecordedLio
 from tests.vm.lio_scenarios import check_expectations
 from tests.vm.lio_scenarios import compare_step
@@ -28,9 +31,6 @@ from tests.vm.lio_scenarios import transport_id
 
 from .harness import EmulatedTarget
 from .harness import new_manager
-from .scenario import Scenario
-from .scenario import build
-from .scenario import load_all
 
 SCENARIOS = {s.id: s for s in load_all()}
 #: The guest's RTPIs: every tcm_loop path is its own target port.

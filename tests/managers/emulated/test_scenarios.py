@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The conformance scenarios (``scenarios/*.toml``) against the emulated engine.
+"""The conformance scenarios (``qompr/testing/scenarios/*.toml``) against the emulated engine.
 
 Every scenario runs in each mode it applies to, with the state in memory and in an SQLite
 file, so both stores are held to the same answers.
@@ -11,19 +11,20 @@ from pathlib import Path
 
 import pytest
 
+import qompr.testing.scenario as scenario_module
 from qompr.qom import ObjectTree
+from qompr.testing.scenario import EXPECTATIONS
+from qompr.testing.scenario import PR_IN_COMMANDS
+from qompr.testing.scenario import PR_OUT_COMMANDS
+from qompr.testing.scenario import Scenario
+from qompr.testing.scenario import ScenarioFormatError
+from qompr.testing.scenario import ScenarioStepError
+from qompr.testing.scenario import load_all
+from qompr.testing.scenario import load_file
+from qompr.testing.scenario import run
 
 from .harness import EmulatedTarget
 from .harness import new_manager
-from .scenario import EXPECTATIONS
-from .scenario import PR_IN_COMMANDS
-from .scenario import PR_OUT_COMMANDS
-from .scenario import Scenario
-from .scenario import ScenarioFormatError
-from .scenario import ScenarioStepError
-from .scenario import load_all
-from .scenario import load_file
-from .scenario import run
 
 SCENARIOS = load_all()
 CASES = [
@@ -123,6 +124,6 @@ def test_format_errors_are_caught(tmp_path: Path, step: str, message: str) -> No
 
 
 def test_expectation_names_are_documented() -> None:
-    doc = Path(__file__).with_name("scenario.py").read_text()
+    doc = Path(scenario_module.__file__).read_text()
     for name in EXPECTATIONS:
         assert f'"{name}"' in doc

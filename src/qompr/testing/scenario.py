@@ -1,8 +1,12 @@
 # SPDX-License-Identifier: MIT
 """Multi-initiator PR scenarios: the file format, the command builders and the checker.
 
-One scenario file drives any target: the emulated engine here, and real LIO in the VM test
-bed (``tests/vm/lio_scenarios.py``).  Everything target-specific is behind :class:`Target`:
+The conformance scenarios (:data:`SCENARIO_DIR`, installed with qompr) hold a logical unit's
+answers to what Linux LIO answers, in mode ``lio`` (and to the letter of SPC-4 in mode
+``spc4``, where the two differ).  One scenario file drives any target: ``pr-manager-emulated``
+in qompr's tests, any pr-manager through :class:`qompr.testing.ManagerTarget` (the pytest
+plugin :mod:`qompr.testing.conformance` does that), and real LIO in qompr's VM test bed.
+Everything target-specific is behind :class:`Target`:
 
 * initiators are named abstractly (``"A"``, ``"B"``, ``"C"``); the target maps each to an
   I_T nexus (an iSCSI port with IQN and ISID in the engine's tests, a tcm_loop path with its
@@ -13,7 +17,7 @@ bed (``tests/vm/lio_scenarios.py``).  Everything target-specific is behind :clas
 * PRgeneration is checked relative to its value at the start of the scenario;
 * TransportIDs in READ FULL STATUS are compared by mapping them back to initiator names.
 
-File format (TOML, ``tests/managers/emulated/scenarios/*.toml``)::
+File format (TOML, ``qompr/testing/scenarios/*.toml``)::
 
     [[scenario]]
     id = "register-new"                 # unique
@@ -27,7 +31,7 @@ File format (TOML, ``tests/managers/emulated/scenarios/*.toml``)::
     [[scenario.step]]
     as = "A"                            # initiator (a list repeats the step for each)
     port = 1                            # optional target port index
-    do = "register"                     # see COMMANDS
+    do = "register"                     # see PR_OUT_COMMANDS, PR_IN_COMMANDS, SCSI_COMMANDS
     sark = "K_A"                        # parameters, see PARAMETERS
     status = "GOOD"                     # expectations, see EXPECTATIONS
     spc4 = { status = "RESERVATION_CONFLICT" }   # per-mode overrides of expectations
@@ -65,8 +69,32 @@ from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
 from qompr.scsi import SenseData
 from qompr.scsi import TransportID
+from qompr.testing._errors import TestingError
 
+__all__ = [
+    "DEFAULT_KEYS",
+    "EXPECTATIONS",
+    "MODES",
+    "PARAMETERS",
+    "PR_IN_COMMANDS",
+    "PR_OUT_COMMANDS",
+    "SCENARIO_DIR",
+    "SCSI_COMMANDS",
+    "Scenario",
+    "ScenarioFormatError",
+    "ScenarioStepError",
+    "Step",
+    "Target",
+    "build",
+    "check",
+    "load_all",
+    "load_file",
+    "run",
+]
+
+#: The conformance scenarios' directory (package data of :mod:`qompr.testing`).
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
+#: ``lio``: answer as Linux LIO does; ``spc4``: as the letter of SPC-4 says.
 MODES = ("lio", "spc4")
 
 #: The symbolic reservation keys every scenario knows (K_H has bit 63 set on purpose).
@@ -224,11 +252,23 @@ class Scenario:
                     expect={k: v for k, v in fields.items() if k in EXPECTATIONS},
                 )
 
+    def opcodes(self, mode: str) -> frozenset[int]:
+        """The operation codes the scenario sends in *mode*."""
+        return frozenset(_opcode(step.do) for step in self.steps(mode))
+
     def key(self, value: int | str) -> int:
         """A key from an int or a symbolic name."""
         if isinstance(value, int):
             return value
         return self.keys[value]
+
+
+def _opcode(do: str) -> int:
+    if do in SCSI_COMMANDS:
+        return SCSI_COMMANDS[do][0]
+    if do in PR_IN_COMMANDS or do == "pr_in":
+        return int(Opcode.PERSISTENT_RESERVE_IN)
+    return int(Opcode.PERSISTENT_RESERVE_OUT)
 
 
 def _expand(value: Any, initiator: str) -> Any:
@@ -241,7 +281,7 @@ def _expand(value: Any, initiator: str) -> Any:
     return value
 
 
-class ScenarioFormatError(ValueError):
+class ScenarioFormatError(TestingError, ValueError):
     """A scenario file that does not follow the format."""
 
 
@@ -382,8 +422,8 @@ def build(scenario: Scenario, step: Step, target: Target) -> tuple[bytes, bytes]
 # -- checking results ------------------------------------------------------------------------
 
 
-class ScenarioStepError(AssertionError):
-    """A step's result differs from what the scenario expects."""
+class ScenarioStepError(TestingError, AssertionError):
+    """A step's result differs from what the scenario expects (a test failure)."""
 
 
 def _expected_status(expect: Mapping[str, Any]) -> ScsiStatus:
