@@ -23,6 +23,7 @@ PACKAGES = [
     "qompr.transport",
     "qompr.daemon",
     "qompr.linux",
+    "qompr.validate",
     "qompr.errors",
 ]
 

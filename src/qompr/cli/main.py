@@ -202,6 +202,12 @@ def _add_persist(sub: Any) -> None:
     persist.add_parser(sub)
 
 
+def _add_validate(sub: Any) -> None:
+    from qompr.cli import validate
+
+    validate.add_parser(sub)
+
+
 def _run_persist(argv: Sequence[str]) -> int:
     from qompr.cli import persist
 
@@ -243,6 +249,10 @@ COMMANDS: dict[str, Command] = {
         "sg_persist's PERSISTENT RESERVE IN/OUT command, through any manager",
         _add_persist,
         run=_run_persist,
+    ),
+    "validate": Command(
+        "check that a guest cluster's persistent reservations work on this path",
+        _add_validate,
     ),
 }
 
