@@ -10,6 +10,7 @@ attention queue must agree.  It runs in both modes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import hypothesis.strategies as st
@@ -91,7 +92,18 @@ class Model:
                 self.res["holder"] = self.regs[0][0]
 
     def pending(self, name: str) -> str | None:
-        return self.ua[name].pop(0) if self.ua[name] else None
+        """The unit attention a command from *name* reports: the oldest queued.  LIO clears
+        every unit attention queued for the nexus with it (UA_INTLCK_CTRL=00b: its
+        check-condition path frees the whole list); SPC-4 §5.14 reports each in turn."""
+        queue = self.ua[name]
+        if not queue:
+            return None
+        code = queue[0]
+        if self.lio:
+            queue.clear()
+        else:
+            queue.pop(0)
+        return code
 
     def not_registered(self) -> str:
         return "NOT_READY_LUN_COMM_FAILURE" if self.lio and self.res is None else "CONFLICT"
@@ -429,3 +441,34 @@ TestLioEngineAgainstModel = LioMachine.TestCase
 TestLioEngineAgainstModel.settings = _SETTINGS
 TestSpc4EngineAgainstModel = Spc4Machine.TestCase
 TestSpc4EngineAgainstModel.settings = _SETTINGS
+
+
+def _found_sequence(machine: PRMachine) -> list[str]:
+    """The sequence Hypothesis found when the model still popped one unit attention in
+    mode lio: C ends with two unit attentions queued, then sends TEST UNIT READY twice.
+    Every step is checked against the model as the machine checks it."""
+    steps: list[Callable[[], object]] = [
+        lambda: machine.register(name="B", right=True, wrong=1, sark=1, ignore=False, aptpl=False),
+        lambda: machine.reserve(name="B", right=True, wrong=1, pr_type=5),  # WE_RO
+        lambda: machine.register(name="C", right=True, wrong=1, sark=2, ignore=False, aptpl=False),
+        lambda: machine.release(name="B", right=True, wrong=1, pr_type=5, same=True),
+        lambda: machine.preempt(name="B", right=True, wrong=1, sark=2, pr_type=1, abort=False),
+    ]
+    for step in steps:
+        step()
+        machine.same_state()
+    assert machine.model.ua["C"] == ["RESERVATIONS_RELEASED", "REGISTRATIONS_PREEMPTED"]
+    answers = []
+    for _ in range(2):
+        answers.append(machine._send("C", TUR))
+        machine.model.tur("C")
+        machine.same_state()
+    return answers
+
+
+def test_lio_clears_every_queued_unit_attention_with_the_one_it_reports() -> None:
+    assert _found_sequence(LioMachine()) == ["RESERVATIONS_RELEASED", "GOOD"]
+
+
+def test_spc4_reports_each_unit_attention_in_turn() -> None:
+    assert _found_sequence(Spc4Machine()) == ["RESERVATIONS_RELEASED", "REGISTRATIONS_PREEMPTED"]
