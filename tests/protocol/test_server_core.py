@@ -282,3 +282,25 @@ def test_fds_fed_after_an_error_are_closed_at_once(ledger: FdLedger) -> None:
     fd = ledger.new()
     conn.receive_data(pr_in(), [fd])
     assert ledger.closed == [fd]
+
+
+def test_waiting_for_peer_only_while_the_client_owes_bytes() -> None:
+    ledger = FdLedger()
+    conn = HelperConnection(Role.SERVER, close_fd=ledger.close)
+    assert not conn.waiting_for_peer  # the server speaks first
+    conn.send(Handshake())
+    assert conn.waiting_for_peer  # the client's 4 bytes are due
+    conn.receive_data(bytes(4))
+    assert conn.next_event() == Negotiated(0)
+    assert not conn.waiting_for_peer  # idle between commands: silence is allowed
+    conn.receive_data(pr_out(24)[:5], [ledger.new()])
+    assert conn.next_event() is NEED_DATA and conn.waiting_for_peer  # half a CDB
+    conn.receive_data(pr_out(24)[5:])
+    assert conn.next_event() is NEED_DATA and conn.state is State.RECV_DATA
+    assert conn.waiting_for_peer  # the parameter list is due
+    conn.receive_data(bytes(24))
+    request = conn.next_event()
+    assert isinstance(request, HelperRequest)
+    assert not conn.waiting_for_peer  # our turn: the answer
+    conn.send(HelperResponse(0))
+    assert not conn.waiting_for_peer

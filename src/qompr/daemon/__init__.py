@@ -10,6 +10,8 @@ other programs embed it) with any :class:`~qompr.managers.PRManager` as its exec
 ``_options``           the command line, parsed as qemu-pr-helper parses it
 ``_startup``           listen, daemonise, pid file, privilege drop, pre-fork, stop signals
 ``_server``            the serving core (one event loop, worker threads for slow commands)
+``_loop``              the event loop (``selectors``, timers, thread wake-ups, signals)
+``_stats``             the statistics values
 ``_backends``          qemu-pr-helper's own executors (SG_IO, multipath or SG_IO)
 ``_logging``           the log, as text or JSON
 =====================  ==================================================================
@@ -20,9 +22,9 @@ from qompr.daemon._backends import PRHelperSgIo as PRHelperSgIo
 from qompr.daemon._backends import default_executor as default_executor
 from qompr.daemon._backends import executor_tree as executor_tree
 from qompr.daemon._backends import sgio_executor as sgio_executor
-from qompr.daemon._server import ConnectionStatistics as ConnectionStatistics
 from qompr.daemon._server import HelperServer as HelperServer
-from qompr.daemon._server import ServerStatistics as ServerStatistics
+from qompr.daemon._stats import ConnectionStatistics as ConnectionStatistics
+from qompr.daemon._stats import ServerStatistics as ServerStatistics
 
 __all__ = [
     "ConnectionStatistics",

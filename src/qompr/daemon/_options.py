@@ -20,8 +20,10 @@ from qompr._getopt import GetoptError
 from qompr._getopt import getopt_long
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_PIDFILE",
     "DEFAULT_SOCKET",
+    "DEFAULT_STALL_TIMEOUT",
     "PROG",
     "USAGE",
     "Exit",
@@ -31,6 +33,13 @@ __all__ = [
 ]
 
 PROG = "qompr-pr-helper"
+#: Default ``--max-connections``: QEMU opens one per ``pr-manager-helper`` object (one per
+#: VM for libvirt's managed helper), so a per-host helper needs thousands.
+DEFAULT_MAX_CONNECTIONS = 16384
+#: Default ``--stall-timeout`` (seconds): QEMU sends a request in one ``sendmsg`` and reads
+#: its reply at once, so a message that takes this long to arrive (or leave) is an attack or
+#: a dead peer.
+DEFAULT_STALL_TIMEOUT = 60.0
 #: qemu-pr-helper's ``compute_default_paths``: ``<localstatedir>/run/qemu-pr-helper.*``.
 DEFAULT_SOCKET = "/var/run/qemu-pr-helper.sock"
 DEFAULT_PIDFILE = "/var/run/qemu-pr-helper.pid"
@@ -55,6 +64,8 @@ _LONG = {
     "log-format": True,
     "max-workers": True,
     "processes": True,
+    "max-connections": True,
+    "stall-timeout": True,
 }
 _ALIASES = {
     "-h": "--help",
@@ -101,6 +112,10 @@ qompr options:
       --max-workers=N       most commands executing at once (default 64)
       --processes=N         serve from N processes sharing the socket (default 1;
                             SG_IO executor only)
+      --max-connections=N   most client connections open at once (default {connections})
+      --stall-timeout=SECONDS
+                            close a connection that leaves a message unfinished or
+                            its reply unread this long (default {stall:g})
 """
 
 
@@ -123,6 +138,8 @@ class Options:
     :param log_format: ``--log-format``.
     :param max_workers: ``--max-workers``.
     :param processes: ``--processes``.
+    :param max_connections: ``--max-connections``.
+    :param stall_timeout: ``--stall-timeout``, in seconds.
     """
 
     socket_path: str | None = None
@@ -140,6 +157,8 @@ class Options:
     log_format: str = "text"
     max_workers: int = 64
     processes: int = 1
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
 
 
 class Exit(Exception):  # noqa: N818  (control flow: main() prints it and exits)
@@ -178,6 +197,12 @@ def _ids(text: str, what: str) -> list[int]:
             fail(f"invalid {what} '{part}'")
         out.append(value)
     return out
+
+
+def _seconds(text: str) -> float:
+    if re.fullmatch(r"[0-9]+(\.[0-9]*)?", text) is None or not 0 < float(text) <= 86400:
+        fail(f"invalid timeout '{text}' (seconds, more than 0 and at most 86400)")
+    return float(text)
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -246,6 +271,13 @@ def parse_args(argv: Sequence[str]) -> Options:
                 if not count or count > 64:
                     fail(f"invalid number of processes '{value}'")
                 opts.processes = count
+            elif name == "--max-connections":
+                limit = _numeric_id(value)
+                if not limit:
+                    fail(f"invalid number of connections '{value}'")
+                opts.max_connections = limit
+            elif name == "--stall-timeout":
+                opts.stall_timeout = _seconds(value)
     except GetoptError as exc:
         raise Exit(
             1, err=f"{prog}: {exc}\n{PROG}: Try `{prog} --help' for more information.\n"
@@ -254,7 +286,13 @@ def parse_args(argv: Sequence[str]) -> Options:
 
 
 def _usage() -> str:
-    return USAGE.format(prog=PROG, pidfile=DEFAULT_PIDFILE, socket=DEFAULT_SOCKET)
+    return USAGE.format(
+        prog=PROG,
+        pidfile=DEFAULT_PIDFILE,
+        socket=DEFAULT_SOCKET,
+        connections=DEFAULT_MAX_CONNECTIONS,
+        stall=DEFAULT_STALL_TIMEOUT,
+    )
 
 
 def _version() -> str:

@@ -1,14 +1,14 @@
 # SPDX-License-Identifier: MIT
 """The serving core of ``qompr-pr-helper``: accept, negotiate, read, execute, answer.
 
-General layout.  One asyncio loop owns the listening socket and every connection, and does
-all their I/O: reads, parsing, replies.  A command runs
+General layout.  One event loop (:class:`~qompr.daemon._loop.Loop`) owns the listening socket
+and every connection, and does all their I/O: reads, parsing, replies.  A command runs
 
-* *on the loop* when the backend says it cannot block (``cannot_block(request)``): the
-  default SG_IO executor on an fd that is not a device (a pipe, a socket, /dev/null and its
-  kin, a file on a local filesystem), where the ioctl fails at once, exactly as in
-  qemu-pr-helper; a ``--backend`` manager that says so (``pr-manager-emulated`` in memory).
-  There a thread hop would cost more than the whole command;
+* *on the loop* when the executor says it cannot block (``cannot_block(fd)`` of the
+  manager contract): the default SG_IO executor on an fd that is not a device (a pipe, a
+  socket, /dev/null and its kin, a file on a local filesystem), where the ioctl fails at once,
+  exactly as in qemu-pr-helper; a ``--backend`` manager that says so (``pr-manager-emulated``
+  in memory).  There a thread hop would cost more than the whole command;
 * *on a worker thread* otherwise (a block or SCSI device, where SG_IO may take seconds; a
   manager with a state file): at most :attr:`HelperServer.max_workers` at once, as
   qemu-pr-helper's thread pool stops at 64.
@@ -20,24 +20,43 @@ Reading follows :meth:`qompr.protocol.HelperConnection.next_read` exactly, so ev
 sequence meets the same fate as with qemu-pr-helper 7.2 (prh_co_entry / prh_read_request):
 the same reads, the same replies, the same moment of closing.  Like qemu-pr-helper's
 coroutine, a connection is not read while its command executes or its reply is unsent.
+
+Bounds, because every client byte is hostile and the daemon runs as root:
+
+* a connection that begins a message (its handshake is due, or part of a request came) or
+  leaves its reply unread for longer than ``stall_timeout`` is closed; one that is idle
+  between commands may stay for ever (QEMU keeps its connection for the VM's life);
+* at most ``max_connections`` are open; more are closed as soon as they are accepted;
+* out of file descriptors, accepting pauses (up to a second, doubling) instead of spinning,
+  and the log says so once per episode;
+* one command per connection per turn of the loop (reads never take more than one request),
+  and a command that was to run on the loop but took longer than :data:`LOOP_BUDGET` sends
+  the next ones to worker threads for :data:`LOOP_COOLDOWN`;
+* once stopping, a reply the client does not read within :data:`SEND_TIMEOUT` is dropped:
+  SIGTERM ends the daemon even with such a client.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable
 from collections.abc import Collection
-from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-import attrs
-
+from qompr.daemon._loop import Loop
+from qompr.daemon._loop import Timer
+from qompr.daemon._options import DEFAULT_MAX_CONNECTIONS
+from qompr.daemon._options import DEFAULT_STALL_TIMEOUT
+from qompr.daemon._stats import ConnectionStatistics
+from qompr.daemon._stats import ServerStatistics
 from qompr.errors import LocalProtocolError
 from qompr.errors import RemoteProtocolError
 from qompr.linux import PeerCredentials
@@ -62,66 +81,29 @@ from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
 from qompr.transport.unix import recv_spec
 
-__all__ = ["ConnectionStatistics", "HelperServer", "ServerStatistics"]
+__all__ = [
+    "LOOP_BUDGET",
+    "LOOP_COOLDOWN",
+    "SEND_TIMEOUT",
+    "ConnectionStatistics",
+    "HelperServer",
+    "ServerStatistics",
+]
 
 log = logging.getLogger("qompr.daemon")
 
-#: How long a response may take to drain into a client that does not read.
-SEND_TIMEOUT = 5.0
-
-
-@attrs.frozen
-class ConnectionStatistics:
-    """One client connection.
-
-    :param id: a serial number, in accept order.
-    :param peer: its credentials (SO_PEERCRED), if known.
-    :param opened: :func:`time.time` at accept.
-    :param requests: commands answered.
-    :param bytes_in: bytes read from it.
-    :param bytes_out: bytes written to it.
-    """
-
-    id: int
-    peer: PeerCredentials | None
-    opened: float
-    requests: int
-    bytes_in: int
-    bytes_out: int
-
-
-@attrs.frozen
-class ServerStatistics:
-    """The whole server (trio-style ``statistics()`` value).
-
-    :param connections_accepted: accepted connections, refused ones included.
-    :param connections_refused: closed at once by ``--allow-uid/--allow-gid``.
-    :param connections_open: open now.
-    :param requests: commands answered.
-    :param requests_in: PERSISTENT RESERVE IN commands answered.
-    :param requests_out: PERSISTENT RESERVE OUT commands answered.
-    :param check_conditions: answers with CHECK CONDITION status.
-    :param protocol_errors: connections closed because the client broke the protocol.
-    :param in_flight: commands executing now.
-    :param max_in_flight: the most commands that ever executed at once.
-    :param workers: worker threads alive.
-    :param bytes_in: bytes read from clients.
-    :param bytes_out: bytes written to clients.
-    """
-
-    connections_accepted: int
-    connections_refused: int
-    connections_open: int
-    requests: int
-    requests_in: int
-    requests_out: int
-    check_conditions: int
-    protocol_errors: int
-    in_flight: int
-    max_in_flight: int
-    workers: int
-    bytes_in: int
-    bytes_out: int
+#: Once stopping, how long a reply may wait for a client that does not read it.
+SEND_TIMEOUT = 1.0
+#: Longest a command may run on the event loop before the next ones go to worker threads.
+LOOP_BUDGET = 0.005
+#: How long they then go to worker threads.
+LOOP_COOLDOWN = 1.0
+#: Most connections taken from the backlog in one turn of the loop.
+_ACCEPT_BATCH = 64
+#: errnos of accept(2) that mean "no resources now": pause accepting, then try again.
+_ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: How often the same warning may reach the log.
+_WARN_INTERVAL = 10.0
 
 
 class _Client:
@@ -132,6 +114,7 @@ class _Client:
         "bytes_out",
         "closed",
         "conn",
+        "executing",
         "fd",
         "id",
         "nexus",
@@ -141,6 +124,7 @@ class _Client:
         "reading",
         "requests",
         "requests_in",
+        "since",
         "sock",
     )
 
@@ -158,12 +142,68 @@ class _Client:
         self.bytes_out = 0
         self.outgoing = b""  # reply bytes the socket did not take yet
         self.reading = False  # registered with add_reader
+        self.executing = False  # a command runs on a worker thread
         self.closed = False
+        self.since: float | None = None  # when it began to owe us bytes or stopped reading
 
     def statistics(self) -> ConnectionStatistics:
         return ConnectionStatistics(
             self.id, self.peer, self.opened, self.requests, self.bytes_in, self.bytes_out
         )
+
+
+class _Workers:
+    """Threads for the commands that may block, started as needed, at most *limit*.
+
+    Daemon threads: one stuck in the kernel (SG_IO on a wedged device) must not keep the
+    process from exiting once the server has stopped.
+    """
+
+    def __init__(self, limit: int, done: Callable[..., object]) -> None:
+        self.limit = limit
+        self._done = done  # called (thread-safe) with (callback, result, error)
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Callable[..., object]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._idle = 0
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def alive(self) -> int:
+        return self._count
+
+    def submit(self, job: Callable[[], Any], callback: Callable[..., object]) -> None:
+        with self._lock:
+            start = self._idle <= 0 and self._count < self.limit
+            if start:
+                self._count += 1
+            else:
+                self._idle -= 1
+        self._jobs.put((job, callback))
+        if start:
+            name = f"qompr-pr-helper-worker-{self._count}"
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            job, callback = item
+            try:
+                result, error = job(), None
+            except BaseException as exc:  # handed to the loop, which logs it
+                result, error = None, exc
+            self._done(callback, result, error)
+            del item, job, callback, result, error
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        with self._lock:
+            count, self._count = self._count, 0
+        for _ in range(count):
+            self._jobs.put(None)
 
 
 class HelperServer:
@@ -177,6 +217,9 @@ class HelperServer:
         uid or gid is listed are served; others are closed before the handshake.
     :param allow_gids: see *allow_uids*.
     :param max_workers: the most commands executing at once on worker threads.
+    :param max_connections: the most connections open at once (``--max-connections``).
+    :param stall_timeout: seconds a connection may owe bytes (its handshake, the rest of a
+        request) or leave its reply unread before it is closed (``--stall-timeout``).
     :param on_event: called (on the loop) with ``"ready"`` and ``"stopping"``, for sd_notify.
     """
 
@@ -188,6 +231,8 @@ class HelperServer:
         allow_uids: Collection[int] = (),
         allow_gids: Collection[int] = (),
         max_workers: int = 64,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.listener = listener
@@ -199,92 +244,104 @@ class HelperServer:
         self.allow_uids = frozenset(allow_uids)
         self.allow_gids = frozenset(allow_gids)
         self.max_workers = max_workers
+        self.max_connections = max_connections
+        self.stall_timeout = stall_timeout
         self._on_event = on_event
-        self._executor = ThreadPoolExecutor(
-            max_workers, thread_name_prefix="qompr-pr-helper-worker"
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
+        #: The event loop; add signal handlers to it before :meth:`serve_forever`.
+        self.loop = Loop()
+        self._workers = _Workers(max_workers, self.loop.call_soon_threadsafe)
         self._stopping = False
         self._stop_requested = False
-        self._stop_event: asyncio.Event | None = None
-        self._drained: asyncio.Event | None = None
+        self._drain_expired = False
         self._stopped = threading.Event()
         self._open: dict[int, _Client] = {}  # id -> client
+        self._watched: dict[int, _Client] = {}  # clients with a stall clock running
+        self._sweep: Timer | None = None
         self._busy = 0  # connections with a command executing or a reply unsent
         self._next_id = 0
         self._lock = threading.Lock()  # only for statistics() readers on other threads
-        self._accepted = 0
-        self._refused = 0
-        self._closed_requests = 0
-        self._closed_requests_in = 0
-        self._closed_bytes_in = 0
-        self._closed_bytes_out = 0
-        self._check_conditions = 0
-        self._protocol_errors = 0
+        self._accept_pause = 0.0
+        self._loop_slow_until = 0.0
+        self._warned: dict[str, float] = {}
+        self._counts = dict.fromkeys(
+            (
+                "accepted",
+                "refused",
+                "over_limit",
+                "stalled",
+                "accept_errors",
+                "moved_off_loop",
+                "check_conditions",
+                "protocol_errors",
+                "closed_requests",
+                "closed_requests_in",
+                "closed_bytes_in",
+                "closed_bytes_out",
+            ),
+            0,
+        )
         self._in_flight = 0
         self._max_in_flight = 0
 
     # == Section: public interface ===========================================================
-    async def serve(self) -> None:
-        """Serve until :meth:`stop`, then let in-flight commands finish and return."""
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        self._drained = asyncio.Event()
-        self._stop_event = asyncio.Event()
-        self.listener.setblocking(False)
-        loop.add_reader(self.listener.fileno(), self._accept)
-        if self._on_event is not None:
-            self._on_event("ready")
-        if self._stop_requested:
-            self._begin_stop()
+    def serve_forever(self) -> None:
+        """Serve until :meth:`stop`, let in-flight commands finish, and return."""
+        loop = self.loop
         try:
-            await self._stop_event.wait()
-            self._check_drained()
-            await self._drained.wait()
+            self.listener.setblocking(False)
+            loop.add_reader(self.listener.fileno(), self._accept)
+            if self._on_event is not None:
+                self._on_event("ready")
+            if self._stop_requested:
+                self._begin_stop()
+            loop.run()
         finally:
-            self._executor.shutdown(wait=False)
+            self._workers.shutdown()
+            loop.close()
             self._stopped.set()
+
+    async def serve(self) -> None:
+        """:meth:`serve_forever` for asyncio programs (on a thread of its own)."""
+        import asyncio
+
+        await asyncio.to_thread(self.serve_forever)
 
     def stop(self) -> None:
         """Stop accepting and close idle connections; commands executing now still get their
         answer (qemu-pr-helper on SIGTERM/SIGINT/SIGHUP).  Thread-safe and idempotent."""
         self._stop_requested = True
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(self._begin_stop)
+        with contextlib.suppress(OSError):  # the loop closed meanwhile
+            self.loop.call_soon_threadsafe(self._begin_stop)
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
-        """From another thread: wait until :meth:`serve` has returned."""
+        """From another thread: wait until :meth:`serve_forever` has returned."""
         return self._stopped.wait(timeout)
 
     def statistics(self) -> ServerStatistics:
         """Counters for the whole server (open connections included)."""
         with self._lock:
             clients = list(self._open.values())
-            closed = (
-                self._closed_requests,
-                self._closed_requests_in,
-                self._closed_bytes_in,
-                self._closed_bytes_out,
-            )
-        requests = closed[0] + sum(c.requests for c in clients)
-        requests_in = closed[1] + sum(c.requests_in for c in clients)
+            counts = dict(self._counts)
+        requests = counts["closed_requests"] + sum(c.requests for c in clients)
+        requests_in = counts["closed_requests_in"] + sum(c.requests_in for c in clients)
         return ServerStatistics(
-            connections_accepted=self._accepted,
-            connections_refused=self._refused,
+            connections_accepted=counts["accepted"],
+            connections_refused=counts["refused"],
             connections_open=len(clients),
             requests=requests,
             requests_in=requests_in,
             requests_out=requests - requests_in,
-            check_conditions=self._check_conditions,
-            protocol_errors=self._protocol_errors,
+            check_conditions=counts["check_conditions"],
+            protocol_errors=counts["protocol_errors"],
             in_flight=self._in_flight,
             max_in_flight=self._max_in_flight,
-            workers=len(getattr(self._executor, "_threads", ())),
-            bytes_in=closed[2] + sum(c.bytes_in for c in clients),
-            bytes_out=closed[3] + sum(c.bytes_out for c in clients),
+            workers=self._workers.alive,
+            bytes_in=counts["closed_bytes_in"] + sum(c.bytes_in for c in clients),
+            bytes_out=counts["closed_bytes_out"] + sum(c.bytes_out for c in clients),
+            connections_over_limit=counts["over_limit"],
+            connections_stalled=counts["stalled"],
+            accept_errors=counts["accept_errors"],
+            commands_moved_off_loop=counts["moved_off_loop"],
         )
 
     def connections(self) -> list[ConnectionStatistics]:
@@ -298,41 +355,89 @@ class HelperServer:
         if self._stopping:
             return
         self._stopping = True
-        loop = self._loop
-        assert loop is not None
         if self._on_event is not None:
             self._on_event("stopping")
-        with contextlib.suppress(ValueError, OSError):  # already closed
-            loop.remove_reader(self.listener.fileno())
+        self.loop.remove_reader(self.listener.fileno())
         self.listener.close()
         with self._lock:
             clients = list(self._open.values())
         for client in clients:
-            if client.reading:  # idle: between commands, or mid-request (QEMU drops those)
+            if not client.executing and not client.outgoing:  # idle, or mid-request
                 self._close(client, "service stopping")
-        if self._stop_event is not None:
-            self._stop_event.set()
+        self.loop.call_later(SEND_TIMEOUT, self._expire_drain)
         self._check_drained()
 
-    def _check_drained(self) -> None:
-        if self._drained is not None and self._stopping and self._busy == 0:
-            self._drained.set()
+    def _expire_drain(self) -> None:
+        """Stopping: replies still unread are dropped (commands executing still finish)."""
+        self._drain_expired = True
+        with self._lock:
+            clients = list(self._open.values())
+        for client in clients:
+            if client.outgoing:
+                self._close(client, "stopping, and the client does not read its reply")
 
-    # == Section: accepting =====================================================================
+    def _check_drained(self) -> None:
+        if self._stopping and self._busy == 0:
+            self.loop.stop()
+
+    def _warn(self, key: str, message: str, *args: object) -> None:
+        """Log a warning, at most once per :data:`_WARN_INTERVAL` for the same *key*."""
+        now = self.loop.time()
+        if now - self._warned.get(key, -_WARN_INTERVAL) >= _WARN_INTERVAL:
+            self._warned[key] = now
+            log.warning(message, *args)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] += n
+
+    # == Section: accepting ====================================================================
     def _accept(self) -> None:
-        while True:
+        for _ in range(_ACCEPT_BATCH):
             try:
                 sock, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                # EMFILE and friends: log and keep listening (the loop retries).
-                log.warning("accept failed: %s", exc)
-                return
-            self._accepted += 1
+                self._count("accept_errors")
+                if exc.errno in _ACCEPT_RESOURCE_ERRORS:
+                    self._pause_accepting(exc)
+                    return
+                log.debug("accept failed: %s", exc)  # the peer gave up meanwhile
+                continue
+            self._accept_pause = 0.0
+            self._count("accepted")
             self._new_client(sock)
 
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of file descriptors (or memory): the connection stays in the backlog, so the
+        listener stays readable; retrying at once would spin.  Pause, doubling up to 1 s."""
+        self._accept_pause = min(max(self._accept_pause * 2, 0.05), 1.0)
+        self._warn(
+            "accept",
+            "accept failed: %s; accepting again in %.2f s (%d open connections)",
+            exc.strerror or exc,
+            self._accept_pause,
+            len(self._open),
+        )
+        fd = self.listener.fileno()
+        self.loop.remove_reader(fd)
+        self.loop.call_later(self._accept_pause, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        if not self._stopping:
+            self.loop.add_reader(self.listener.fileno(), self._accept)
+
     def _new_client(self, sock: socket.socket) -> None:
+        if len(self._open) >= self.max_connections:
+            self._count("over_limit")
+            self._warn(
+                "limit",
+                "%d connections open (--max-connections): closing new ones",
+                len(self._open),
+            )
+            sock.close()
+            return
         sock.setblocking(False)
         try:
             peer: PeerCredentials | None = peer_credentials(sock)
@@ -341,7 +446,7 @@ class HelperServer:
         self._next_id += 1
         client = _Client(self._next_id, sock, peer)
         if (self.allow_uids or self.allow_gids) and not self._allowed(peer):
-            self._refused += 1
+            self._count("refused")
             log.warning("connection %d refused: peer %s is not allowed", client.id, peer)
             sock.close()
             return
@@ -364,22 +469,18 @@ class HelperServer:
             return False
         return peer.uid in self.allow_uids or peer.gid in self.allow_gids
 
-    # == Section: reading and answering (loop thread) ===========================================
+    # == Section: reading and answering (loop thread) ========================================
     def _resume(self, client: _Client) -> None:
         """Wait for the client's next bytes."""
         if client.closed or client.reading:
             return
-        loop = self._loop
-        assert loop is not None
         client.reading = True
-        loop.add_reader(client.fd, self._readable, client)
+        self.loop.add_reader(client.fd, self._readable, client)
 
     def _pause(self, client: _Client) -> None:
         if client.reading:
             client.reading = False
-            loop = self._loop
-            assert loop is not None
-            loop.remove_reader(client.fd)
+            self.loop.remove_reader(client.fd)
 
     def _readable(self, client: _Client) -> None:
         conn = client.conn
@@ -396,13 +497,14 @@ class HelperServer:
 
     def _process(self, client: _Client) -> None:
         """Take the events the received bytes make, until more bytes are needed or a
-        command is under way."""
+        command is under way.  Reads are exactly as long as the protocol core asks, so the
+        buffer never holds a second request: one command per connection per turn."""
         conn = client.conn
         while True:
             try:
                 event = conn.next_event()
             except RemoteProtocolError as exc:
-                self._protocol_errors += 1
+                self._count("protocol_errors")
                 # qemu-pr-helper prints these only with -v.
                 log.info("connection %d: %s", client.id, exc.message)
                 self._close(client, exc.message)
@@ -410,6 +512,7 @@ class HelperServer:
             if event is NEED_DATA:
                 if conn.pending is None:
                     self._resume(client)
+                self._watch(client)
                 return
             if isinstance(event, Negotiated):
                 continue
@@ -417,41 +520,71 @@ class HelperServer:
                 self._close(client, "closed by the client")
                 return
             assert isinstance(event, HelperRequest)
-            if self.backend.cannot_block(event.fd):
-                self._answer(client, event, self._execute(client, event))
-                if client.closed or client.outgoing:
-                    return
-                if self._stopping:
-                    self._close(client, "service stopping")
-                    return
-                continue  # pipelined bytes may already hold the next request
-            self._offload(client, event)
-            return
+            if not self._on_loop(event.fd):
+                self._offload(client, event)
+                return
+            self._answer(client, event, self._execute_here(client, event))
+            if client.closed or client.outgoing:
+                return
+            if self._stopping:
+                self._close(client, "service stopping")
+                return
+
+    def _on_loop(self, fd: int) -> bool:
+        if self._loop_slow_until and self.loop.time() < self._loop_slow_until:
+            return False
+        try:
+            return self.backend.cannot_block(fd)
+        except Exception:
+            log.exception("cannot_block() failed: running the command on a worker thread")
+            return False
+
+    def _execute_here(self, client: _Client, request: HelperRequest) -> HelperResponse:
+        """Run a command that cannot block on the loop, and watch that it did not."""
+        start = time.perf_counter()
+        response = self._execute(client, request)
+        took = time.perf_counter() - start
+        if took > LOOP_BUDGET:
+            self._loop_slow_until = self.loop.time() + LOOP_COOLDOWN
+            self._count("moved_off_loop")
+            self._warn(
+                "slow",
+                "a command took %.1f ms on the event loop: running commands on worker "
+                "threads for %g s",
+                took * 1000,
+                LOOP_COOLDOWN,
+            )
+        return response
 
     def _offload(self, client: _Client, request: HelperRequest) -> None:
         """Run a command that may block on a worker thread."""
-        loop = self._loop
-        assert loop is not None
         self._pause(client)
+        self._unwatch(client)
+        client.executing = True
         self._busy += 1
-        future = loop.run_in_executor(self._executor, self._execute, client, request)
+        self._workers.submit(
+            lambda: self._execute(client, request),
+            lambda response, error: self._executed(client, request, response, error),
+        )
 
-        def done(fut: asyncio.Future[HelperResponse]) -> None:
-            self._busy -= 1
-            try:
-                response = fut.result()
-            except BaseException:  # pragma: no cover - _execute catches backend errors
-                log.exception("connection %d: internal error", client.id)
-                self._close(client, "internal error")
-                self._check_drained()
-                return
-            if not client.closed:
-                self._answer(client, request, response)
-                if not client.closed and not client.outgoing:
-                    self._after_reply(client)
-            self._check_drained()
-
-        future.add_done_callback(done)
+    def _executed(
+        self,
+        client: _Client,
+        request: HelperRequest,
+        response: HelperResponse | None,
+        error: BaseException | None,
+    ) -> None:
+        """Back on the loop with a worker's answer."""
+        client.executing = False
+        self._busy -= 1
+        if error is not None or response is None:  # pragma: no cover - _execute catches
+            log.error("connection %d: internal error", client.id, exc_info=error)
+            self._close(client, "internal error")
+        elif not client.closed:
+            self._answer(client, request, response)
+            if not client.closed and not client.outgoing:
+                self._after_reply(client)
+        self._check_drained()
 
     def _answer(self, client: _Client, request: HelperRequest, response: HelperResponse) -> None:
         try:
@@ -464,7 +597,7 @@ class HelperServer:
         if request.opcode == Opcode.PERSISTENT_RESERVE_IN:
             client.requests_in += 1
         if response.status == ScsiStatus.CHECK_CONDITION:
-            self._check_conditions += 1
+            self._counts["check_conditions"] += 1
         self._send(client, out)
 
     def _after_reply(self, client: _Client) -> None:
@@ -487,29 +620,67 @@ class HelperServer:
         client.bytes_out += sent
         client.outgoing = data[sent:]
         if client.outgoing:
-            loop = self._loop
-            assert loop is not None
+            if self._drain_expired:
+                self._close(client, "stopping, and the client does not read its reply")
+                return
             self._pause(client)
             self._busy += 1
-            loop.add_writer(client.fd, self._writable, client)
+            self.loop.add_writer(client.fd, self._writable, client)
+            self._watch(client)
         elif client.conn.state is State.RECV_FEATURES:
             self._resume(client)  # the handshake is out: wait for the client's
+            self._watch(client)
 
     def _writable(self, client: _Client) -> None:
-        loop = self._loop
-        assert loop is not None
-        loop.remove_writer(client.fd)
+        self.loop.remove_writer(client.fd)
         self._busy -= 1
         data, client.outgoing = client.outgoing, b""
         self._send(client, data)
         if not client.closed and not client.outgoing:
-            if client.conn.state is State.RECV_FEATURES:
-                pass  # _send resumed reading
+            self._unwatch(client)  # the reply is out: its clock stops
+            if client.conn.state is State.RECV_FEATURES:  # _send resumed reading
+                self._watch(client)  # the client's handshake is due
             else:
                 self._after_reply(client)
         self._check_drained()
 
-    # == Section: executing =====================================================================
+    # == Section: stalls =======================================================================
+    def _watch(self, client: _Client) -> None:
+        """Start (or stop) the stall clock as the connection owes bytes or not."""
+        if client.outgoing or client.conn.waiting_for_peer:
+            if client.since is None:
+                client.since = self.loop.time()
+                self._watched[client.id] = client
+                if self._sweep is None:
+                    self._sweep = self.loop.call_later(self.stall_timeout, self._sweep_stalls)
+        else:
+            self._unwatch(client)
+
+    def _unwatch(self, client: _Client) -> None:
+        if client.since is not None:
+            client.since = None
+            self._watched.pop(client.id, None)
+
+    def _sweep_stalls(self) -> None:
+        self._sweep = None
+        now = self.loop.time()
+        earliest: float | None = None
+        for client in list(self._watched.values()):
+            since = client.since
+            if since is None:  # pragma: no cover - unwatched clients leave the dict
+                continue
+            if now - since >= self.stall_timeout:
+                self._count("stalled")
+                what = "reply unread" if client.outgoing else "message unfinished"
+                log.info("connection %d: %s for %.0f s", client.id, what, now - since)
+                self._close(client, f"stalled ({what})")
+            elif earliest is None or since < earliest:
+                earliest = since
+        if earliest is not None:
+            delay = max(0.01, earliest + self.stall_timeout - now)
+            self._sweep = self.loop.call_later(delay, self._sweep_stalls)
+
+    # == Section: executing ====================================================================
     def _execute(self, client: _Client, request: HelperRequest) -> HelperResponse:
         """Run one command, close its fd, and shape the answer as prh_co_entry does."""
         with self._lock:
@@ -553,10 +724,9 @@ class HelperServer:
         client.closed = True
         log.debug("connection %d closed: %s", client.id, reason)
         self._pause(client)
+        self._unwatch(client)
         if client.outgoing:
-            loop = self._loop
-            assert loop is not None
-            loop.remove_writer(client.fd)
+            self.loop.remove_writer(client.fd)
             client.outgoing = b""
             self._busy -= 1
         client.conn.close()
@@ -564,10 +734,11 @@ class HelperServer:
             client.sock.close()
         with self._lock:
             self._open.pop(client.id, None)
-            self._closed_requests += client.requests
-            self._closed_requests_in += client.requests_in
-            self._closed_bytes_in += client.bytes_in
-            self._closed_bytes_out += client.bytes_out
+            counts = self._counts
+            counts["closed_requests"] += client.requests
+            counts["closed_requests_in"] += client.requests_in
+            counts["closed_bytes_in"] += client.bytes_in
+            counts["closed_bytes_out"] += client.bytes_out
         self._check_drained()
 
 

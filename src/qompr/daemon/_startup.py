@@ -192,8 +192,6 @@ def drop_privileges(keep: Iterable[caps.Capability], *, uid: int | None, gid: in
 
 
 def _preload() -> None:
-    import asyncio.unix_events  # noqa: F401
-    import concurrent.futures.thread  # noqa: F401
     import encodings.idna  # noqa: F401
     import json  # noqa: F401
     import traceback  # noqa: F401

@@ -14,12 +14,12 @@ The command line, the start-up order and the messages are qemu-pr-helper 7.2's
    socket file is removed on the way out (:mod:`qompr.daemon._server`).
 
 qompr's additions are long options only: ``--backend``, ``--allow-uid``, ``--allow-gid``,
-``--plugin``, ``--keep-privileges``, ``--log-format``, ``--max-workers`` and ``--processes``.
+``--plugin``, ``--keep-privileges``, ``--log-format``, ``--max-workers``, ``--processes``,
+``--max-connections`` and ``--stall-timeout``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -119,12 +119,14 @@ def run(opts: Options, argv0: str = PROG) -> int:
             allow_uids=opts.allow_uids,
             allow_gids=opts.allow_gids,
             max_workers=opts.max_workers,
+            max_connections=opts.max_connections,
+            stall_timeout=opts.stall_timeout,
             on_event=on_event,
         )
 
     if children is None:  # a child: serve, then leave without the parent's clean-up
         try:
-            asyncio.run(_serve(serving(), stop_signals))
+            _serve(serving(), stop_signals)
         finally:
             os._exit(0)
 
@@ -137,7 +139,7 @@ def run(opts: Options, argv0: str = PROG) -> int:
 
     server = serving(on_event)
     try:
-        asyncio.run(_serve(server, stop_signals))
+        _serve(server, stop_signals)
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
@@ -172,14 +174,14 @@ def _notify(server: HelperServer, what: str, path: str | None) -> None:
         systemd.notify(f"STOPPING=1\nSTATUS=Stopping ({stats.in_flight} commands in flight)")
 
 
-async def _serve(server: HelperServer, stop_signals: _startup.StopSignals) -> None:
-    loop = asyncio.get_running_loop()
+def _serve(server: HelperServer, stop_signals: _startup.StopSignals) -> None:
+    loop = server.loop
     for sig in _startup.STOP_SIGNALS:
         loop.add_signal_handler(sig, server.stop)
     loop.add_signal_handler(signal.SIGUSR1, _log_statistics, server)
     if stop_signals.pending:
         server.stop()
-    await server.serve()
+    server.serve_forever()
 
 
 def _log_statistics(server: HelperServer) -> None:

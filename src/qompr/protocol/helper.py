@@ -204,6 +204,8 @@ class ReadSpec:
 
 
 _NOTHING: Final = ReadSpec(0, False)
+# States in which the peer must send next.
+_OWED: Final = frozenset({State.RECV_FEATURES, State.RECV_DATA, State.AWAIT_RESPONSE})
 _SPECS: dict[tuple[int, bool], ReadSpec] = {}
 
 
@@ -263,6 +265,21 @@ class HelperConnection:
     def pending(self) -> HelperRequest | None:
         """The request being processed (server) or awaiting its response (client)."""
         return self._request
+
+    @property
+    def waiting_for_peer(self) -> bool:
+        """Whether the peer owes bytes before anything can happen: its handshake, the rest
+        of a message it began, or (client) the response to a request.
+
+        A server's connection that is idle between commands is not waiting: a client may
+        stay silent for as long as it likes (QEMU keeps its connection for the VM's life).
+        The daemon bounds how long a connection may stay waiting (a client that stops
+        mid-request holds a file descriptor).
+        """
+        state = self._state
+        if state is State.IDLE:
+            return bool(self._buf)
+        return state in _OWED
 
     def next_read(self) -> ReadSpec:
         """How much to read next, and whether fds may come with it.
