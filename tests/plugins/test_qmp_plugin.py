@@ -46,6 +46,7 @@ pytestmark = pytest.mark.interop
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugins" / "qompr-qmp"
+FORWARD = ROOT / "plugins" / "qompr-forward"
 QEMU = ["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none", "-S"]
 MANAGED = "pr-helper0"
 UNMANAGED = "pr-helper-libvirt-1-storage"
@@ -62,11 +63,12 @@ def _have_qemu_qmp() -> bool:
 @pytest.fixture(scope="module")
 def qmp_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """pip-install the plugin (and qemu.qmp, unless present) into a directory of its own,
-    and make it importable in this process too."""
+    and make it importable in this process too.  Another plugin (qompr-forward) is installed
+    beside it: the tests must not depend on being the only or the last one."""
     if shutil.which("qemu-system-x86_64") is None:
         pytest.fail("qemu-system-x86_64 is not installed: run scripts/run-tests to install it")
     site = tmp_path_factory.mktemp("qmp-site")
-    packages = [str(PLUGIN)] + ([] if _have_qemu_qmp() else ["qemu.qmp>=0.0.6"])
+    packages = [str(PLUGIN), str(FORWARD)] + ([] if _have_qemu_qmp() else ["qemu.qmp>=0.0.6"])
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          "--no-deps", "--target", str(site), *packages],
@@ -419,8 +421,10 @@ def test_cli(qmp_site: Path, tmp: Path, helpers: dict[str, Helper], qemus: list[
     qemus.append(qemu)
     ctl = str(qemu.qmp[1])
 
-    plugins = json.loads(_qompr(qmp_site, "plugins", "--json").stdout)
-    assert {"name": "qmp", "hooks": ["qompr_register_commands"]}.items() <= plugins[-1].items()
+    # Found by name: other plugins installed where the tests run may come after it.
+    plugins = {p["name"]: p for p in json.loads(_qompr(qmp_site, "plugins", "--json").stdout)}
+    assert {"name": "qmp", "hooks": ["qompr_register_commands"]}.items() <= plugins["qmp"].items()
+    assert plugins["qmp"]["distribution"] == "qompr-qmp"
 
     watch = subprocess.Popen(
         [sys.executable, "-m", "qompr", "qmp", "watch", "--qmp", str(qemu.qmp[0]), "--json"],

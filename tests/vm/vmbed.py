@@ -404,13 +404,17 @@ def _is_script(path: str) -> bool:
 
 
 def guest_python() -> str:
-    """The project's Python for the guest: the venv interpreter (``.venv/bin/python``).
+    """The project's Python for the guest: the virtualenv running these tests (the one
+    ``scripts/run-tests`` makes), else ``.venv``, else the active or running interpreter.
 
     Not a pyenv shim (a shell script that costs ~4 s per start under TCG): the venv's
     ``python`` is a symlink to the real interpreter and still selects the venv's
-    site-packages.  Falls back to the interpreter running this code.
+    site-packages.
     """
-    candidates = [str(REPO / ".venv" / "bin" / "python")]
+    candidates = []
+    if sys.prefix != sys.base_prefix:
+        candidates.append(os.path.join(sys.prefix, "bin", "python"))
+    candidates.append(str(REPO / ".venv" / "bin" / "python"))
     if os.environ.get("VIRTUAL_ENV"):
         candidates.append(os.path.join(os.environ["VIRTUAL_ENV"], "bin", "python"))
     candidates.append(sys.executable)
