@@ -154,3 +154,50 @@ def test_a_good_pr_in_keeps_what_was_transferred_and_every_sense_byte(
     monkeypatch.setattr(sgio, "_ioctl", device)
     result = pr_helper_sgio(7, bytes([0x5E]).ljust(16, b"\0"))
     assert triple(result) == (0, b"\x70junk".ljust(96, b"\0"), b"abcdefghijkl")
+
+
+class _SparseDevice:
+    """An ioctl that answers a data-in command as LIO does a READ FULL STATUS: *length* bytes
+    transferred (``resid`` says so) of which it writes only *written*, leaving the rest of
+    the caller's buffer as it was."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.length = 0
+
+    def __call__(self, fd: int, request: int, address: int | None) -> int:
+        hdr = sgio._SgIoHdr.from_address(address or 0)
+        if hdr.dxfer_direction == Direction.FROM_DEV:
+            ctypes.memmove(hdr.dxferp, self.written, len(self.written))
+            hdr.resid = hdr.dxfer_len - self.length
+        hdr.status = 0
+        return 0
+
+
+def test_data_in_bytes_the_device_did_not_write_are_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # LIO writes no R_HOLDER/TYPE for a non-holder and relies on a zeroed buffer; an
+    # all-registrants holder read before must not show through (tests/vm/test_persist.py).
+    device = _SparseDevice()
+    monkeypatch.setattr(sgio, "_ioctl", device)
+    cdb = bytes([0x5E, 3, 0, 0, 0, 0, 0, 0x20, 0, 0]).ljust(16, b"\0")
+    device.written, device.length = b"\xee" * 64, 64
+    # sg_io hands back the whole buffer (its callers cut it by resid)
+    assert sg_io(0, cdb[:10], Direction.FROM_DEV, data_in_size=8192).data[:65] == (
+        b"\xee" * 64 + b"\0"
+    )
+    assert pr_helper_sgio(0, cdb).data == b"\xee" * 64
+    device.written = b"\x11" * 4
+    assert sg_io(0, cdb[:10], Direction.FROM_DEV, data_in_size=8192).data == (
+        b"\x11" * 4 + bytes(8188)
+    )
+    device.written = b"\xee" * 64
+    pr_helper_sgio(0, cdb)
+    device.written = b"\x22" * 4
+    assert pr_helper_sgio(0, cdb).data == b"\x22" * 4 + bytes(60)
+    # a PR OUT's parameter list in the same buffer does not show through either
+    pr_helper_sgio(0, bytes([0x5F, 0, 0, 0, 0, 0, 0, 0, 24]).ljust(16, b"\0"), b"\x33" * 24)
+    assert pr_helper_sgio(0, cdb).data == b"\x22" * 4 + bytes(60)
+    sg_io(0, bytes(10), Direction.TO_DEV, data_out=b"\x44" * 24)
+    assert sg_io(0, cdb[:10], Direction.FROM_DEV, data_in_size=64).data == b"\x22" * 4 + bytes(60)

@@ -94,8 +94,13 @@ def sg_io(
     data_out: bytes = b"",
     data_in_len: int = 0,
     timeout_ms: int = 30000,
+    into: ctypes.Array[ctypes.c_char] | None = None,
 ) -> SgResult:
-    """Send one CDB with SG_IO to a /dev/sdX or /dev/sgN (path or open fd)."""
+    """Send one CDB with SG_IO to a /dev/sdX or /dev/sgN (path or open fd).
+
+    The data-in buffer is a new zeroed one, or *into* (at least *data_in_len* bytes) as the
+    caller left it: what a device does not write in it stays.
+    """
     fd = os.open(device, os.O_RDWR | os.O_NONBLOCK) if isinstance(device, str) else device
     try:
         cdb_buf = ctypes.create_string_buffer(bytes(cdb), len(cdb))
@@ -104,7 +109,7 @@ def sg_io(
             buf = ctypes.create_string_buffer(bytes(data_out), len(data_out))
             direction, length = SG_DXFER_TO_DEV, len(data_out)
         elif data_in_len:
-            buf = ctypes.create_string_buffer(data_in_len)
+            buf = ctypes.create_string_buffer(data_in_len) if into is None else into
             direction, length = SG_DXFER_FROM_DEV, data_in_len
         else:
             buf = ctypes.create_string_buffer(1)

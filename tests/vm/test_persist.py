@@ -21,6 +21,16 @@ stderr and exit status of both; the host-side tests require them to be identical
   answers: the ones it executes wedge the LU on this kernel (docs/vm-testbed.md,
   tests/vm/test_direct.py).
 * Bad arguments: exit status and the message before the usage text.
+* Bytes the device leaves unwritten: LIO does not write the reserved bytes of a READ FULL
+  STATUS descriptor nor a non-holder's R_HOLDER/TYPE, and tcm_loop clears only the first page
+  of the caller's buffer.  qompr persist reads into a buffer that crosses a page early, filled
+  with 0xee beforehand, and must still print what sg_persist prints (qompr's SG_IO buffer is
+  reused; before it was cleared for every command, an in-process READ FULL STATUS whose buffer
+  happened to start in a page's last 68 bytes showed path 2 holding the all-registrants
+  reservation read before).
+
+Every set-up step (sg_persist building a state, TEST UNIT READY draining unit attentions) must
+succeed, or the guest program stops with the failing step in the record.
 
 ``qompr persist`` runs in-process (``qompr.cli.main.main(["persist", ...])``, what the
 ``qompr`` console script calls) because each start of the venv's Python with qompr costs ~2 s
@@ -35,9 +45,11 @@ bytes from beyond its buffer (:func:`test_a_cut_key_list_is_the_one_deliberate_d
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import difflib
 import io
 import json
+import mmap
 import os
 import re
 import subprocess
@@ -115,14 +127,28 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     def sgp(*args: str) -> Record:
         return _sh(["sg_persist", *args])
 
+    def broken(what: str, detail: Any) -> None:
+        """A set-up step did not establish its state: stop, loudly (the record says which;
+        comparisons on a state nobody meant would pass or fail by chance)."""
+        record["setup_failure"] = {"step": what, "detail": detail}
+        save()
+        raise RuntimeError(f"set-up failed: {what}: {detail}")
+
+    def build(*args: str) -> None:
+        """An sg_persist run that builds state: it must succeed."""
+        got = sgp(*args)
+        if got["rc"] != 0:
+            broken("sg_persist " + " ".join(args), got)
+
     def tur(dev: str) -> list[str]:
         """TEST UNIT READY until GOOD: the UNIT ATTENTIONs (sense hex) it consumed."""
-        seen = []
+        seen: list[str] = []
         for _ in range(8):
             got = sg_io(dev, bytes(6))
             if got.status == 0:
-                break
+                return seen
             seen.append(got.sense.hex())
+        broken(f"TEST UNIT READY on {dev} never GOOD", seen)
         return seen
 
     def state() -> Record:
@@ -139,10 +165,24 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
         """No registration, no reservation, no pending UNIT ATTENTION on any path."""
         for dev in devs:
             tur(dev)
-        sgp("-n", "-o", "-I", f"-S{K1:#x}", devs[0])
-        sgp("-n", "-o", "-C", f"-K{K1:#x}", devs[0])
+        ignore = ["-n", "-o", "-I", f"-S{K1:#x}", devs[0]]
+        got = sgp(*ignore)
+        if got["rc"] == 5:
+            # [LIO] an ALL_TG_PT registration changes only with ALL_TG_PT (ILLEGAL REQUEST)
+            ignore.insert(-1, "--param-alltgpt")
+            got = sgp(*ignore)
+        if got["rc"] != 0:
+            broken("sg_persist " + " ".join(ignore), got)
+        build("-n", "-o", "-C", f"-K{K1:#x}", devs[0])
         for dev in devs:
             tur(dev)
+        left = {
+            name: sg_io(devs[0], bytes((0x5E, action, 0, 0, 0, 0, 0, 0x20, 0, 0)),
+                        data_in_len=8192)
+            for name, action in (("keys", 0), ("reservation", 1))
+        }  # fmt: skip
+        if any(a.status or a.data[4:8] != bytes(4) for a in left.values()):
+            broken("reset left state", {k: [v.status, v.data.hex()] for k, v in left.items()})
 
     def program(who: str, args: Sequence[str]) -> Record:
         return sgp(*args) if who == "sg" else _qompr(args)
@@ -170,10 +210,10 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     def register(*paths: int) -> None:
         keys = (K1, K2, K3)
         for i in paths:
-            sgp("-n", "-o", "-G", f"-S{keys[i]:#x}", devs[i])
+            build("-n", "-o", "-G", f"-S{keys[i]:#x}", devs[i])
 
     def reserve(path: int, key: int, prtype: int) -> None:
-        sgp("-n", "-o", "-R", f"-K{key:#x}", f"-T{prtype}", devs[path])
+        build("-n", "-o", "-R", f"-K{key:#x}", f"-T{prtype}", devs[path])
 
     in_forms = {
         "k": ["-k"],
@@ -204,7 +244,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
 
     # -- registrations on several paths -------------------------------------------------------
     register(0, 1)
-    sgp("-n", "-o", "-I", f"-S{K3:#x}", devs[2])
+    build("-n", "-o", "-I", f"-S{K3:#x}", devs[2])
     all_in("registered", devs[0])
     all_in("registered_sg", sgs[2], {"k": ["-k"], "s": ["-s"], "sH": ["-s", "-H"]})
     both_in("registered_v_s", ["-n", "-vv", "-s", devs[0]])
@@ -223,7 +263,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
         both_in(
             f"type{prtype}_reserve_other", ["-n", "-o", "-R", f"-K{K1:#x}", f"-T{other}", devs[0]]
         )
-        sgp("-n", "-o", "-L", f"-K{K1:#x}", f"-T{prtype}", devs[0])
+        build("-n", "-o", "-L", f"-K{K1:#x}", f"-T{prtype}", devs[0])
         for dev in devs:
             tur(dev)
 
@@ -232,7 +272,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
         reset()
         register(0, 1)
         reserve(0, K1, 1)
-        sgp("-n", "-o", "-C", f"-K{K1:#x}", devs[0])
+        build("-n", "-o", "-C", f"-K{K1:#x}", devs[0])
 
     for form, flags in {"k": ["-k"], "r": ["-r"], "kH": ["-k", "-H"], "c": ["-c"]}.items():
         case: Record = {"args": ["-n", *flags, devs[1]]}
@@ -344,6 +384,34 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
         entry[name] = {"process": _sh([qompr_bin, "persist", *args]), "inproc": _qompr(args),
                        "sg": sgp(*args)}  # fmt: skip
     record["entry_point"] = entry
+
+    # -- bytes the device leaves unwritten ----------------------------------------------------
+    # LIO writes no reserved byte of a READ FULL STATUS descriptor and no R_HOLDER/TYPE of a
+    # non-holder; tcm_loop clears only the first scatterlist entry of the caller's buffer
+    # (one page at most).  A data-in buffer that crosses a page 64 bytes in, filled with
+    # 0xee: the device leaves 0xee where it writes nothing past the page (raw SG_IO), and
+    # qompr persist, reading into that same buffer, must still print what sg_persist prints.
+    from qompr.linux import sgio
+
+    area = mmap.mmap(-1, 3 * mmap.PAGESIZE)
+    placed = (ctypes.c_char * 8192).from_buffer(area, mmap.PAGESIZE - 64)
+    ctypes.memset(placed, 0xEE, 8192)
+    raw = sg_io(devs[1], bytes((0x5E, 3, 0, 0, 0, 0, 0, 0x20, 0, 0)), data_in_len=8192,
+                into=placed)  # fmt: skip
+    own = sgio._buffers.data
+    record["stale_buffer"] = {
+        "page_offset": ctypes.addressof(placed) % mmap.PAGESIZE,
+        "raw": [raw.status, raw.data.hex()],
+        # where qompr's own buffer began in its page in this run (it varies from run to run)
+        "qompr_page_offset": ctypes.addressof(own) % mmap.PAGESIZE,
+    }
+    sgio._buffers.data = placed
+    try:
+        for form, flags in {"s": ["-s"], "sH": ["-s", "-H"]}.items():
+            ctypes.memset(placed, 0xEE, 8192)
+            both_in(f"stale_buffer_{form}", ["-n", *flags, devs[1]])
+    finally:
+        sgio._buffers.data = own
     record["seconds"] = round(time.monotonic() - started, 1)
     record["done"] = True
     save()
@@ -550,6 +618,24 @@ def test_the_installed_entry_point_prints_the_same_bytes(seen: dict[str, Any]) -
     assert entry["conflict"]["sg"]["rc"] == 24
 
 
+def test_bytes_the_device_leaves_unwritten_do_not_reach_the_output(seen: dict[str, Any]) -> None:
+    # The trap is armed: in a buffer that crosses a page 64 bytes in, LIO left the 0xee fill
+    # in what it does not write past the page, here descriptor 2 (path 2, not a holder of
+    # the Write Exclusive - Registrants Only reservation): reserved bytes 8-11 and the
+    # R_HOLDER/TYPE pair, bytes 12-13 (at 56 + 8 and 56 + 12).
+    stale = seen["stale_buffer"]
+    assert stale["page_offset"] == mmap.PAGESIZE - 64
+    status, data = stale["raw"][0], bytes.fromhex(stale["raw"][1])
+    assert status == 0 and int.from_bytes(data[4:8], "big") == 96  # two descriptors
+    assert data[:56].count(0xEE) == 0  # the first page: cleared by tcm_loop, or written
+    assert data[64:70] == b"\xee" * 6
+    # qompr persist read into that same buffer, and printed what sg_persist prints
+    # (test_in_forms_print_the_same_bytes compares them): a non-holder, and zeros in hex
+    text = seen["cases"]["stale_buffer_s"]["qompr"]["out"]
+    assert text.count("<< Reservation holder >>") == 1 and "not reservation holder" in text
+    assert "ee" not in seen["cases"]["stale_buffer_sH"]["qompr"]["out"]
+
+
 def test_a_cut_key_list_is_the_one_deliberate_difference(seen: dict[str, Any]) -> None:
     # --maxlen=20 with three keys registered: LIO sends 20 bytes (the header, key 1 and, as
     # LIO writes no partial key, 4 zero bytes) with ADDITIONAL LENGTH 24.  sg_persist 0.67
@@ -568,7 +654,8 @@ def test_a_cut_key_list_is_the_one_deliberate_difference(seen: dict[str, Any]) -
 def test_persist_timings(bed: VMResult, seen: dict[str, Any]) -> None:
     print(
         f"\npersist VM run: wall {bed.wall_time:.1f}s, guest {bed.timings}, "
-        f"guest program {seen['seconds']}s, {len(seen['cases'])} comparisons",
+        f"guest program {seen['seconds']}s, {len(seen['cases'])} comparisons, qompr's SG_IO "
+        f"buffer at page offset {seen['stale_buffer']['qompr_page_offset']}",
         file=sys.stderr,
     )
     assert bed.wall_time < 150

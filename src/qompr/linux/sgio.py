@@ -90,7 +90,8 @@ class SgIoOutcome:
     :param driver_status: the driver status.
     :param resid: requested minus transferred bytes.
     :param sense: the whole sense buffer (zero-filled before the call).
-    :param data: the data-in buffer as the device left it (data-in only).
+    :param data: the data-in buffer (zero-filled before the call) as the device left it
+        (data-in only).
     """
 
     errno: int
@@ -103,7 +104,16 @@ class SgIoOutcome:
 
 
 class _Buffers(threading.local):
-    """Per-thread header and buffers, so the ioctl runs in many threads without locking."""
+    """Per-thread header and buffers, so the ioctl runs in many threads without locking.
+
+    The data buffer is zeroed before every data-in command.  A device need not write every
+    byte it transfers: LIO leaves the reserved bytes of a READ FULL STATUS descriptor, and
+    the R_HOLDER/TYPE byte pair of a non-holder, as they were, and relies on tcm_loop's
+    clearing of the first scatterlist entry only (target_submit()).  SG_IO on /dev/sdX
+    maps the caller's pages directly, so once the buffer crosses a page within the answer,
+    those bytes came from the previous command: an all-registrants holder that no longer
+    holds (tests/vm/test_persist.py, ``stale_buffer_*``).
+    """
 
     def __init__(self) -> None:
         self.hdr = _SgIoHdr()
@@ -171,6 +181,9 @@ def sg_io(
         ctypes.memmove(bufs.data, data_out, size)
     elif direction == Direction.FROM_DEV:
         size = min(data_in_size, _DATA_SIZE)
+        # The buffer is reused: bytes the device does not write must not be an earlier
+        # command's (see _Buffers).
+        ctypes.memset(bufs.data, 0, size)
     else:
         size = 0
     hdr.dxfer_len = size
@@ -217,6 +230,9 @@ def pr_sg_io(fd: int, cdb: bytes, data: bytes = b"") -> SgIoOutcome:
     if data_in:
         hdr.dxfer_direction = Direction.FROM_DEV
         size = _DATA_SIZE
+        # qemu-pr-helper reads into its per-connection buffer as it is; zeroed here, so no
+        # answer carries bytes of an earlier command, another client's included (_Buffers).
+        ctypes.memset(bufs.data, 0, size)
     else:
         hdr.dxfer_direction = Direction.TO_DEV
         size = len(data)
