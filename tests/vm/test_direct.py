@@ -128,14 +128,15 @@ def _raw_in(dev: str, action: int, alloc: int = 8192) -> dict[str, Any]:
 
 
 def _tur(dev: str) -> list[list[int]]:
-    """TEST UNIT READY until GOOD: the UNIT ATTENTIONs it consumed, as [key, asc, ascq]."""
-    seen = []
+    """TEST UNIT READY until GOOD: the UNIT ATTENTIONs it consumed, as [key, asc, ascq].
+    A path that never answers GOOD stops the guest program (with what it answered)."""
+    seen: list[list[int]] = []
     for _ in range(8):
         got = sg_io(dev, TUR)
         if got.status == GOOD:
-            break
+            return seen
         seen.append(sense3(got.sense))
-    return seen
+    raise RuntimeError(f"TEST UNIT READY on {dev} never GOOD: {seen}")
 
 
 def _rw(dev: str) -> dict[str, int]:
@@ -212,10 +213,21 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
         return [_tur(dev) for dev in devs]
 
     def clean() -> None:
+        """No registration, no reservation, no pending UNIT ATTENTION; or stop, loudly (a
+        comparison on a state nobody meant passes or fails by chance)."""
         drain()
-        m_out(0, 6, sark=K1)  # REGISTER AND IGNORE EXISTING KEY
-        m_out(0, 3, rk=K1)  # CLEAR
+        steps = {
+            "register_ignore": m_out(0, 6, sark=K1),  # REGISTER AND IGNORE EXISTING KEY
+            "clear": m_out(0, 3, rk=K1),
+        }
         drain()
+        left = {"keys": _raw_in(sgs[2], 0), "reservation": _raw_in(sgs[2], 1)}
+        if any(step["status"] != GOOD for step in steps.values()) or any(
+            got["status"] != GOOD or got["data"][8:16] != "00000000" for got in left.values()
+        ):
+            record["setup_failure"] = {"clean": steps, "left": left}
+            save()
+            raise RuntimeError(f"clean() did not empty the LU: {record['setup_failure']}")
 
     # -- the empty LU ---------------------------------------------------------------------------
     clean()

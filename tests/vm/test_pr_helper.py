@@ -522,6 +522,14 @@ def reset(devs: list[str]) -> dict[str, Any]:
     return log
 
 
+def ready(devs: list[str]) -> None:
+    """:func:`reset`, where no test reads its log: it must have worked, or the guest program
+    stops, loudly."""
+    log = reset(devs)
+    if any(statuses[-1] != GOOD for statuses in (*log["unregister"], *log["drain"])):
+        raise RuntimeError(f"reset failed: {log}")
+
+
 def lu_state(devs: list[str]) -> dict[str, Any]:
     """The PR state every run starts from, generation bytes left out (they keep counting)."""
     keys = sg_io(devs[0], pin(0, 8192)[:10], data_in_len=8192)
@@ -669,7 +677,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     # Both helpers running as nobody still execute PR commands on the device.
     executes = {}
     for name, path in (("real_nobody", REAL_NOBODY_SOCK), ("ours", OURS_SOCK)):
-        reset(devs)
+        ready(devs)
         steps = [
             Step("register", 3, "dev", pout(0), params(0, KX)),
             Step("read_keys", 1, "sg", pin(0, 8192)),
@@ -689,9 +697,10 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     )
 
     # The relative target port identifier of each path, for REGISTER AND MOVE.
-    reset(devs)
+    ready(devs)
     for i, node in enumerate(devs, 1):
-        _direct_out(node, 0, params(0, 0x100 + i))
+        if _direct_out(node, 0, params(0, 0x100 + i)) != GOOD:
+            raise RuntimeError(f"REGISTER through {node} failed")
     descriptors = _full_status(devs[0])
     rtpi = {i: d["rtpi"] for d in descriptors for i in (1, 2, 3) if d["address"] == initiator[i]}
     note("discovery", {"descriptors": descriptors, "rtpi": rtpi})
@@ -712,7 +721,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
                 break
         note(f"seq_{name}", runs)
 
-    reset(devs)
+    ready(devs)
     note("offline", offline_runs({"real": real_sock, "ours": OURS_SOCK}, devs, sgs))
     note("after_offline", {"reset": reset(devs), "state": lu_state(devs)})
 
@@ -739,7 +748,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     for obj_id in ("prh-real", "prh-ours"):
         tree.object_del(obj_id)
 
-    reset(devs)
+    ready(devs)
     note("stop", {"ours": _stop(ours), "real_nobody": _stop(real_nobody)})
     note("seconds", round(time.monotonic() - start, 2))
     record["done"] = True
