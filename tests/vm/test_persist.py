@@ -23,11 +23,11 @@ stderr and exit status of both; the host-side tests require them to be identical
 * Bad arguments: exit status and the message before the usage text.
 * Bytes the device leaves unwritten: LIO does not write the reserved bytes of a READ FULL
   STATUS descriptor nor a non-holder's R_HOLDER/TYPE, and tcm_loop clears only the first page
-  of the caller's buffer.  qompr persist reads into a buffer that crosses a page early, filled
-  with 0xee beforehand, and must still print what sg_persist prints (qompr's SG_IO buffer is
-  reused; before it was cleared for every command, an in-process READ FULL STATUS whose buffer
-  happened to start in a page's last 68 bytes showed path 2 holding the all-registrants
-  reservation read before).
+  of the caller's buffer.  qompr's SG_IO reads into a buffer that crosses a page early, filled
+  with 0xee beforehand, and must hand back what a new zeroed buffer gets (its per-thread
+  buffer is reused; before it was cleared for every command, an in-process READ FULL STATUS
+  whose buffer happened to start in a page's last 68 bytes showed path 2 holding the
+  all-registrants reservation read before).
 
 Every set-up step (sg_persist building a state, TEST UNIT READY draining unit attentions) must
 succeed, or the guest program stops with the failing step in the record.
@@ -390,28 +390,38 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     # non-holder; tcm_loop clears only the first scatterlist entry of the caller's buffer
     # (one page at most).  A data-in buffer that crosses a page 64 bytes in, filled with
     # 0xee: the device leaves 0xee where it writes nothing past the page (raw SG_IO), and
-    # qompr persist, reading into that same buffer, must still print what sg_persist prints.
+    # qompr's SG_IO (qompr.linux.sgio, the per-thread buffer replaced by this one) must
+    # still hand back what a new zeroed buffer gets.
     from qompr.linux import sgio
 
+    rfs = bytes((0x5E, 3, 0, 0, 0, 0, 0, 0x20, 0, 0))
     area = mmap.mmap(-1, 3 * mmap.PAGESIZE)
     placed = (ctypes.c_char * 8192).from_buffer(area, mmap.PAGESIZE - 64)
     ctypes.memset(placed, 0xEE, 8192)
-    raw = sg_io(devs[1], bytes((0x5E, 3, 0, 0, 0, 0, 0, 0x20, 0, 0)), data_in_len=8192,
-                into=placed)  # fmt: skip
+    raw = sg_io(devs[1], rfs, data_in_len=8192, into=placed)
+    fresh = sg_io(devs[1], rfs, data_in_len=8192)
     own = sgio._buffers.data
-    record["stale_buffer"] = {
+    stale: Record = {
         "page_offset": ctypes.addressof(placed) % mmap.PAGESIZE,
         "raw": [raw.status, raw.data.hex()],
+        "fresh": [fresh.status, fresh.data.hex()],
         # where qompr's own buffer began in its page in this run (it varies from run to run)
         "qompr_page_offset": ctypes.addressof(own) % mmap.PAGESIZE,
     }
+    fd = os.open(devs[1], os.O_RDWR)
     sgio._buffers.data = placed
     try:
-        for form, flags in {"s": ["-s"], "sH": ["-s", "-H"]}.items():
-            ctypes.memset(placed, 0xEE, 8192)
-            both_in(f"stale_buffer_{form}", ["-n", *flags, devs[1]])
+        ctypes.memset(placed, 0xEE, 8192)
+        got = sgio.sg_io(fd, rfs, sgio.Direction.FROM_DEV, data_in_size=8192)
+        stale["sg_io"] = [got.status, got.data[: 8192 - got.resid].hex()]
+        ctypes.memset(placed, 0xEE, 8192)
+        got = sgio.pr_sg_io(fd, rfs.ljust(16, b"\0"))
+        stale["pr_sg_io"] = [got.status, got.data[: 8192 - got.resid].hex()]
     finally:
         sgio._buffers.data = own
+        sgio._buffers.ready = False  # pr_sg_io's header pointed at the placed buffer
+        os.close(fd)
+    record["stale_buffer"] = stale
     record["seconds"] = round(time.monotonic() - started, 1)
     record["done"] = True
     save()
@@ -629,11 +639,10 @@ def test_bytes_the_device_leaves_unwritten_do_not_reach_the_output(seen: dict[st
     assert status == 0 and int.from_bytes(data[4:8], "big") == 96  # two descriptors
     assert data[:56].count(0xEE) == 0  # the first page: cleared by tcm_loop, or written
     assert data[64:70] == b"\xee" * 6
-    # qompr persist read into that same buffer, and printed what sg_persist prints
-    # (test_in_forms_print_the_same_bytes compares them): a non-holder, and zeros in hex
-    text = seen["cases"]["stale_buffer_s"]["qompr"]["out"]
-    assert text.count("<< Reservation holder >>") == 1 and "not reservation holder" in text
-    assert "ee" not in seen["cases"]["stale_buffer_sH"]["qompr"]["out"]
+    fresh = bytes.fromhex(stale["fresh"][1])
+    assert stale["fresh"][0] == 0 and len(fresh) == len(data) and fresh[64:70] == bytes(6)
+    # qompr's SG_IO, reading into that same buffer, hands back what a new buffer gets
+    assert stale["sg_io"] == stale["pr_sg_io"] == stale["fresh"]
 
 
 def test_a_cut_key_list_is_the_one_deliberate_difference(seen: dict[str, Any]) -> None:
