@@ -25,6 +25,8 @@ line QEMU prints after some errors (``error_append_hint``).
 
 from __future__ import annotations
 
+from qompr._compat import override
+
 __all__ = [
     "ConnectError",
     "HelpRequestError",
@@ -54,6 +56,7 @@ class QomprError(Exception):
         #: Where the error was found, as QEMU's ``Location`` prints it (``-object ARG``).
         self.location: str | None = None
 
+    @override
     def __str__(self) -> str:
         return self.message
 

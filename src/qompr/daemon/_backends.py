@@ -29,6 +29,7 @@ import os
 from typing import TYPE_CHECKING
 from typing import TypeVar
 
+from qompr._compat import override
 from qompr.errors import ConnectError
 from qompr.linux.devmapper import is_multipath
 from qompr.linux.devmapper import open_control
@@ -67,6 +68,7 @@ log = logging.getLogger("qompr.daemon")
 class PRHelperSgIo(PRManager, qom_type="qompr-pr-helper-sgio"):
     """``SG_IO`` on the passed fd, whatever it is, exactly as qemu-pr-helper 7.2 sends it."""
 
+    @override
     def run(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:
@@ -75,11 +77,13 @@ class PRHelperSgIo(PRManager, qom_type="qompr-pr-helper-sgio"):
             cdb = bytes(cdb[:HELPER_CDB_SIZE]).ljust(HELPER_CDB_SIZE, b"\0")
         return pr_helper_sgio(fd, cdb, data)
 
+    @override
     def cannot_block(self, fd: int) -> bool:
         """True where the ioctl fails at once (a pipe, a socket, /dev/null, a local file):
         the server then answers on its event loop, as fast as qemu-pr-helper would fail."""
         return sgio_cannot_block(fd)
 
+    @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
         """TEST UNIT READY through ``SG_IO``, sent and mapped as the PR commands are."""
         outcome = sg_io(
@@ -102,6 +106,7 @@ class PRHelperDefault(PRHelperSgIo, qom_type="qompr-pr-helper-default"):
     COMMUNICATION FAILURE, as the multipath path answers the library's own failures.
     """
 
+    @override
     def instance_init(self) -> None:
         self.multipath: PRManagerMultipath | None = None
         self._control: int | None = None
@@ -125,6 +130,7 @@ class PRHelperDefault(PRHelperSgIo, qom_type="qompr-pr-helper-default"):
             return ScsiResult.check(SenseCode.LUN_COMM_FAILURE)
         return self.multipath if mpath else None
 
+    @override
     def run(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:
@@ -136,6 +142,7 @@ class PRHelperDefault(PRHelperSgIo, qom_type="qompr-pr-helper-default"):
             return target.execute(fd, cdb, data)
         return super().run(fd, cdb, data)
 
+    @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
         """Through the multipath manager for a map (one of its paths answers), else SG_IO."""
         target = self._multipath_for(fd)
@@ -145,6 +152,7 @@ class PRHelperDefault(PRHelperSgIo, qom_type="qompr-pr-helper-default"):
             return target.test_unit_ready(fd)
         return super().test_unit_ready(fd)
 
+    @override
     def required_capabilities(self) -> frozenset[Capability]:
         """CAP_SYS_ADMIN while multipath support is on (device-mapper ioctls)."""
         if self.multipath is None:

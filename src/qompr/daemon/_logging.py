@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import Any
 
+from qompr._compat import override
 from qompr.daemon._options import PROG
 
 __all__ = ["JsonFormatter", "setup_logging"]
@@ -17,6 +18,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message (and exception), plus the
     record's ``fields`` mapping when a caller passes structured data (``extra=``)."""
 
+    @override
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": record.created,

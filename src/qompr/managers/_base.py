@@ -38,6 +38,7 @@ from typing import Final
 
 import attrs
 
+from qompr._compat import override
 from qompr.errors import ObjectError
 from qompr.qom import USER_CREATABLE
 from qompr.qom import Object
@@ -200,6 +201,7 @@ class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_C
             result = await self.run_async(fd, cdb, data, nexus=nexus)
         return self._announce(cdb, result)
 
+    @override
     def can_be_deleted(self) -> bool:
         """Unlike QEMU, refuse deletion while a command runs or another object links here."""
         return self._inflight == 0 and super().can_be_deleted()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from qompr._compat import override
 from qompr.errors import ObjectError
 from qompr.managers._base import ClientIdentity
 from qompr.managers._base import PRManager
@@ -36,6 +37,7 @@ class DelegatingPRManager(PRManager):
         PRManager, mandatory=True, description="the manager that executes the commands"
     )
 
+    @override
     def complete(self) -> None:
         """Refuse a missing target and a chain of delegates that leads back here."""
         seen: set[int] = set()
@@ -59,27 +61,34 @@ class DelegatingPRManager(PRManager):
             raise ObjectError(f"{self.typename} '{self.id}' has no target")
         return target
 
+    @override
     def run(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:
         """The target's :meth:`~PRManager.execute` (so its hooks and in-use count apply)."""
         return self.delegate.execute(fd, cdb, data, nexus=nexus)
 
+    @override
     def is_connected(self) -> bool:
         return self.delegate.is_connected()
 
     @property
+    @override
     def default_nexus(self) -> Nexus | None:
         return self.delegate.default_nexus
 
+    @override
     def nexus_for_client(self, client: ClientIdentity) -> Nexus | None:
         return self.delegate.nexus_for_client(client)
 
+    @override
     def cannot_block(self, fd: int) -> bool:
         return self.delegate.cannot_block(fd)
 
+    @override
     def required_capabilities(self) -> frozenset[Capability]:
         return self.delegate.required_capabilities()
 
+    @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
         return self.delegate.test_unit_ready(fd, nexus=nexus)

@@ -30,6 +30,7 @@ import os
 import threading
 from typing import final
 
+from qompr._compat import override
 from qompr.linux.fdkind import sgio_cannot_block
 from qompr.linux.sgio import Direction
 from qompr.linux.sgio import SgIoOutcome
@@ -72,6 +73,7 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
         description="SG_IO timeout in milliseconds (the caller waits at most 2 s more)",
     )
 
+    @override
     def run(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:
@@ -91,10 +93,12 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
             return ScsiResult(status, _sense_bytes(sense) if status == 0x02 else b"")
         return ScsiResult(status, b"", outcome.data[: min(transferred, max(length, 0))])
 
+    @override
     def cannot_block(self, fd: int) -> bool:
         """True where the ioctl fails at once (not a device: a pipe, /dev/null, a local file)."""
         return sgio_cannot_block(fd)
 
+    @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
         """TEST UNIT READY through SG_IO (the device knows its own nexus)."""
         outcome = self._sg_io(fd, TEST_UNIT_READY_CDB, Direction.NONE)

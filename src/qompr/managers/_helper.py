@@ -37,6 +37,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
+from qompr._compat import override
 from qompr.errors import ConnectError
 from qompr.errors import LocalProtocolError
 from qompr.errors import RemoteProtocolError
@@ -121,6 +122,7 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
     #: Watch idle connections so a helper that goes away is noticed at once.
     watch_idle: bool = True
 
+    @override
     def instance_init(self) -> None:
         self._connected = False
         self._status_lock = threading.Lock()
@@ -142,6 +144,7 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
         return _log.getChild(self.id or "anonymous")
 
     # == Section: life cycle =================================================================
+    @override
     def complete(self) -> None:
         """Connect and negotiate now, as QEMU's ``pr_manager_helper_complete``.
 
@@ -150,6 +153,7 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
         """
         self._pool.adopt(self._connect())
 
+    @override
     def is_connected(self) -> bool:
         """Whether the helper was reachable at last contact (``query-pr-managers``)."""
         return self._connected
@@ -177,6 +181,7 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
             )
 
     # == Section: commands ===================================================================
+    @override
     def run(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:
@@ -193,6 +198,7 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
         response = run_plan(self._pool, prepared, self.max_reconnect_attempts)
         return self._result(response)
 
+    @override
     async def run_async(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:

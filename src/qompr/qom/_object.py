@@ -27,6 +27,7 @@ from typing import ClassVar
 
 import attrs
 
+from qompr._compat import override
 from qompr.errors import ObjectError
 from qompr.qom._property import Property
 
@@ -61,6 +62,7 @@ class _TypeProperty(Property[str]):
     type_name = "string"
     json_type = "string"
 
+    @override
     def empty(self) -> str:  # pragma: no cover - the getter always answers
         return ""
 
@@ -85,6 +87,7 @@ class Object:
     _parent: Object | None
     _name: str | None
 
+    @override
     def __init_subclass__(
         cls,
         *,
@@ -266,6 +269,7 @@ class Object:
                 fini(self)
         self._state = LifeState.FINALIZED
 
+    @override
     def __repr__(self) -> str:
         where = self.canonical_path if self._parent is not None else "unparented"
         return f"<{type(self).__name__} {self._typename} at {where}>"
@@ -289,9 +293,11 @@ class _ChildProperty(Property["Object"]):
         super().__init__(name=name, readonly=True)
         self.type_name = f"child<{child_type}>"
 
+    @override
     def get(self, obj: Object) -> Object:
         return obj._children[self.name]
 
+    @override
     def to_json(self, value: Object) -> Any:
         return value.canonical_path
 

@@ -22,6 +22,7 @@ from typing import Self
 from typing import TypeVar
 from typing import overload
 
+from qompr._compat import override
 from qompr.errors import ObjectError
 from qompr.errors import OptionError
 from qompr.qom._convert import UINT64_MAX
@@ -188,9 +189,11 @@ class StringProperty(Property[str]):
     type_name = "string"
     json_type = "string"
 
+    @override
     def empty(self) -> str:
         return ""
 
+    @override
     def check(self, obj: Object, value: str) -> str:
         if not isinstance(value, str):
             raise ObjectError(f"Invalid parameter type for '{self.name}', expected: string")
@@ -198,9 +201,11 @@ class StringProperty(Property[str]):
         # to a state file must have bytes (no NUL, no lone surrogate).
         return argument_text(value)
 
+    @override
     def from_string(self, text: str, flavour: Flavour, *, key: str | None = None) -> str:
         return text
 
+    @override
     def from_json(self, value: JSONValue, *, key: str | None = None) -> str:
         if not isinstance(value, str):
             raise self._type_error(key)
@@ -213,18 +218,22 @@ class BoolProperty(Property[bool]):
     type_name = "bool"
     json_type = "boolean"
 
+    @override
     def empty(self) -> bool:
         return False
 
+    @override
     def to_string(self, value: bool) -> str:
         return "on" if value else "off"
 
+    @override
     def from_string(self, text: str, flavour: Flavour, *, key: str | None = None) -> bool:
         value = parse_bool(text)
         if value is None:
             raise OptionError(f"Parameter '{key or self.name}' expects 'on' or 'off'")
         return value
 
+    @override
     def from_json(self, value: JSONValue, *, key: str | None = None) -> bool:
         if not isinstance(value, bool):
             raise self._type_error(key)
@@ -246,9 +255,11 @@ class IntProperty(Property[int]):
         self.minimum = minimum
         self.maximum = maximum
 
+    @override
     def empty(self) -> int:
         return 0
 
+    @override
     def check(self, obj: Object, value: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ObjectError(f"Invalid parameter type for '{self.name}', expected: integer")
@@ -258,6 +269,7 @@ class IntProperty(Property[int]):
             )
         return value
 
+    @override
     def from_string(self, text: str, flavour: Flavour, *, key: str | None = None) -> int:
         value = parse_int(text)
         if value is None:
@@ -265,6 +277,7 @@ class IntProperty(Property[int]):
             raise OptionError(f"Parameter '{key or self.name}' expects {expects}")
         return value
 
+    @override
     def from_json(self, value: JSONValue, *, key: str | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._type_error(key)
@@ -279,14 +292,17 @@ class SizeProperty(Property[int]):
     type_name = "size"
     json_type = "uint64"
 
+    @override
     def empty(self) -> int:
         return 0
 
+    @override
     def check(self, obj: Object, value: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= UINT64_MAX:
             raise ObjectError(f"Parameter '{self.name}' expects uint64")
         return value
 
+    @override
     def from_string(self, text: str, flavour: Flavour, *, key: str | None = None) -> int:
         value = parse_size(text)
         if value is None:
@@ -294,6 +310,7 @@ class SizeProperty(Property[int]):
             raise OptionError(f"Parameter '{key or self.name}' expects {expects}")
         return value
 
+    @override
     def from_json(self, value: JSONValue, *, key: str | None = None) -> int:
         # QEMU 7.2's qobject visitor words this one differently from the other types.
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= UINT64_MAX:
@@ -315,19 +332,23 @@ class EnumProperty(Property[str]):
         self.type_name = enum_name
         self.values = tuple(values)
 
+    @override
     def empty(self) -> str:
         return self.values[0]
 
+    @override
     def check(self, obj: Object, value: str) -> str:
         if value not in self.values:
             raise ObjectError(f"Parameter '{self.name}' does not accept value '{value}'")
         return value
 
+    @override
     def from_string(self, text: str, flavour: Flavour, *, key: str | None = None) -> str:
         if text not in self.values:
             raise OptionError(f"Parameter '{key or self.name}' does not accept value '{text}'")
         return text
 
+    @override
     def from_json(self, value: JSONValue, *, key: str | None = None) -> str:
         if not isinstance(value, str):
             raise self._type_error(key)
@@ -363,9 +384,11 @@ class LinkProperty(Property["ObjectT | None"]):
             self.target_type = target.__qom_info__.name
         self.type_name = f"link<{self.target_type}>"
 
+    @override
     def empty(self) -> ObjectT | None:
         return None
 
+    @override
     def check(self, obj: Object, value: ObjectT | None) -> ObjectT | None:
         if value is not None and not (
             value.is_a(self.target_type)
@@ -381,13 +404,16 @@ class LinkProperty(Property["ObjectT | None"]):
             value._users.add(id(obj))
         return value
 
+    @override
     def from_string(self, text: str, flavour: Flavour, *, key: str | None = None) -> ObjectT | None:
         # A path becomes an object only against a tree: ObjectTree.resolve_link does it, and
         # the -object visit keeps link values as path strings until then.
         raise TypeError("link values are resolved by ObjectTree.resolve_link(), not converted")
 
+    @override
     def to_json(self, value: ObjectT | None) -> JSONValue:
         return value.canonical_path if value is not None else ""
 
+    @override
     def to_string(self, value: ObjectT | None) -> str:
         return value.canonical_path if value is not None else ""

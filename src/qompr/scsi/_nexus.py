@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from qompr._compat import override
 from qompr.scsi._transport_id import TransportID
 from qompr.scsi._util import uint_range
 
@@ -86,9 +87,11 @@ class Nexus:
         """The initiator port's TransportID: the one given, or the derived one."""
         return self._tid
 
+    @override
     def __repr__(self) -> str:
         return f"Nexus({self.initiator!r}, {self.target_port}, transport_id={self.transport_id!r})"
 
+    @override
     def __str__(self) -> str:
         tid = self.transport_id.identifier
         return f"{self.initiator} ({tid}) via target port {self.target_port}"

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import attrs
 
+from qompr._compat import override
 from qompr.errors import ScsiError
 from qompr.scsi._constants import Asc
 from qompr.scsi._constants import SenseKey
@@ -131,6 +132,7 @@ class SenseCode:
         """Sense bytes for this code, in QEMU's fixed (18 bytes) or descriptor (8 bytes) form."""
         return self.to_sense_data().to_bytes(fixed=fixed)
 
+    @override
     def __str__(self) -> str:
         text = f"{self.key.description}, ASC/ASCQ {self.asc:02X}h/{self.ascq:02X}h"
         additional = self.additional
@@ -260,6 +262,7 @@ class SenseData:
         first = _DESC_DEFERRED if self.deferred else _DESC_CURRENT
         return bytes((first, self.key, self.asc, self.ascq, 0, 0, 0, 0))
 
+    @override
     def __str__(self) -> str:
         text = str(self.code)
         return f"{text} [deferred]" if self.deferred else text

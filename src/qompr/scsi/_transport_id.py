@@ -26,6 +26,7 @@ from typing import Self
 
 import attrs
 
+from qompr._compat import override
 from qompr.scsi._constants import ProtocolId
 from qompr.scsi._errors import TransportIdError
 
@@ -157,6 +158,7 @@ class TransportID:
         """The format-00 (device name) form of an iSCSI TransportID; others unchanged."""
         return attrs.evolve(self, isid=None)
 
+    @override
     def __str__(self) -> str:
         # Worded as sg3_utils' TransportID decoder words them, each on one line.
         if self.protocol == ProtocolId.FCP:

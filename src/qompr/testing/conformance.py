@@ -53,6 +53,7 @@ import attrs
 import pluggy
 import pytest
 
+from qompr._compat import override
 from qompr.errors import QomprError
 from qompr.managers import PRManager
 from qompr.managers import pr_manager_lookup
@@ -378,9 +379,11 @@ class ScenarioItem(pytest.Item):
         self.conformance = conformance
         self.add_marker(MARKER)
 
+    @override
     def runtest(self) -> None:
         self.conformance.run(self.scenario)
 
+    @override
     def repr_failure(
         self,
         excinfo: pytest.ExceptionInfo[BaseException],
@@ -391,6 +394,7 @@ class ScenarioItem(pytest.Item):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)
 
+    @override
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"scenario {self.scenario.id} ({self.scenario.file})"
 

@@ -43,6 +43,7 @@ from typing import TypeVar
 
 import attrs
 
+from qompr._compat import override
 from qompr.errors import ConnectError
 from qompr.errors import QomprError
 from qompr.linux.devmapper import is_multipath
@@ -312,10 +313,12 @@ class ManagerNode(Node):
             self.wedged = True
         return answer
 
+    @override
     def execute(self, cdb: bytes, data: bytes, timeout: float, *, shield: bool = False) -> Answer:
         manager, fd, nexus = self.manager, self.fd, self.nexus
         return self._answer(lambda: manager.execute(fd, cdb, data, nexus=nexus), timeout, shield)
 
+    @override
     def test_unit_ready(self, timeout: float, *, shield: bool = False) -> Answer | None:
         manager, fd, nexus = self.manager, self.fd, self.nexus
         answer = self._answer(lambda: manager.test_unit_ready(fd, nexus=nexus), timeout, shield)
@@ -324,15 +327,18 @@ class ManagerNode(Node):
             return None  # the manager sends only PR commands
         return answer
 
+    @override
     def write_probe(self, timeout: float, *, shield: bool = False) -> Answer | None:
         if not self.sgio:
             return None
         fd = self.fd
         return self._answer(lambda: _sgio_answer(fd, WRITE10_NOTHING, timeout), timeout, shield)
 
+    @override
     def settle(self, timeout: float) -> bool:
         return self._worker.settle(timeout)
 
+    @override
     def close(self) -> None:
         if self.fd >= 0:
             with contextlib.suppress(OSError):
@@ -495,6 +501,7 @@ class AgentNode(Node):
             if interrupted is not None:
                 raise interrupted
 
+    @override
     def execute(self, cdb: bytes, data: bytes, timeout: float, *, shield: bool = False) -> Answer:
         start = time.monotonic()
         reply = self._ask(
@@ -514,6 +521,7 @@ class AgentNode(Node):
             self.wedged = True
         return answer
 
+    @override
     def settle(self, timeout: float) -> bool:
         if not self._busy:
             return True
@@ -528,6 +536,7 @@ class AgentNode(Node):
                 self._busy = False
         return not self._busy
 
+    @override
     def close(self) -> None:
         proc = self._proc
         if proc.poll() is None:

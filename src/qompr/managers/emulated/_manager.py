@@ -24,6 +24,7 @@ from typing import Any
 from typing import Final
 from typing import final
 
+from qompr._compat import override
 from qompr.errors import ObjectError
 from qompr.errors import StateError
 from qompr.managers._base import TEST_UNIT_READY_CDB
@@ -155,6 +156,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         setter=_until_complete("state-sync"),
     )
 
+    @override
     def instance_init(self) -> None:
         self._engine: Engine | None = None
         self._store: Store | None = None
@@ -172,6 +174,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
             self._store.close()
             self._store = None
 
+    @override
     def complete(self) -> None:
         """Build the engine and open the state (the file, if ``state`` is set)."""
         try:
@@ -211,6 +214,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         return engine
 
     @property
+    @override
     def default_nexus(self) -> Nexus:
         """The I_T nexus of commands given without one."""
         self._ready()
@@ -229,6 +233,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         """The I_T nexus of client process *pid*, named by ``initiator-rule``."""
         return nexus_for_pid(pid, self.initiator_rule, target_port=target_port)
 
+    @override
     def nexus_for_client(self, client: ClientIdentity) -> Nexus:
         """The I_T nexus of a helper client: the initiator it named, if it is trusted to
         name one, else its process named by ``initiator-rule``; through the target port it
@@ -238,6 +243,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
             return Nexus(client.initiator, port)
         return nexus_for_pid(client.pid, self.initiator_rule, target_port=port)
 
+    @override
     def cannot_block(self, fd: int) -> bool:
         """Whether a command on *fd* finishes at once: the store says so (memory: yes; a
         file or a database: no, a command may wait for a lock, fsync or the network) and no
@@ -246,6 +252,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         store = self._store
         return store is not None and store.cannot_block and self.abort_handler is None
 
+    @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
         """TEST UNIT READY: a pending unit attention is reported and cleared (as LIO does)."""
         answer = self.check_command(fd, TEST_UNIT_READY_CDB, nexus=nexus)
@@ -291,6 +298,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
                 self.abort_handler(outcome.aborted)
         return outcome
 
+    @override
     def run(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:

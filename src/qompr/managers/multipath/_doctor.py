@@ -30,6 +30,7 @@ from pathlib import Path
 
 import attrs
 
+from qompr._compat import override
 from qompr.errors import ConnectError
 from qompr.managers.multipath._library import LIBRARY_NAME
 from qompr.managers.multipath._library import load_library
@@ -167,6 +168,7 @@ class KeySetting:
             return True
         return (wwid is not None and self.wwid == wwid) or (name is not None and self.alias == name)
 
+    @override
     def __str__(self) -> str:
         if self.section != "multipath":
             return f"{self.section}: {self.value}"

@@ -24,6 +24,7 @@ import os
 from collections.abc import Callable
 from typing import final
 
+from qompr._compat import override
 from qompr.errors import ConnectError
 from qompr.errors import StateError
 from qompr.linux.caps import Capability
@@ -88,6 +89,7 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
         "are not registered)",
     )
 
+    @override
     def instance_init(self) -> None:
         #: The libmpathpersist backend; ``None`` picks the real library at completion.
         self.library: MpathPersistApi | None = None
@@ -95,6 +97,7 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
         self.tur_sender: Callable[[int], ScsiResult] = send_test_unit_ready
         self._backend: MpathPersistApi | None = None
 
+    @override
     def complete(self) -> None:
         """Load and initialise libmpathpersist, and check that multipathd answers.
 
@@ -113,6 +116,7 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
             log.debug("%s: multipathd answers on %s", self.id, address)
         self._backend = backend
 
+    @override
     def is_connected(self) -> bool:
         """Whether multipathd answers now (``query-pr-managers``)."""
         if self._backend is None:
@@ -123,11 +127,13 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
             return False
         return True
 
+    @override
     def required_capabilities(self) -> frozenset[Capability]:
         """CAP_SYS_ADMIN: libmpathpersist issues device-mapper ioctls (qemu-pr-helper keeps
         it when built with multipath)."""
         return frozenset({Capability.CAP_SYS_ADMIN})
 
+    @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
         """TEST UNIT READY through SG_IO on the map (*nexus* is ignored: the paths' own)."""
         return self.tur_sender(fd)
@@ -141,6 +147,7 @@ class PRManagerMultipath(PRManager, qom_type="pr-manager-multipath"):
             )
         return self._backend
 
+    @override
     def run(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:
