@@ -25,8 +25,6 @@ line QEMU prints after some errors (``error_append_hint``).
 
 from __future__ import annotations
 
-from qompr._compat import override
-
 __all__ = [
     "ConnectError",
     "HelpRequestError",
@@ -50,15 +48,11 @@ class QomprError(Exception):
     """
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message)  # str() of the exception is the message
         self.message = message
         self.hint = hint
         #: Where the error was found, as QEMU's ``Location`` prints it (``-object ARG``).
         self.location: str | None = None
-
-    @override
-    def __str__(self) -> str:
-        return self.message
 
     def render(self) -> str:
         """The message followed by the hint, each line as QEMU prints it."""
