@@ -1420,3 +1420,37 @@ def test_formatters_agree_with_libsgutils2() -> None:
             sense = code.to_bytes(fixed=fixed)
             lib.sg_get_sense_str(None, sense, len(sense), True, len(buf), buf)
             assert sense_text(sense, raw=True) == buf.value.decode()
+    for sense in _FIXED_SENSE_FIELDS:
+        # sg3_utils dumps the length the sense claims, reading past a shorter buffer.
+        for raw_text in (False, True) if 8 + sense[7] <= len(sense) else (False,):
+            lib.sg_get_sense_str(None, sense, len(sense), raw_text, len(buf), buf)
+            assert sense_text(sense, raw=raw_text) == buf.value.decode(), sense.hex()
+
+
+def _fixed_sense(key: int, asc: int, ascq: int, **at: int) -> bytes:
+    sense = bytearray(18)
+    sense[0], sense[2], sense[7], sense[12], sense[13] = 0x70, key, 10, asc, ascq
+    for where, value in at.items():
+        sense[int(where.removeprefix("b"))] = value
+    return bytes(sense)
+
+
+# Fixed-format fields sg_get_sense_str describes: VALID and INFORMATION, FILEMARK/EOM/ILI,
+# FRU code, sense-key specific (progress, field pointer, UA queue overflow), short buffers.
+_FIXED_SENSE_FIELDS = [
+    _fixed_sense(2, 4, 1, b0=0xF0, b5=0x13, b6=0x88),
+    _fixed_sense(0x25, 0x24, 0, b0=0xF0, b6=9),
+    _fixed_sense(0x85, 0x24, 0, b6=9),
+    _fixed_sense(0x45, 0x24, 0, b0=0xF0, b6=9),
+    _fixed_sense(2, 4, 4, b15=0x80, b16=0x80),
+    _fixed_sense(0, 0, 0x16, b15=0x80, b16=0x40, b17=0x10),
+    _fixed_sense(5, 0x24, 0, b15=0xC0, b17=2),
+    _fixed_sense(5, 0x26, 0, b15=0x8B, b17=5),
+    _fixed_sense(6, 0x29, 0, b14=7),
+    _fixed_sense(6, 0x29, 0, b15=0x80, b17=1),
+    _fixed_sense(6, 0x29, 0, b15=0x81),
+    _fixed_sense(5, 0x24, 0, b0=0xF0, b6=9, b14=9, b15=0xC0, b17=4),
+    _fixed_sense(6, 0x29, 0)[:13],
+    _fixed_sense(6, 0x29, 0, b7=5)[:13],
+    _fixed_sense(2, 4, 4, b15=0x80, b16=0x80)[:17],
+]

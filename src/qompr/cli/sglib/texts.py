@@ -121,7 +121,19 @@ _ASC_TEXT = {
     0x0000: "No additional sense information",
     0x0006: "I/O process terminated",
     0x0400: "Logical unit not ready, cause not reportable",
+    0x0401: "Logical unit is in process of becoming ready",
+    0x0402: "Logical unit not ready, initializing command required",
     0x0403: "Logical unit not ready, manual intervention required",
+    0x0404: "Logical unit not ready, format in progress",
+    0x0407: "Logical unit not ready, operation in progress",
+    0x0409: "Logical unit not ready, self-test in progress",
+    0x041B: "Logical unit not ready, sanitize in progress",
+    0x0016: "operation in progress",
+    0x2903: "Bus device reset function occurred",
+    0x2A01: "Mode parameters changed",
+    0x3A01: "Medium not present - tray closed",
+    0x3A02: "Medium not present - tray open",
+    0x3F03: "Inquiry data has changed",
     0x0500: "Logical unit does not respond to selection",
     0x0800: "Logical unit communication failure",
     0x1100: "Unrecovered read error",
@@ -193,30 +205,77 @@ def asc_text(asc: int, ascq: int) -> str:
 
 
 def sense_text(sense: bytes, *, raw: bool = False) -> str:
-    """The sense description sg3_utils prints (``sg_get_sense_str``), for the sense a PR
-    command ends with: format, sense key and additional sense, then with *raw* the bytes.
+    """The sense description sg3_utils prints (``sg_get_sense_str``): format, sense key and
+    additional sense; for fixed format the INFORMATION field, the field replaceable unit
+    code and the sense-key specific field of the keys a command like ours ends with (progress,
+    field pointer, unit attention queue overflow); then with *raw* the bytes.
+
+    Sense descriptors of the descriptor format are not described (sg3_utils prints each).
     """
     if not sense:
         return ""
     code = sense[0] & 0x7F
     if code not in (0x70, 0x71, 0x72, 0x73):
         return f"Unrecognized sense response code 0x{code:x}\n" + hex_str(sense, "    ")
-    if code >= 0x72:
-        form, key_at, asc_at, limit = "Descriptor", 1, 2, len(sense)
-    else:
-        form, key_at, asc_at = "Fixed", 2, 12
-        limit = min(len(sense), 8 + sense[7]) if len(sense) > 7 else len(sense)
     when = "<<<deferred>>>" if code in (0x71, 0x73) else "current"
-    key = sense[key_at] & 0x0F if len(sense) > key_at else 0
-    asc = sense[asc_at] if limit > asc_at else 0
-    ascq = sense[asc_at + 1] if limit > asc_at + 1 else 0
-    text = f"{form} format, {when}; Sense key: {_SENSE_KEY_TEXT[key]}\n"
-    text += asc_text(asc, ascq) + "\n"
+    if code >= 0x72:
+        key = sense[1] & 0x0F if len(sense) > 1 else 0
+        text = f"Descriptor format, {when}; Sense key: {_SENSE_KEY_TEXT[key]}\n"
+        asc = sense[2] if len(sense) > 2 else 0
+        ascq = sense[3] if len(sense) > 3 else 0
+        text += asc_text(asc, ascq) + "\n"
+    else:
+        key = sense[2] & 0x0F if len(sense) > 2 else 0
+        text = f"Fixed format, {when}; Sense key: {_SENSE_KEY_TEXT[key]}\n"
+        text += _fixed_fields(sense)
     if raw:
-        embedded = min(len(sense), 8 + sense[7]) if len(sense) > 7 else len(sense)
-        text += f" Raw sense data (in hex), sb_len={len(sense)}, embedded_len={embedded}\n"
-        text += hex_str(sense[:embedded], "        ")
+        text += f" Raw sense data (in hex), sb_len={len(sense)}"
+        if len(sense) > 7 and 0x70 <= sense[0] <= 0x73:  # as sg3_utils tests it: not VALID
+            embedded = 8 + sense[7]
+            text += f", embedded_len={embedded}\n"
+        else:
+            embedded = len(sense)
+            text += "\n"
+        # sg3_utils dumps the length the sense claims, past its buffer if need be.
+        text += hex_str(sense[:embedded].ljust(embedded, b"\0"), "        ")
     return text
+
+
+def _fixed_fields(sense: bytes) -> str:
+    """What ``sg_get_sense_str`` prints of fixed-format sense after the sense key."""
+    limit = min(len(sense), 8 + sense[7]) if len(sense) > 7 else len(sense)
+    text = ""
+    if limit > 12:
+        text += asc_text(sense[12], sense[13] if limit > 13 else 0) + "\n"
+    flags = sense[2] & 0xE0 if len(sense) > 2 else 0
+    if (sense[0] & 0x80 or flags) and len(sense) > 6:
+        info = int.from_bytes(sense[3:7], "big")
+        line = "  " + ("" if sense[0] & 0x80 else "Valid=0, ") + f"Info fld=0x{info:x} [{info}] "
+        line += "".join(f" {name}" for bit, name in _FLAG_NAMES if flags & bit)
+        text += line + "\n"
+    if limit > 14 and sense[14]:
+        text += f"  Field replaceable unit code: {sense[14]}\n"
+    if limit > 17 and sense[15] & 0x80:
+        text += _sense_key_specific(sense[2] & 0x0F, sense[15:18])
+    return text
+
+
+_FLAG_NAMES = ((0x80, "FMK"), (0x40, "EOM"), (0x20, "ILI"))
+
+
+def _sense_key_specific(key: int, sks: bytes) -> str:
+    """The SENSE KEY SPECIFIC field (SPC-4 §4.5.2.4) of the keys sg3_utils' text covers here."""
+    value = int.from_bytes(sks[1:3], "big")
+    if key in (0x0, 0x2):  # NO SENSE, NOT READY: progress indication
+        percent, rest = divmod(value * 100, 65536)
+        return f"  Progress indication: {percent}.{rest // 656:02d}%\n"
+    if key == 0x5:  # ILLEGAL REQUEST: field pointer
+        where = "Command" if sks[0] & 0x40 else "Data parameters"
+        bit = f" bit {sks[0] & 0x07}" if sks[0] & 0x08 else ""
+        return f"  Sense Key Specific: Error in {where}: byte {value}{bit}\n"
+    if key == 0x6:  # UNIT ATTENTION: queue overflow
+        return f"  Unit attention condition queue: overflow flag is {sks[0] & 0x01}\n"
+    return ""
 
 
 def exit_text(status: int, *, longer: bool = False) -> str | None:
