@@ -14,7 +14,8 @@ exit is printed with sg_persist's (or sg_turs') on the same kind of target:
   pr-manager-emulated`` started here (a real READ KEYS answer through the socket).
 
 Targets (issue 14): every ``qompr persist`` path median <= 60 ms and <= 20x sg_persist's;
-``qompr --help`` <= 60 ms.  This script reports; it does not assert (machines are noisy: give
+``qompr --help`` <= 60 ms.  ``qompr turs`` (device, ``--object``) is measured beside sg_turs
+on the same terms.  This script reports; it does not assert (machines are noisy: give
 the median of several runs).
 """
 
@@ -95,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "sg_persist",
                 ),
                 ("persist --helper", ["persist", "--helper", sock, "-k", str(disk)], "sg_persist"),
+                ("turs device", ["turs", "/dev/null"], "sg_turs"),
+                (
+                    "turs --object",
+                    ["turs", "--object", "pr-manager-emulated,id=e", str(disk)],
+                    "sg_turs",
+                ),
                 ("--help", ["--help"], ""),
             ]
             for name, cmd, against in cases:

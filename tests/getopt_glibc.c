@@ -3,12 +3,13 @@
  * glibc's getopt_long on many command lines, for tests/test_getopt.py to compare with
  * qompr._getopt.
  *
- * Usage: getopt_glibc SHORTOPTS LONGOPTS < CASES
+ * Usage: getopt_glibc SHORTOPTS LONGOPTS [continue] < CASES
  *   LONGOPTS: entries "name,has_arg,val" separated by ';' (val: one letter, or empty for an
  *   option of its own, printed as --name).
  *   CASES: one command line a line, its arguments separated by '\x1f' after a leading count.
  * For each case: "opt OPTION ARG" lines, then "error" (getopt returned '?', its message on
- * the same stream just before) or "operands ARG...", then "end" and a '\x1e'.
+ * the same stream just before) or "operands ARG...", then "end" and a '\x1e'.  With
+ * "continue", an "error" line stands for each '?' and parsing goes on to the operands.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -26,8 +27,9 @@ int main(int argc, char **argv)
     static char line[65536];
     int n = 0;
 
-    if (argc != 3)
+    if (argc != 3 && argc != 4)
         return 2;
+    int go_on = argc == 4 && strcmp(argv[3], "continue") == 0;
     dup2(1, 2); /* messages in order with the results */
     setvbuf(stdout, NULL, _IONBF, 0);
     for (char *entry = strtok(argv[2], ";"); entry && n < MAX_OPTS; entry = strtok(NULL, ";")) {
@@ -62,6 +64,10 @@ int main(int argc, char **argv)
         int c, failed = 0;
         while ((c = getopt_long(count + 1, args, argv[1], longopts, NULL)) != -1) {
             if (c == '?') {
+                if (go_on) {
+                    printf("error\n");
+                    continue;
+                }
                 failed = 1;
                 break;
             }

@@ -122,6 +122,21 @@ def test_a_prefix_of_one_option_only_is_that_option() -> None:
     assert parse(["--be-"]) == ([("--be-quiet", "")], [])
 
 
+def test_with_report_bad_options_come_out_as_question_marks_and_parsing_goes_on() -> None:
+    told: list[str] = []
+    operands: list[str] = []
+    options = list(
+        getopt_long(["-xa", "--delta", "x", "-b"], SHORT, LONG, operands, report=told.append)
+    )
+    assert options == [("?", ""), ("-a", ""), ("?", ""), ("?", "")]
+    assert told == [
+        "invalid option -- 'x'",
+        "unrecognized option '--delta'",
+        "option requires an argument -- 'b'",
+    ]
+    assert operands == ["x"]
+
+
 def test_options_come_out_before_a_later_error() -> None:
     seen = []
     with pytest.raises(GetoptError):
@@ -202,24 +217,31 @@ def _glibc_run(
     table: Sequence[LongOption],
     cases: list[list[str]],
     env: dict[str, str],
+    *,
+    go_on: bool = False,
 ) -> list[str]:
     spec = ";".join(f"{o.name},{int(o.has_arg)},{o.val.removeprefix('-')}" for o in table)
     lines = "".join("\x1f".join([str(len(case)), *case]) + "\n" for case in cases)
-    proc = subprocess.run(
-        [str(binary), short, spec], input=lines, capture_output=True, text=True, env=env, check=True
-    )
+    argv = [str(binary), short, spec, *(["continue"] if go_on else [])]
+    proc = subprocess.run(argv, input=lines, capture_output=True, text=True, env=env, check=True)
     return [block + "end\n" for block in proc.stdout.split("end\x1e\n")[:-1]]
 
 
-def _ours(short: str, table: Sequence[LongOption], case: list[str]) -> str:
-    text = ""
+def _ours(short: str, table: Sequence[LongOption], case: list[str], *, go_on: bool = False) -> str:
+    lines: list[str] = []
     operands: list[str] = []
+
+    def report(message: str) -> None:
+        lines.append(f"prog: {message}\n")
+
     try:
-        for option, value in getopt_long(case, short, table, operands):
-            text += f"opt {option} {value}\n"
+        for option, value in getopt_long(
+            case, short, table, operands, report=report if go_on else None
+        ):
+            lines.append("error\n" if option == "?" else f"opt {option} {value}\n")
     except GetoptError as exc:
-        return text + f"prog: {exc}\nerror\nend\n"
-    return text + "operands" + "".join(f" [{arg}]" for arg in operands) + "\nend\n"
+        return "".join(lines) + f"prog: {exc}\nerror\nend\n"
+    return "".join(lines) + "operands" + "".join(f" [{arg}]" for arg in operands) + "\nend\n"
 
 
 def _generated(short: str, table: Sequence[LongOption], count: int, seed: int) -> list[list[str]]:
@@ -266,10 +288,11 @@ EDGE_CASES = [
 
 
 @pytest.mark.interop
+@pytest.mark.parametrize("go_on", [False, True], ids=["stop", "go-on"])
 @pytest.mark.parametrize("posix", [False, True], ids=["gnu-order", "POSIXLY_CORRECT"])
 @pytest.mark.parametrize("name", ["sg_persist", "qemu-pr-helper", "synthetic"])
 def test_same_as_glibc(
-    glibc: Path, monkeypatch: pytest.MonkeyPatch, name: str, posix: bool
+    glibc: Path, monkeypatch: pytest.MonkeyPatch, name: str, posix: bool, go_on: bool
 ) -> None:
     short, table = TABLES[name]
     env = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
@@ -277,7 +300,7 @@ def test_same_as_glibc(
         env["POSIXLY_CORRECT"] = "1"
         monkeypatch.setenv("POSIXLY_CORRECT", "1")
     cases = EDGE_CASES + _generated(short, table, 1500, seed=len(name) + posix)
-    expected = _glibc_run(glibc, short, table, cases, env)
+    expected = _glibc_run(glibc, short, table, cases, env, go_on=go_on)
     assert len(expected) == len(cases)
     for case, theirs in zip(cases, expected, strict=True):
-        assert _ours(short, table, case) == theirs, case
+        assert _ours(short, table, case, go_on=go_on) == theirs, case

@@ -15,6 +15,7 @@ qompr, so that parsing a command line costs no start-up time.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -76,6 +77,35 @@ def _lookup(name: str, text: str, table: Sequence[LongOption]) -> LongOption | N
     return first
 
 
+def _long_option(
+    arg: str, args: Sequence[str], i: int, tables: Sequence[Sequence[LongOption]]
+) -> tuple[str, str, int]:
+    """One ``--name[=value]`` (glibc's ``process_long_option``): the option, its value and
+    the index of the next argument.
+
+    :raises GetoptError: for a bad one (which glibc has consumed, with its argument).
+    """
+    text = arg[2:]
+    name, eq, value = text.partition("=")
+    found = None
+    for table in tables:
+        found = _lookup(name, text, table)
+        if found is not None:
+            break
+    if found is None:
+        raise GetoptError(f"unrecognized option '{arg}'")
+    if not found.has_arg:
+        if eq:
+            raise GetoptError(f"option '--{found.name}' doesn't allow an argument")
+        return found.yields, "", i
+    if not eq:
+        if i >= len(args):
+            raise GetoptError(f"option '--{found.name}' requires an argument")
+        value = args[i]
+        i += 1
+    return found.yields, value, i
+
+
 def getopt_long(
     args: Sequence[str],
     shortopts: str,
@@ -83,6 +113,7 @@ def getopt_long(
     operands: list[str] | None = None,
     *,
     extension: Sequence[LongOption] = (),
+    report: Callable[[str], None] | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Parse *args* (without ``argv[0]``) as glibc's ``getopt_long`` does.
 
@@ -98,9 +129,12 @@ def getopt_long(
     :param extension: long options looked up only when a name matches none of *longopts*:
         a program's own options added to the table of the program it reproduces, so that
         every abbreviation the original accepts keeps its meaning.
+    :param report: for programs that go on after a bad option, as getopt(3) lets them: called
+        with each complaint, after which ``("?", "")`` comes out and parsing goes on where
+        glibc's does.  Without it the first bad option raises.
     :returns: an iterator of ``(option, value)``: short options spelt ``-k``, long ones as
         their :attr:`LongOption.yields`; the value is ``""`` for an option without one.
-    :raises GetoptError: when the iteration reaches a bad option.
+    :raises GetoptError: when the iteration reaches a bad option (without *report*).
     """
     in_order = shortopts.startswith("+") or "POSIXLY_CORRECT" in os.environ
     shortopts = shortopts.removeprefix("+")
@@ -108,6 +142,13 @@ def getopt_long(
     letters = {c for c in shortopts if c != ":"}
     tables = (_table(longopts), tuple(extension))
     rest: list[str] = [] if operands is None else operands
+
+    def bad(message: str) -> tuple[str, str]:
+        if report is None:
+            raise GetoptError(message)
+        report(message)
+        return "?", ""
+
     i = 0
     while i < len(args):
         arg = args[i]
@@ -122,33 +163,20 @@ def getopt_long(
             rest.append(arg)
             continue
         if arg.startswith("--"):
-            text = arg[2:]
-            name, eq, value = text.partition("=")
-            found = None
-            for table in tables:
-                found = _lookup(name, text, table)
-                if found is not None:
-                    break
-            if found is None:
-                raise GetoptError(f"unrecognized option '{arg}'")
-            if found.has_arg:
-                if not eq:
-                    if i >= len(args):
-                        raise GetoptError(f"option '--{found.name}' requires an argument")
-                    value = args[i]
-                    i += 1
-                yield found.yields, value
-            else:
-                if eq:
-                    raise GetoptError(f"option '--{found.name}' doesn't allow an argument")
-                yield found.yields, ""
+            try:
+                option, value, i = _long_option(arg, args, i, tables)
+            except GetoptError as exc:
+                yield bad(str(exc))
+                continue
+            yield option, value
             continue
         j = 1
         while j < len(arg):
             letter = arg[j]
             j += 1
             if letter not in letters:
-                raise GetoptError(f"invalid option -- '{letter}'")
+                yield bad(f"invalid option -- '{letter}'")
+                continue
             if letter in with_arg:
                 if j < len(arg):
                     value = arg[j:]
@@ -156,7 +184,8 @@ def getopt_long(
                     value = args[i]
                     i += 1
                 else:
-                    raise GetoptError(f"option requires an argument -- '{letter}'")
+                    yield bad(f"option requires an argument -- '{letter}'")
+                    break
                 yield f"-{letter}", value
                 break
             yield f"-{letter}", ""

@@ -111,10 +111,29 @@ def test_persist_imports_only_its_path(
     }[path]
     modules = imported(tmp_path, "persist", *backend)
     assert "qompr.cli.persist.session" in modules  # it ran
+    assert "qompr.cli.turs" not in modules
     assert not modules & SG3
     assert modules & MANAGERS == managers
     if path == "device":
         assert "qompr.options" not in modules  # no -object string to read
+
+
+@pytest.mark.parametrize(
+    ("path", "managers"),
+    [("device", {"qompr.managers._direct"}), ("object", {"qompr.managers.emulated"})],
+)
+def test_turs_imports_only_its_path(
+    tmp_path: Path, disk: str, path: str, managers: set[str]
+) -> None:
+    backend = {
+        "device": ["-n", "2", "-t", "/dev/null"],
+        "object": ["--object", "pr-manager-emulated,id=e", disk],
+    }[path]
+    modules = imported(tmp_path, "turs", *backend)
+    assert "qompr.cli.turs.session" in modules  # it ran
+    assert not modules & SG3
+    assert modules & MANAGERS == managers
+    assert "qompr.cli.persist" not in modules
 
 
 def test_persist_json_and_verbose_stay_in_budget(tmp_path: Path, disk: str) -> None:

@@ -208,6 +208,18 @@ def _add_validate(sub: Any) -> None:
     validate.add_parser(sub)
 
 
+def _add_turs(sub: Any) -> None:
+    from qompr.cli import turs
+
+    turs.add_parser(sub)
+
+
+def _run_turs(argv: Sequence[str]) -> int:
+    from qompr.cli import turs
+
+    return turs.run(argv, plugin_manager=get_plugin_manager)
+
+
 def _run_persist(argv: Sequence[str]) -> int:
     from qompr.cli import persist
 
@@ -254,6 +266,7 @@ COMMANDS: dict[str, Command] = {
         "check that a guest cluster's persistent reservations work on this path",
         _add_validate,
     ),
+    "turs": Command("sg_turs's TEST UNIT READY, through any manager", _add_turs, run=_run_turs),
 }
 
 

@@ -54,11 +54,17 @@ class Response:
 
 @attrs.frozen
 class Outcome:
-    """sg3_utils' verdict on a response: the exit status and, on the GOOD path, the data-in
-    byte count (``None`` on the sense and status paths)."""
+    """sg3_utils' verdict on a response.
+
+    :param ret: the exit status.
+    :param act: on the GOOD path, the data-in byte count (``None`` on the others).
+    :param failed: the command got no SCSI answer to judge (an OS or transport error, an
+        unnamed status, a manager's failure): ``sg_cmds_process_resp`` returning -1.
+    """
 
     ret: int
     act: int | None = None
+    failed: bool = False
 
 
 _DRIVER_SENSE = 0x08
@@ -93,18 +99,23 @@ def _resid_text(leadin: str, requested: int, got: int) -> str:
     )
 
 
-def process_resp(resp: Response, leadin: str, verbose: int, requested: int) -> Outcome:
+def process_resp(
+    resp: Response, leadin: str, verbose: int, requested: int, *, noisy: bool = True
+) -> Outcome:
     """sg3_utils' ``sg_cmds_process_resp`` and the ``sg_ll_*`` wrappers around it: print
-    what they print (every PR command is sent "noisy") and yield the exit status.
+    what they print and yield the exit status.
 
     :param resp: what the backend answered.
     :param leadin: the command's name in messages (``Persistent reservation in``).
     :param verbose: the ``-v`` count.
     :param requested: the data-in length asked for (0 for PR OUT).
+    :param noisy: report failures even without ``-v`` (every PR command is sent noisy;
+        sg_turs only its first TEST UNIT READY).
     """
     if resp.failure is not None:
-        err(f"{leadin}: {resp.failure}\n")
-        return Outcome(Exit.OTHER)
+        if verbose or noisy:
+            err(f"{leadin}: {resp.failure}\n")
+        return Outcome(Exit.OTHER, failed=True)
     if resp.os_error:
         text = f"{leadin}: pass-through os error: {os.strerror(resp.os_error)}\n"
         if verbose:
@@ -113,24 +124,24 @@ def process_resp(resp: Response, leadin: str, verbose: int, requested: int) -> O
             if verbose > 2:
                 err("map ENXIO to SG_LIB_CAT_NOT_READY\n")
             return Outcome(Exit.NOT_READY)
-        if not verbose:
+        if noisy and not verbose:
             err(text)
-        return Outcome(convert_errno(resp.os_error))
+        return Outcome(convert_errno(resp.os_error), failed=True)
     if verbose > 2 and resp.duration_ms is not None:
         err(f"      duration={resp.duration_ms} ms\n")
     got = len(resp.data)
     driver = resp.driver_status & 0x0F
     scsi_status = (resp.status or 0) & 0x7E
     if resp.host_status or (driver and driver != _DRIVER_SENSE):
-        err(
-            f"{leadin}: transport: Host_status=0x{resp.host_status:02x} "
-            f"Driver_status=0x{resp.driver_status:02x}\n"
-        )
-        return Outcome(Exit.TRANSPORT_ERROR)
+        if verbose or noisy:
+            err(
+                f"{leadin}: transport: Host_status=0x{resp.host_status:02x} "
+                f"Driver_status=0x{resp.driver_status:02x}\n"
+            )
+        return Outcome(Exit.TRANSPORT_ERROR, failed=True)
     if driver == _DRIVER_SENSE or scsi_status in (0x02, 0x22):
         category = sense_category(resp.sense)
-        noisy = category not in _QUIET_CATEGORIES
-        if verbose or noisy:
+        if verbose or (noisy and category not in _QUIET_CATEGORIES):
             err(f"{leadin}:\n" + sense_text(resp.sense, raw=verbose > 1))
             check_data_in = category in (Exit.RECOVERED, Exit.MEDIUM_HARD)
             if requested > 0 and got != requested and (verbose > 2 or check_data_in or got > 0):
@@ -142,8 +153,9 @@ def process_resp(resp: Response, leadin: str, verbose: int, requested: int) -> O
         mapped = _STATUS_CATEGORY.get(scsi_status)
         if mapped is not None:
             return Outcome(mapped)
-        err(f"{leadin}: scsi status: {_status_text(scsi_status)}\n")
-        return Outcome(Exit.OTHER)
+        if verbose or noisy:
+            err(f"{leadin}: scsi status: {_status_text(scsi_status)}\n")
+        return Outcome(Exit.OTHER, failed=True)
     if requested > 0 and got != requested and verbose > 1:
         err(_resid_text(leadin, requested, got))
     return Outcome(Exit.OK, got)
