@@ -47,6 +47,7 @@ EVERYWHERE = {
     "qompr.cli.doctor",
     "qompr.cli.supervise",
     "qompr.cli.emulated",
+    "qompr.cli.validate",
     "concurrent.futures",
 }
 #: What an sg3_utils-style command (its own getopt) may not import.
