@@ -39,11 +39,11 @@ from qompr.managers import PRManagerMultipath
 from qompr.managers.multipath import MPATH_MX_TIDS
 from qompr.managers.multipath import LibMpathPersist
 from qompr.managers.multipath import MpathReturn
-from qompr.managers.multipath import MpathTransportId
 from qompr.managers.multipath import PrinResp
 from qompr.managers.multipath import ProutParamDescriptor
 from qompr.managers.multipath import ProutParamStorage
-from qompr.managers.multipath import TransportId
+from qompr.managers.multipath import RawTransportID
+from qompr.managers.multipath import TransportIDStruct
 from qompr.managers.multipath import _abi
 from qompr.managers.multipath import _doctor
 from qompr.managers.multipath import _multipathd
@@ -84,7 +84,7 @@ class OutCall:
     key: bytes
     sa_key: bytes
     sa_flags: int
-    transport_ids: list[MpathTransportId]
+    transport_ids: list[RawTransportID]
     noisy: bool
     verbose: int
 
@@ -164,7 +164,7 @@ class FakeLibMpathPersistForUnitTests:
         verbose: int,
     ) -> int:
         tids = [
-            MpathTransportId.from_struct(param.trnptid_list[n].contents)
+            RawTransportID.from_struct(param.trnptid_list[n].contents)
             for n in range(param.num_transportid)
         ]
         self.out_calls.append(
@@ -324,7 +324,7 @@ CTYPES_OF: dict[str, type[ctypes.Structure]] = {
     "prin_readdescr": _abi.PrinReadDescr,
     "prin_resvdescr": _abi.PrinResvDescr,
     "prin_capdescr": _abi.PrinCapDescr,
-    "transportid": _abi.TransportId,
+    "transportid": _abi.TransportIDStruct,
     "prin_fulldescr": _abi.PrinFullDescr,
     "print_fulldescr_list": _abi.PrintFulldescrList,
     "prin_resp": _abi.PrinResp,
@@ -867,11 +867,11 @@ def test_decode_pr_out_agrees_with_the_scsi_codec_on_well_formed_lists() -> None
 
 
 def test_transport_id_struct_round_trip() -> None:
-    tid = MpathTransportId(0x40, 5, iscsi()[2:])
+    tid = RawTransportID(0x40, 5, iscsi()[2:])
     raw = tid.to_struct()
-    assert isinstance(raw, TransportId)
+    assert isinstance(raw, TransportIDStruct)
     assert (raw.format_code, raw.protocol_id) == (0x40, 5)
-    assert MpathTransportId.from_struct(raw) == tid
+    assert RawTransportID.from_struct(raw) == tid
 
 
 # -- answers ------------------------------------------------------------------------------------

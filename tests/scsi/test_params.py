@@ -14,8 +14,8 @@ from qompr.scsi import PrOutParameters
 from qompr.scsi import RegisterAndMoveParameters
 from qompr.scsi import SenseCode
 from qompr.scsi import TransportID
-from qompr.scsi import TransportIdError
-from qompr.scsi import TransportIdLengthError
+from qompr.scsi import TransportIDError
+from qompr.scsi import TransportIDLengthError
 from qompr.scsi import decode_pr_out_parameters
 
 from .strategies import pr_out_parameters
@@ -104,7 +104,7 @@ def test_without_spec_i_pt_exactly_24(length: int) -> None:
 
 
 def test_spec_i_pt_shorter_than_28() -> None:
-    with pytest.raises(TransportIdLengthError) as info:
+    with pytest.raises(TransportIDLengthError) as info:
         PrOutParameters.from_bytes(bytes(basic(0, K_B, 0x08)))
     assert info.value.sense_code == SenseCode.INVALID_PARAM  # LIO's answer
     assert info.value.sa_key == K_B
@@ -114,7 +114,7 @@ def test_spec_i_pt_length_field_mismatch() -> None:
     # spc4-pr.md test 17: TRANSPORTID PARAMETER DATA LENGTH = L + 4 for a list of 28 + L.
     tid = TID_C.to_bytes()
     raw = bytes(basic(0, K_B, 0x08)) + (len(tid) + 4).to_bytes(4, "big") + tid
-    with pytest.raises(TransportIdLengthError) as info:
+    with pytest.raises(TransportIDLengthError) as info:
         PrOutParameters.from_bytes(raw)
     assert info.value.sense_code == SenseCode.INVALID_PARAM
     assert (info.value.reservation_key, info.value.sa_key) == (0, K_B)
@@ -123,20 +123,20 @@ def test_spec_i_pt_length_field_mismatch() -> None:
 
 def test_spec_i_pt_bad_transport_id_keeps_keys() -> None:
     raw = bytes(basic(K_A, K_B, 0x08)) + (24).to_bytes(4, "big") + b"\x04" + bytes(23)
-    with pytest.raises(TransportIdError) as info:
+    with pytest.raises(TransportIDError) as info:
         PrOutParameters.from_bytes(raw)
-    assert type(info.value) is TransportIdError
+    assert type(info.value) is TransportIDError
     assert info.value.sense_code == SenseCode.INVALID_PARAM
     assert (info.value.reservation_key, info.value.sa_key) == (K_A, K_B)
 
 
 def test_error_hierarchy() -> None:
     assert issubclass(ParameterListLengthError, ParameterListError)
-    assert issubclass(TransportIdLengthError, TransportIdError)
-    assert issubclass(TransportIdError, ParameterListError)
+    assert issubclass(TransportIDLengthError, TransportIDError)
+    assert issubclass(TransportIDError, ParameterListError)
     assert issubclass(ParameterListError, ScsiError)
     assert issubclass(ParameterListError, ValueError)
-    assert not issubclass(TransportIdLengthError, ParameterListLengthError)
+    assert not issubclass(TransportIDLengthError, ParameterListLengthError)
 
 
 def test_validators() -> None:
@@ -184,7 +184,7 @@ def test_register_and_move_tid_padding() -> None:
     raw = bytes(20) + len(tid).to_bytes(4, "big") + tid
     assert RegisterAndMoveParameters.from_bytes(raw).transport_id == TransportID.fc(1)
     bad = bytes(20) + len(tid).to_bytes(4, "big") + tid[:-1] + b"\x01"
-    with pytest.raises(TransportIdError):
+    with pytest.raises(TransportIDError):
         RegisterAndMoveParameters.from_bytes(bad)
 
 
@@ -193,11 +193,11 @@ def test_register_and_move_errors() -> None:
         RegisterAndMoveParameters.from_bytes(bytes(23))
     good = RegisterAndMoveParameters(reservation_key=K_A, sa_key=K_B, transport_id=TID_C)
     raw = good.to_bytes()
-    with pytest.raises(TransportIdLengthError) as info:
+    with pytest.raises(TransportIDLengthError) as info:
         RegisterAndMoveParameters.from_bytes(raw + bytes(4))
     assert info.value.sense_code == SenseCode.INVALID_PARAM
     assert (info.value.reservation_key, info.value.sa_key) == (K_A, K_B)
-    with pytest.raises(TransportIdError, match="missing"):
+    with pytest.raises(TransportIDError, match="missing"):
         RegisterAndMoveParameters.from_bytes(bytes(24))  # length 0, no TransportID
 
 

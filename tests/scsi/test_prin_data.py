@@ -18,7 +18,7 @@ from qompr.scsi import ReadKeysData
 from qompr.scsi import ReadReservationData
 from qompr.scsi import ReportCapabilitiesData
 from qompr.scsi import TransportID
-from qompr.scsi import TransportIdError
+from qompr.scsi import TransportIDError
 from qompr.scsi import decode_pr_in_data
 
 from .strategies import full_status_data
@@ -281,7 +281,7 @@ def test_full_status_bad_transport_id() -> None:
     desc = bytearray(FullStatusDescriptor(K_A, TransportID.fc(1)).to_bytes())
     desc[24] = 0x04  # SRP
     raw = bytes.fromhex("00000000") + len(desc).to_bytes(4, "big") + bytes(desc)
-    with pytest.raises(TransportIdError):
+    with pytest.raises(TransportIDError):
         ReadFullStatusData.from_bytes(raw)
 
 

@@ -11,7 +11,7 @@ from qompr.scsi import ParameterListError
 from qompr.scsi import ProtocolId
 from qompr.scsi import SenseCode
 from qompr.scsi import TransportID
-from qompr.scsi import TransportIdError
+from qompr.scsi import TransportIDError
 
 from .strategies import transport_ids
 
@@ -87,14 +87,14 @@ def test_decode_list() -> None:
     data = b"".join(t.to_bytes() for t in tids)
     assert TransportID.decode_list(data) == tids
     assert TransportID.decode_list(b"") == ()
-    with pytest.raises(TransportIdError, match="cut off"):
+    with pytest.raises(TransportIDError, match="cut off"):
         TransportID.decode_list(data[:-1])
 
 
 def test_from_bytes_allows_only_zero_padding() -> None:
     raw = TransportID.fc(WWPN).to_bytes()
     assert TransportID.from_bytes(raw + bytes(8)) == TransportID.fc(WWPN)
-    with pytest.raises(TransportIdError, match="non-zero"):
+    with pytest.raises(TransportIDError, match="non-zero"):
         TransportID.from_bytes(raw + b"\x01")
 
 
@@ -122,7 +122,7 @@ def test_from_bytes_allows_only_zero_padding() -> None:
     ],
 )
 def test_decode_refuses(raw: bytes, message: str) -> None:
-    with pytest.raises(TransportIdError, match=message) as info:
+    with pytest.raises(TransportIDError, match=message) as info:
         TransportID.from_bytes(raw)
     # A bad TransportID in a PR OUT list is INVALID FIELD IN PARAMETER LIST.
     assert info.value.sense_code == SenseCode.INVALID_PARAM

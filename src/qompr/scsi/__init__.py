@@ -21,8 +21,8 @@ SPC-4 clause numbers in the docstrings follow revision 37 (PR IN is §6.15, PR O
 byte layouts themselves come from ``spc4-pr.md`` §1 and QEMU's facts in ``qemu-pr-facts.md``.
 """
 
-from qompr.scsi._cdb import CDB_SIZE as CDB_SIZE
 from qompr.scsi._cdb import HELPER_CDB_SIZE as HELPER_CDB_SIZE
+from qompr.scsi._cdb import PR_CDB_SIZE as PR_CDB_SIZE
 from qompr.scsi._cdb import PrInCdb as PrInCdb
 from qompr.scsi._cdb import PrOutCdb as PrOutCdb
 from qompr.scsi._cdb import transfer_length as transfer_length
@@ -41,8 +41,8 @@ from qompr.scsi._constants import ServiceActionIn16 as ServiceActionIn16
 from qompr.scsi._errors import CdbError as CdbError
 from qompr.scsi._errors import ParameterListError as ParameterListError
 from qompr.scsi._errors import ParameterListLengthError as ParameterListLengthError
-from qompr.scsi._errors import TransportIdError as TransportIdError
-from qompr.scsi._errors import TransportIdLengthError as TransportIdLengthError
+from qompr.scsi._errors import TransportIDError as TransportIDError
+from qompr.scsi._errors import TransportIDLengthError as TransportIDLengthError
 from qompr.scsi._nexus import DERIVED_IQN_PREFIX as DERIVED_IQN_PREFIX
 from qompr.scsi._nexus import Nexus as Nexus
 from qompr.scsi._nexus import derive_transport_id as derive_transport_id
@@ -67,9 +67,9 @@ from qompr.scsi._transport_id import TransportID as TransportID
 
 __all__ = [
     "BASIC_PARAMETER_LIST_SIZE",
-    "CDB_SIZE",
     "DERIVED_IQN_PREFIX",
     "HELPER_CDB_SIZE",
+    "PR_CDB_SIZE",
     "Asc",
     "CdbError",
     "CommandFailed",
@@ -102,8 +102,8 @@ __all__ = [
     "SenseKey",
     "ServiceActionIn16",
     "TransportID",
-    "TransportIdError",
-    "TransportIdLengthError",
+    "TransportIDError",
+    "TransportIDLengthError",
     "decode_pr_in_data",
     "decode_pr_out_parameters",
     "derive_transport_id",

@@ -28,10 +28,10 @@ from qompr.scsi._util import as_pr_type
 from qompr.scsi._util import uint
 from qompr.scsi._util import within
 
-__all__ = ["CDB_SIZE", "HELPER_CDB_SIZE", "PrInCdb", "PrOutCdb", "transfer_length"]
+__all__ = ["HELPER_CDB_SIZE", "PR_CDB_SIZE", "PrInCdb", "PrOutCdb", "transfer_length"]
 
 #: Size of the PERSISTENT RESERVE IN / OUT CDB.
-CDB_SIZE = 10
+PR_CDB_SIZE = 10
 #: Size of the zero-padded CDB buffer of the qemu-pr-helper protocol (``PR_HELPER_CDB_SIZE``).
 HELPER_CDB_SIZE = 16
 
@@ -51,18 +51,18 @@ def _check_cdb(data: bytes, opcode: Opcode) -> bytes:
             f"CDB opcode {data[0]:#04x} is not {opcode.name} ({opcode:#04x})",
             sense_code=SenseCode.INVALID_OPCODE,
         )
-    if len(data) < CDB_SIZE:
-        raise CdbError(f"{opcode.name} CDB is {len(data)} bytes, needs {CDB_SIZE}")
+    if len(data) < PR_CDB_SIZE:
+        raise CdbError(f"{opcode.name} CDB is {len(data)} bytes, needs {PR_CDB_SIZE}")
     if len(data) > HELPER_CDB_SIZE:
         raise CdbError(f"{opcode.name} CDB buffer is {len(data)} bytes, at most 16 allowed")
-    if any(data[CDB_SIZE:]):
-        raise CdbError(f"{opcode.name} CDB has non-zero bytes after byte {CDB_SIZE - 1}")
-    return data[:CDB_SIZE]
+    if any(data[PR_CDB_SIZE:]):
+        raise CdbError(f"{opcode.name} CDB has non-zero bytes after byte {PR_CDB_SIZE - 1}")
+    return data[:PR_CDB_SIZE]
 
 
 def _pad(cdb: bytes, size: int) -> bytes:
-    if not CDB_SIZE <= size <= HELPER_CDB_SIZE:
-        raise ValueError(f"size must be in {CDB_SIZE}..{HELPER_CDB_SIZE}, not {size}")
+    if not PR_CDB_SIZE <= size <= HELPER_CDB_SIZE:
+        raise ValueError(f"size must be in {PR_CDB_SIZE}..{HELPER_CDB_SIZE}, not {size}")
     return cdb.ljust(size, b"\0")
 
 
@@ -107,7 +107,7 @@ class PrInCdb:
             reserved=int.from_bytes(cdb[1:7], "big") & _PRIN_RESERVED_MASK,
         )
 
-    def to_bytes(self, *, size: int = CDB_SIZE) -> bytes:
+    def to_bytes(self, *, size: int = PR_CDB_SIZE) -> bytes:
         """Encode; *size* 16 gives the zero-padded buffer the qemu-pr-helper protocol sends."""
         head = (self.reserved | (self.service_action << 40)).to_bytes(6, "big")
         tail = self.allocation_length.to_bytes(2, "big") + bytes((self.control,))
@@ -167,7 +167,7 @@ class PrOutCdb:
             reserved=int.from_bytes(cdb[1:5], "big") & _PROUT_RESERVED_MASK,
         )
 
-    def to_bytes(self, *, size: int = CDB_SIZE) -> bytes:
+    def to_bytes(self, *, size: int = PR_CDB_SIZE) -> bytes:
         """Encode; *size* 16 gives the zero-padded buffer the qemu-pr-helper protocol sends."""
         fields = (self.service_action << 24) | (self.scope << 20) | (self.type << 16)
         head = (self.reserved | fields).to_bytes(4, "big")

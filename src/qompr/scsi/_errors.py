@@ -7,11 +7,11 @@ All derive from :class:`qompr.errors.ScsiError`::
      ├── CdbError                      not a CDB of that opcode: INVALID OPCODE or INVALID FIELD
      └── ParameterListError            PR OUT parameter list: INVALID FIELD IN PARAMETER LIST 26/00
           ├── ParameterListLengthError PARAMETER LIST LENGTH ERROR 1A/00
-          └── TransportIdError         a TransportID or TransportID list: 26/00
-               └── TransportIdLengthError  a TransportID list whose length disagrees: 26/00
+          └── TransportIDError         a TransportID or TransportID list: 26/00
+               └── TransportIDLengthError  a TransportID list whose length disagrees: 26/00
 
 Each carries :attr:`~CdbError.sense_code`, the answer LIO gives (spc4-pr.md §3.0, §5), which is
-also SPC-4's answer except where :class:`TransportIdLengthError` says otherwise.
+also SPC-4's answer except where :class:`TransportIDLengthError` says otherwise.
 :class:`ParameterListError` also carries the keys from the list when the list was long enough
 to hold them, because LIO checks the RESERVATION KEY before it looks at TransportIDs.
 """
@@ -27,8 +27,8 @@ __all__ = [
     "CdbError",
     "ParameterListError",
     "ParameterListLengthError",
-    "TransportIdError",
-    "TransportIdLengthError",
+    "TransportIDError",
+    "TransportIDLengthError",
 ]
 
 
@@ -83,14 +83,14 @@ class ParameterListLengthError(ParameterListError):
     default_sense_code = SenseCode.INVALID_PARAM_LEN
 
 
-class TransportIdError(ParameterListError):
+class TransportIDError(ParameterListError):
     """A TransportID that cannot be parsed: unknown protocol or format, bad length, no NUL.
 
     LIO and SPC-4 answer INVALID FIELD IN PARAMETER LIST (26/00).
     """
 
 
-class TransportIdLengthError(TransportIdError):
+class TransportIDLengthError(TransportIDError):
     """A TransportID list whose TRANSPORTID PARAMETER DATA LENGTH disagrees with the list.
 
     Raised for SPEC_I_PT=1 lists shorter than 28 bytes or whose length is not 28 + the

@@ -10,8 +10,8 @@ Two layouts exist:
 
 Length checks follow LIO's order (spc4-pr.md §3.0 steps 5-7): fewer than 24 bytes, or a
 SPEC_I_PT=0 basic list that is not exactly 24 bytes, is a :class:`ParameterListLengthError`
-(1A/00).  A TransportID list whose length field disagrees is a :class:`TransportIdLengthError`
-and a bad TransportID a :class:`TransportIdError` (both 26/00).  Every
+(1A/00).  A TransportID list whose length field disagrees is a :class:`TransportIDLengthError`
+and a bad TransportID a :class:`TransportIDError` (both 26/00).  Every
 :class:`ParameterListError` carries the RESERVATION KEY and SERVICE ACTION RESERVATION KEY when
 the list held them, so the engine can check the key first, as LIO does, and answer RESERVATION
 CONFLICT before it reports a malformed TransportID.
@@ -31,8 +31,8 @@ import attrs
 from qompr.scsi._constants import PrOutAction
 from qompr.scsi._errors import ParameterListError
 from qompr.scsi._errors import ParameterListLengthError
-from qompr.scsi._errors import TransportIdError
-from qompr.scsi._errors import TransportIdLengthError
+from qompr.scsi._errors import TransportIDError
+from qompr.scsi._errors import TransportIDLengthError
 from qompr.scsi._transport_id import TransportID
 from qompr.scsi._util import is_bool
 from qompr.scsi._util import uint
@@ -122,9 +122,9 @@ class PrOutParameters:
         """Decode a basic parameter list; *data* is the whole list (its length matters).
 
         :raises ParameterListLengthError: fewer than 24 bytes, or SPEC_I_PT=0 and not 24 bytes.
-        :raises TransportIdLengthError: SPEC_I_PT=1 and the list is shorter than 28 bytes or
+        :raises TransportIDLengthError: SPEC_I_PT=1 and the list is shorter than 28 bytes or
             its length is not 28 + TRANSPORTID PARAMETER DATA LENGTH.
-        :raises TransportIdError: SPEC_I_PT=1 and a TransportID is invalid or cut off.
+        :raises TransportIDError: SPEC_I_PT=1 and a TransportID is invalid or cut off.
         """
         data = bytes(data)
         _check_minimum(data)
@@ -142,14 +142,14 @@ class PrOutParameters:
         else:
             # SPC-4 §6.16.3: TRANSPORTID PARAMETER DATA LENGTH at 24-27, TransportIDs from 28.
             if len(data) < _SPEC_I_PT_HEADER:
-                raise TransportIdLengthError(
+                raise TransportIDLengthError(
                     f"Parameter list is {len(data)} bytes with SPEC_I_PT=1, needs at least 28",
                     reservation_key=rk,
                     sa_key=sark,
                 )
             tid_length = int.from_bytes(data[24:28], "big")
             if tid_length + _SPEC_I_PT_HEADER != len(data):
-                raise TransportIdLengthError(
+                raise TransportIDLengthError(
                     f"TRANSPORTID PARAMETER DATA LENGTH {tid_length} + 28 does not match "
                     f"the parameter list length {len(data)}",
                     reservation_key=rk,
@@ -157,8 +157,8 @@ class PrOutParameters:
                 )
             try:
                 transport_ids = TransportID.decode_list(data[_SPEC_I_PT_HEADER:])
-            except TransportIdError as exc:
-                raise TransportIdError(str(exc), reservation_key=rk, sa_key=sark) from None
+            except TransportIDError as exc:
+                raise TransportIDError(str(exc), reservation_key=rk, sa_key=sark) from None
         return cls(
             reservation_key=rk,
             sa_key=sark,
@@ -212,15 +212,15 @@ class RegisterAndMoveParameters:
         The TransportID must be followed only by NUL padding up to the TransportID length.
 
         :raises ParameterListLengthError: fewer than 24 bytes.
-        :raises TransportIdLengthError: the length is not 24 + TRANSPORTID PARAMETER DATA LENGTH.
-        :raises TransportIdError: the TransportID is missing, invalid or cut off.
+        :raises TransportIDLengthError: the length is not 24 + TRANSPORTID PARAMETER DATA LENGTH.
+        :raises TransportIDError: the TransportID is missing, invalid or cut off.
         """
         data = bytes(data)
         _check_minimum(data)
         rk, sark = _key(data, 0), _key(data, 8)
         tid_length = int.from_bytes(data[20:24], "big")
         if tid_length + BASIC_PARAMETER_LIST_SIZE != len(data):
-            raise TransportIdLengthError(
+            raise TransportIDLengthError(
                 f"TRANSPORTID PARAMETER DATA LENGTH {tid_length} + 24 does not match "
                 f"the parameter list length {len(data)}",
                 reservation_key=rk,
@@ -228,8 +228,8 @@ class RegisterAndMoveParameters:
             )
         try:
             transport_id = TransportID.from_bytes(data[BASIC_PARAMETER_LIST_SIZE:])
-        except TransportIdError as exc:
-            raise TransportIdError(str(exc), reservation_key=rk, sa_key=sark) from None
+        except TransportIDError as exc:
+            raise TransportIDError(str(exc), reservation_key=rk, sa_key=sark) from None
         return cls(
             reservation_key=rk,
             sa_key=sark,

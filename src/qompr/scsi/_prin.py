@@ -344,7 +344,7 @@ class ReadFullStatusData:
 
         :param strict: refuse data shorter than the ADDITIONAL LENGTH says.
         :raises ScsiError: shorter than 8 bytes, descriptors that overrun the ADDITIONAL
-            LENGTH, a bad TransportID (:class:`~qompr.scsi.TransportIdError`), or (with
+            LENGTH, a bad TransportID (:class:`~qompr.scsi.TransportIDError`), or (with
             *strict*) truncated data.
         """
         data = bytes(data)

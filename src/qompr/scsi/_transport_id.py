@@ -28,7 +28,7 @@ import attrs
 
 from qompr._compat import override
 from qompr.scsi._constants import ProtocolId
-from qompr.scsi._errors import TransportIdError
+from qompr.scsi._errors import TransportIDError
 
 __all__ = ["ISCSI_NAME_MAX", "TransportID"]
 
@@ -195,19 +195,19 @@ class TransportID:
         """Decode the TransportID that starts at *offset*.
 
         :returns: the TransportID and the number of bytes it occupies.
-        :raises TransportIdError: if the bytes are not a supported, complete TransportID.
+        :raises TransportIDError: if the bytes are not a supported, complete TransportID.
         """
         data = bytes(data)
         if offset < 0 or offset >= len(data):
-            raise TransportIdError("TransportID is missing (no bytes left)")
+            raise TransportIDError("TransportID is missing (no bytes left)")
         first = data[offset]
         format_code, protocol = first >> 6, first & 0x0F
         if protocol in (ProtocolId.FCP, ProtocolId.SAS):
             name = ProtocolId(protocol).name
             if format_code != 0:
-                raise TransportIdError(f"{name} TransportID format code {format_code} is invalid")
+                raise TransportIDError(f"{name} TransportID format code {format_code} is invalid")
             if len(data) - offset < _FIXED_TID_SIZE:
-                raise TransportIdError(f"{name} TransportID is cut off (needs 24 bytes)")
+                raise TransportIDError(f"{name} TransportID is cut off (needs 24 bytes)")
             at = offset + (8 if protocol == ProtocolId.FCP else 4)
             address = int.from_bytes(data[at : at + 8], "big")
             return cls(protocol, address=address), _FIXED_TID_SIZE
@@ -217,60 +217,60 @@ class TransportID:
             what = ProtocolId(protocol).name
         except ValueError:
             what = f"{protocol:#x}"
-        raise TransportIdError(f"TransportID protocol {what} is not supported")
+        raise TransportIDError(f"TransportID protocol {what} is not supported")
 
     @classmethod
     def _decode_iscsi(cls, data: bytes, offset: int, format_code: int) -> tuple[TransportID, int]:
         if format_code not in (0, 1):
-            raise TransportIdError(f"iSCSI TransportID format code {format_code} is invalid")
+            raise TransportIDError(f"iSCSI TransportID format code {format_code} is invalid")
         if len(data) - offset < 4:
-            raise TransportIdError("iSCSI TransportID is cut off before its length")
+            raise TransportIDError("iSCSI TransportID is cut off before its length")
         additional = int.from_bytes(data[offset + 2 : offset + 4], "big")
         if additional == 0 or additional % 4:
             # SPC-4 §7.6.4.6: a multiple of 4 (the minimum of 20 is not enforced, as in LIO).
-            raise TransportIdError(f"iSCSI TransportID length {additional} is not a multiple of 4")
+            raise TransportIDError(f"iSCSI TransportID length {additional} is not a multiple of 4")
         size = 4 + additional
         if len(data) - offset < size:
-            raise TransportIdError(f"iSCSI TransportID is cut off (needs {size} bytes)")
+            raise TransportIDError(f"iSCSI TransportID is cut off (needs {size} bytes)")
         body = data[offset + 4 : offset + size]
         end = body.find(0)
         if end < 0:
-            raise TransportIdError("iSCSI TransportID name is not NUL-terminated")
+            raise TransportIDError("iSCSI TransportID name is not NUL-terminated")
         try:
             text = body[:end].decode()
         except UnicodeDecodeError:
-            raise TransportIdError("iSCSI TransportID name is not UTF-8") from None
+            raise TransportIDError("iSCSI TransportID name is not UTF-8") from None
         isid: int | None = None
         if format_code == 1:
             name, sep, isid_text = text.partition(ISID_SEPARATOR)
             if not sep:
-                raise TransportIdError(f"iSCSI port TransportID has no {ISID_SEPARATOR!r}")
+                raise TransportIDError(f"iSCSI port TransportID has no {ISID_SEPARATOR!r}")
             if not _HEX_ISID.fullmatch(isid_text):
-                raise TransportIdError(f"iSCSI TransportID ISID {isid_text!r} is not 12 hex digits")
+                raise TransportIDError(f"iSCSI TransportID ISID {isid_text!r} is not 12 hex digits")
             isid = int(isid_text, 16)
         else:
             name = text
         try:
             return cls(ProtocolId.ISCSI, iscsi_name=name, isid=isid), size
         except (TypeError, ValueError) as exc:
-            raise TransportIdError(f"iSCSI TransportID is invalid: {exc}") from None
+            raise TransportIDError(f"iSCSI TransportID is invalid: {exc}") from None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TransportID:
         """Decode one TransportID that fills *data* (trailing NUL padding is allowed).
 
-        :raises TransportIdError: if *data* is not exactly one supported TransportID.
+        :raises TransportIDError: if *data* is not exactly one supported TransportID.
         """
         tid, size = cls.decode(data)
         if any(bytes(data)[size:]):
-            raise TransportIdError("non-zero bytes follow the TransportID")
+            raise TransportIDError("non-zero bytes follow the TransportID")
         return tid
 
     @classmethod
     def decode_list(cls, data: bytes) -> tuple[TransportID, ...]:
         """Decode TransportIDs packed one after another until *data* is used up.
 
-        :raises TransportIdError: if any of them is invalid or the last one is cut off.
+        :raises TransportIDError: if any of them is invalid or the last one is cut off.
         """
         data = bytes(data)
         out: list[TransportID] = []

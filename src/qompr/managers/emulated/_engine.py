@@ -66,7 +66,7 @@ from qompr.scsi import ReportCapabilitiesData
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
 from qompr.scsi import TransportID
-from qompr.scsi import TransportIdLengthError
+from qompr.scsi import TransportIDLengthError
 
 __all__ = ["Engine", "EngineConfig", "Outcome"]
 
@@ -565,7 +565,7 @@ class Engine:
             error: SenseCode | None = None
             try:
                 move = RegisterAndMoveParameters.from_bytes(params)
-            except TransportIdLengthError:
+            except TransportIDLengthError:
                 error = policy.transport_id_length_error
             except ParameterListError as exc:
                 error = exc.sense_code
@@ -579,7 +579,7 @@ class Engine:
             if spec_i_pt:
                 try:
                     tids = PrOutParameters.from_bytes(params).transport_ids
-                except TransportIdLengthError:
+                except TransportIDLengthError:
                     error = policy.transport_id_length_error
                 except ParameterListError as exc:
                     error = exc.sense_code

@@ -25,7 +25,7 @@ from qompr.managers.multipath._abi import MpathReturn as MpathReturn
 from qompr.managers.multipath._abi import PrinResp as PrinResp
 from qompr.managers.multipath._abi import ProutParamDescriptor as ProutParamDescriptor
 from qompr.managers.multipath._abi import ProutParamStorage as ProutParamStorage
-from qompr.managers.multipath._abi import TransportId as TransportId
+from qompr.managers.multipath._abi import TransportIDStruct as TransportIDStruct
 from qompr.managers.multipath._doctor import DoctorCheck as DoctorCheck
 from qompr.managers.multipath._doctor import doctor_checks as doctor_checks
 from qompr.managers.multipath._doctor import parse_multipath_conf as parse_multipath_conf
@@ -34,9 +34,9 @@ from qompr.managers.multipath._library import LibMpathPersist as LibMpathPersist
 from qompr.managers.multipath._library import MpathPersistApi as MpathPersistApi
 from qompr.managers.multipath._manager import PRManagerMultipath as PRManagerMultipath
 from qompr.managers.multipath._multipathd import multipathd_command as multipathd_command
-from qompr.managers.multipath._translate import MpathTransportId as MpathTransportId
 from qompr.managers.multipath._translate import PrInRequest as PrInRequest
 from qompr.managers.multipath._translate import PrOutRequest as PrOutRequest
+from qompr.managers.multipath._translate import RawTransportID as RawTransportID
 from qompr.managers.multipath._translate import decode_pr_in as decode_pr_in
 from qompr.managers.multipath._translate import decode_pr_out as decode_pr_out
 from qompr.managers.multipath._translate import reconstruct_answer as reconstruct_answer
@@ -48,14 +48,14 @@ __all__ = [
     "LibMpathPersist",
     "MpathPersistApi",
     "MpathReturn",
-    "MpathTransportId",
     "PRManagerMultipath",
     "PrInRequest",
     "PrOutRequest",
     "PrinResp",
     "ProutParamDescriptor",
     "ProutParamStorage",
-    "TransportId",
+    "RawTransportID",
+    "TransportIDStruct",
     "decode_pr_in",
     "decode_pr_out",
     "doctor_checks",

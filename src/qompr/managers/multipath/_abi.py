@@ -32,8 +32,8 @@ __all__ = [
     "PrintFulldescrList",
     "ProutParamDescriptor",
     "ProutParamStorage",
-    "TransportId",
-    "TransportIdPayload",
+    "TransportIDPayload",
+    "TransportIDStruct",
 ]
 
 #: Largest parameter / response buffer the library handles (bytes).
@@ -105,7 +105,7 @@ class PrinCapDescr(ctypes.Structure):
     )
 
 
-class TransportIdPayload(ctypes.Union):
+class TransportIDPayload(ctypes.Union):
     """The anonymous union of ``struct transportid``."""
 
     _fields_ = (
@@ -115,7 +115,7 @@ class TransportIdPayload(ctypes.Union):
     )
 
 
-class TransportId(ctypes.Structure):
+class TransportIDStruct(ctypes.Structure):
     """``struct transportid`` (258 bytes, byte-aligned).
 
     For iSCSI, ``iscsi_name`` holds the wire TransportID from its byte 2 on: the big-endian
@@ -127,7 +127,7 @@ class TransportId(ctypes.Structure):
     _fields_ = (
         ("format_code", ctypes.c_uint8),
         ("protocol_id", ctypes.c_uint8),
-        ("u", TransportIdPayload),
+        ("u", TransportIDPayload),
     )
 
 
@@ -139,7 +139,7 @@ class PrinFullDescr(ctypes.Structure):
         ("flag", ctypes.c_uint8),
         ("scope_type", ctypes.c_uint8),
         ("rtpi", ctypes.c_uint16),
-        ("trnptid", TransportId),
+        ("trnptid", TransportIDStruct),
     )
 
 
@@ -189,7 +189,7 @@ class ProutParamDescriptor(ctypes.Structure):
     The caller must allocate room for the pointers; :class:`ProutParamStorage` does.
     """
 
-    _fields_ = (*_PROUT_HEAD, ("trnptid_list", ctypes.POINTER(TransportId) * 0))
+    _fields_ = (*_PROUT_HEAD, ("trnptid_list", ctypes.POINTER(TransportIDStruct) * 0))
 
 
 class ProutParamStorage(ctypes.Structure):
@@ -200,4 +200,4 @@ class ProutParamStorage(ctypes.Structure):
     pointer to this struct is a valid ``struct prout_param_descriptor *``.
     """
 
-    _fields_ = (*_PROUT_HEAD, ("trnptid_list", ctypes.POINTER(TransportId) * MPATH_MX_TIDS))
+    _fields_ = (*_PROUT_HEAD, ("trnptid_list", ctypes.POINTER(TransportIDStruct) * MPATH_MX_TIDS))

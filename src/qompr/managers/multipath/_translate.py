@@ -37,7 +37,7 @@ from qompr.managers.multipath._abi import MPATH_MX_TIDS
 from qompr.managers.multipath._abi import MpathReturn
 from qompr.managers.multipath._abi import PrinResp
 from qompr.managers.multipath._abi import ProutParamStorage
-from qompr.managers.multipath._abi import TransportId
+from qompr.managers.multipath._abi import TransportIDStruct
 from qompr.scsi import HELPER_CDB_SIZE
 from qompr.scsi import Opcode
 from qompr.scsi import PrInAction
@@ -51,9 +51,9 @@ from qompr.scsi import SenseCode
 
 __all__ = [
     "DATA_SIZE",
-    "MpathTransportId",
     "PrInRequest",
     "PrOutRequest",
+    "RawTransportID",
     "decode_pr_in",
     "decode_pr_out",
     "encode_pr_in_answer",
@@ -82,8 +82,10 @@ def _cdb_bytes(cdb: bytes) -> bytes:
 
 
 @attrs.frozen
-class MpathTransportId:
-    """One TransportID as qemu-pr-helper hands it to libmpathpersist (``struct transportid``).
+class RawTransportID:
+    """One TransportID kept as raw fields, as qemu-pr-helper hands it to libmpathpersist
+    (``struct transportid``, :class:`TransportIDStruct`); not decoded, unlike
+    :class:`qompr.scsi.TransportID`, so that the library sees exactly what QEMU would pass.
 
     :param format_code: byte 0 bits 7-6, kept in place (``0x00`` or ``0x40``).
     :param protocol_id: byte 0 bits 3-0: FC (0), iSCSI (5) or SAS (6).
@@ -95,16 +97,16 @@ class MpathTransportId:
     protocol_id: int
     payload: bytes
 
-    def to_struct(self) -> TransportId:
+    def to_struct(self) -> TransportIDStruct:
         """The ``struct transportid`` the library reads."""
-        tid = TransportId()
+        tid = TransportIDStruct()
         tid.format_code = self.format_code
         tid.protocol_id = self.protocol_id
         ctypes.memmove(ctypes.addressof(tid.iscsi_name), self.payload, len(self.payload))
         return tid
 
     @classmethod
-    def from_struct(cls, tid: TransportId) -> MpathTransportId:
+    def from_struct(cls, tid: TransportIDStruct) -> RawTransportID:
         """Read a ``struct transportid`` back, as the library's ``format_transportids`` does."""
         name = bytes(tid.iscsi_name)
         # For iSCSI the library takes the length from its low byte only (252 at most fits).
@@ -121,7 +123,7 @@ class MpathTransportId:
         return bytes((first, 0)) + self.payload
 
 
-def parse_transport_ids(param: bytes, end: int) -> tuple[MpathTransportId, ...] | ScsiResult:
+def parse_transport_ids(param: bytes, end: int) -> tuple[RawTransportID, ...] | ScsiResult:
     """The TransportIDs at ``param[28:end]``, or the answer that refuses them.
 
     qemu-pr-helper switches on ``byte0 & 0xCF``: 00h FC (24 bytes, name at +8), 05h/45h iSCSI
@@ -134,7 +136,7 @@ def parse_transport_ids(param: bytes, end: int) -> tuple[MpathTransportId, ...] 
     :param end: where the TransportID data ends (``28 + BE32(param[24:28])``, ≤ ``len(param)``).
     """
     invalid = ScsiResult.check(SenseCode.INVALID_PARAM)
-    out: list[MpathTransportId] = []
+    out: list[RawTransportID] = []
     i = _TID_DATA_START
     while i < end:
         if len(out) == MPATH_MX_TIDS:
@@ -144,12 +146,12 @@ def parse_transport_ids(param: bytes, end: int) -> tuple[MpathTransportId, ...] 
         if kind == ProtocolId.FCP:
             if i + _FIXED_TID_SIZE > end:
                 return invalid
-            out.append(MpathTransportId(first & 0xC0, first & 0x0F, param[i + 8 : i + 16]))
+            out.append(RawTransportID(first & 0xC0, first & 0x0F, param[i + 8 : i + 16]))
             i += _FIXED_TID_SIZE
         elif kind == ProtocolId.SAS:
             if i + _FIXED_TID_SIZE > end:
                 return invalid
-            out.append(MpathTransportId(first & 0xC0, first & 0x0F, param[i + 4 : i + 12]))
+            out.append(RawTransportID(first & 0xC0, first & 0x0F, param[i + 4 : i + 12]))
             i += _FIXED_TID_SIZE
         elif kind in (ProtocolId.ISCSI, 0x40 | ProtocolId.ISCSI):
             if i + 4 > end:
@@ -159,7 +161,7 @@ def parse_transport_ids(param: bytes, end: int) -> tuple[MpathTransportId, ...] 
                 return invalid
             if 0 not in param[i + 4 : i + 4 + length]:
                 return invalid
-            out.append(MpathTransportId(first & 0xC0, first & 0x0F, param[i + 2 : i + 4 + length]))
+            out.append(RawTransportID(first & 0xC0, first & 0x0F, param[i + 2 : i + 4 + length]))
             i += length + 4
         else:
             return invalid
@@ -200,9 +202,9 @@ class PrOutRequest:
     key: bytes
     sa_key: bytes
     sa_flags: int
-    transport_ids: tuple[MpathTransportId, ...] = ()
+    transport_ids: tuple[RawTransportID, ...] = ()
 
-    def to_struct(self) -> tuple[ProutParamStorage, list[TransportId]]:
+    def to_struct(self) -> tuple[ProutParamStorage, list[TransportIDStruct]]:
         """The parameter descriptor, and the TransportID structs its pointers refer to.
 
         Keep the list alive for as long as the descriptor is in use.
@@ -252,7 +254,7 @@ def decode_pr_out(cdb: bytes, data: bytes) -> PrOutRequest | ScsiResult:
         return ScsiResult.check(SenseCode.INVALID_PARAM_LEN)
     if raw[1] not in _PR_OUT_ACTIONS:
         return ScsiResult.check(SenseCode.INVALID_FIELD)
-    tids: tuple[MpathTransportId, ...] = ()
+    tids: tuple[RawTransportID, ...] = ()
     if sz > _FIXED_PARAM_SIZE:
         if sz < _TID_DATA_START:
             return ScsiResult.check(SenseCode.INVALID_PARAM_LEN)
