@@ -128,29 +128,30 @@ def _lex_number(data: bytes, i: int) -> tuple[_Token, int]:
         i += 1
         if i >= n or data[i] not in _DIGITS:
             return err(i + 1)
-    if data[i] == 0x30:  # a leading zero stands alone
-        i += 1
-    else:
-        while i < n and data[i] in _DIGITS:
-            i += 1
+    i = i + 1 if data[i] == 0x30 else _digits_end(data, i)  # a leading zero stands alone
     kind = _Tok.INTEGER
     if i < n and data[i] == 0x2E:  # fraction: at least one digit
         i += 1
-        if i >= n or data[i] not in _DIGITS:
+        end = _digits_end(data, i)
+        if end == i:
             return err(i + 1)
-        while i < n and data[i] in _DIGITS:
-            i += 1
-        kind = _Tok.FLOAT
-    if i < n and data[i] in b"eE":
+        i, kind = end, _Tok.FLOAT
+    if i < n and data[i] in b"eE":  # exponent: a sign, then at least one digit
         i += 1
         if i < n and data[i] in b"+-":
             i += 1
-        if i >= n or data[i] not in _DIGITS:
+        end = _digits_end(data, i)
+        if end == i:
             return err(i + 1)
-        while i < n and data[i] in _DIGITS:
-            i += 1
-        kind = _Tok.FLOAT
+        i, kind = end, _Tok.FLOAT
     return _Token(kind, data[start:i]), i
+
+
+def _digits_end(data: bytes, i: int) -> int:
+    """Where the run of digits starting at *i* ends (*i* itself if there is none)."""
+    while i < len(data) and data[i] in _DIGITS:
+        i += 1
+    return i
 
 
 class _ParseError(Exception):
@@ -254,10 +255,14 @@ class _Member:
     """An open ``{`` or ``[`` while parsing: what it holds so far, and for an object the key
     of the member whose value comes next (``None``: a key comes next)."""
 
-    __slots__ = ("container", "key")
+    __slots__ = ("closer", "container", "key", "noun")
 
-    def __init__(self, container: dict[str, Any] | list[Any]) -> None:
-        self.container = container
+    def __init__(self, opener: _Tok) -> None:
+        self.container: dict[str, Any] | list[Any]
+        if opener is _Tok.LCURLY:
+            self.container, self.closer, self.noun = {}, _Tok.RCURLY, "dict"
+        else:
+            self.container, self.closer, self.noun = [], _Tok.RSQUARE, "list"
         self.key: str | None = None
 
 
@@ -312,15 +317,14 @@ def _parse_tokens(tokens: list[_Token]) -> Any:
         tok = pop()
         value: Any
         if tok.kind is _Tok.LCURLY or tok.kind is _Tok.LSQUARE:
-            closer = _Tok.RCURLY if tok.kind is _Tok.LCURLY else _Tok.RSQUARE
-            container: dict[str, Any] | list[Any] = {} if tok.kind is _Tok.LCURLY else []
+            member = _Member(tok.kind)
             if pos >= n:
                 raise _ParseError("JSON parse error, premature EOI")
-            if tokens[pos].kind is not closer:
-                stack.append(_Member(container))
+            if tokens[pos].kind is not member.closer:
+                stack.append(member)
                 continue  # its first member (an object's first key)
             pos += 1
-            value = container
+            value = member.container
         else:
             value = _scalar(tok)
         # A value is complete: hand it to the open containers, closing those that end.
@@ -328,30 +332,24 @@ def _parse_tokens(tokens: list[_Token]) -> Any:
             top = stack[-1]
             if isinstance(top.container, list):
                 top.container.append(value)
-                tok = pop()
-                if tok.kind is _Tok.RSQUARE:
-                    value = stack.pop().container
-                    continue
-                if tok.kind is not _Tok.COMMA:
-                    raise _ParseError("JSON parse error, expected separator in list")
-                break
-            if top.key is None:
+            elif top.key is None:
                 if not isinstance(value, str):
                     raise _ParseError("JSON parse error, key is not a string in object")
                 if pop().kind is not _Tok.COLON:
                     raise _ParseError("JSON parse error, missing : in object pair")
                 top.key = value
-                break
-            if top.key in top.container:
-                raise _ParseError("JSON parse error, duplicate key")
-            top.container[top.key] = value
-            top.key = None
+                break  # the member's value comes next
+            else:
+                if top.key in top.container:
+                    raise _ParseError("JSON parse error, duplicate key")
+                top.container[top.key] = value
+                top.key = None
             tok = pop()
-            if tok.kind is _Tok.RCURLY:
+            if tok.kind is top.closer:
                 value = stack.pop().container
                 continue
             if tok.kind is not _Tok.COMMA:
-                raise _ParseError("JSON parse error, expected separator in dict")
+                raise _ParseError(f"JSON parse error, expected separator in {top.noun}")
             break
         else:
             return value

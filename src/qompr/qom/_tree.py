@@ -178,14 +178,7 @@ class ObjectTree:
             obj._finalize()
             raise
         if complete:
-            try:
-                obj.complete()
-            except QomprError:
-                obj.unparent()
-                raise
-            obj._state = LifeState.COMPLETED
-            if self.hook is not None:
-                self.hook.qompr_object_created(obj=obj)
+            self.complete(obj)
         log.debug("created %s (%s)", obj.canonical_path, typename)
         return obj
 
@@ -211,7 +204,9 @@ class ObjectTree:
         )
 
     def complete(self, obj: Object) -> None:
-        """Run ``complete()`` on an object added with ``complete=False``."""
+        """Run ``complete()`` on an object added with ``complete=False`` (QEMU's
+        ``user_creatable_complete``): a failure removes it from the tree again; success
+        announces it to the plugins."""
         if obj.life_state is not LifeState.CREATED:
             return
         try:

@@ -22,9 +22,11 @@ decoding and written as zero.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Iterable
 from typing import Any
 from typing import Self
+from typing import TypeVar
 
 import attrs
 
@@ -54,6 +56,8 @@ _ALL_TG_PT = 0x04
 _APTPL = 0x01
 # Byte 17 of the REGISTER AND MOVE list (SPC-4 §6.16.4).
 _UNREG = 0x02
+
+_T = TypeVar("_T")
 
 
 def _is_tid(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -147,18 +151,7 @@ class PrOutParameters:
                     reservation_key=rk,
                     sa_key=sark,
                 )
-            tid_length = int.from_bytes(data[24:28], "big")
-            if tid_length + _SPEC_I_PT_HEADER != len(data):
-                raise TransportIDLengthError(
-                    f"TRANSPORTID PARAMETER DATA LENGTH {tid_length} + 28 does not match "
-                    f"the parameter list length {len(data)}",
-                    reservation_key=rk,
-                    sa_key=sark,
-                )
-            try:
-                transport_ids = TransportID.decode_list(data[_SPEC_I_PT_HEADER:])
-            except TransportIDError as exc:
-                raise TransportIDError(str(exc), reservation_key=rk, sa_key=sark) from None
+            transport_ids = _transport_ids(data, 24, TransportID.decode_list, rk, sark)
         return cls(
             reservation_key=rk,
             sa_key=sark,
@@ -218,18 +211,8 @@ class RegisterAndMoveParameters:
         data = bytes(data)
         _check_minimum(data)
         rk, sark = _key(data, 0), _key(data, 8)
-        tid_length = int.from_bytes(data[20:24], "big")
-        if tid_length + BASIC_PARAMETER_LIST_SIZE != len(data):
-            raise TransportIDLengthError(
-                f"TRANSPORTID PARAMETER DATA LENGTH {tid_length} + 24 does not match "
-                f"the parameter list length {len(data)}",
-                reservation_key=rk,
-                sa_key=sark,
-            )
-        try:
-            transport_id = TransportID.from_bytes(data[BASIC_PARAMETER_LIST_SIZE:])
-        except TransportIDError as exc:
-            raise TransportIDError(str(exc), reservation_key=rk, sa_key=sark) from None
+        # SPC-4 §6.16.4: TRANSPORTID PARAMETER DATA LENGTH at 20-23, the TransportID from 24.
+        transport_id = _transport_ids(data, 20, TransportID.from_bytes, rk, sark)
         return cls(
             reservation_key=rk,
             sa_key=sark,
@@ -249,6 +232,31 @@ class RegisterAndMoveParameters:
         out[18:20] = self.relative_target_port.to_bytes(2, "big")
         out[20:24] = len(tid).to_bytes(4, "big")
         return bytes(out) + tid
+
+
+def _transport_ids(
+    data: bytes, length_at: int, decode: Callable[[bytes], _T], rk: int, sark: int
+) -> _T:
+    """*decode* applied to the bytes after the 4-byte TRANSPORTID PARAMETER DATA LENGTH at
+    *length_at*, which must account for exactly the rest of the list.
+
+    :raises TransportIDLengthError: it does not.
+    :raises TransportIDError: *decode* refused the bytes; the error carries the list's keys
+        (the sense LIO answers with reports them).
+    """
+    header = length_at + 4
+    tid_length = int.from_bytes(data[length_at:header], "big")
+    if tid_length + header != len(data):
+        raise TransportIDLengthError(
+            f"TRANSPORTID PARAMETER DATA LENGTH {tid_length} + {header} does not match "
+            f"the parameter list length {len(data)}",
+            reservation_key=rk,
+            sa_key=sark,
+        )
+    try:
+        return decode(data[header:])
+    except TransportIDError as exc:
+        raise TransportIDError(str(exc), reservation_key=rk, sa_key=sark) from None
 
 
 def decode_pr_out_parameters(
