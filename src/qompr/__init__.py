@@ -1,13 +1,30 @@
 # SPDX-License-Identifier: MIT
 """qompr: SCSI persistent-reservation managers, modelled on QEMU's ``pr-manager`` objects.
 
-Layers, each importing only those before it::
+Layers, top first; each imports only the layers below it (``a | b``: side by side, neither
+importing the other).  ``[tool.importlinter]`` in pyproject.toml enforces this picture::
 
-    qompr.qom        object model: types, properties, /objects (knows no SCSI)
-    qompr.options    -object strings (QemuOpts, keyval, JSON) to objects and back
-    qompr.scsi       SCSI values and codecs (no I/O)
-    qompr.managers   pr-manager and the built-in manager types
-    qompr.cli        the ``qompr`` command
+    qompr.__main__                 ``python -m qompr``
+    qompr.cli | qompr.testing      the ``qompr`` command | the testing kit for plugin writers
+    qompr.daemon | qompr.validate | qompr.embed
+                                   ``qompr-pr-helper`` | ``qompr validate``'s suite | managed
+                                   helpers and QEMU arguments
+    qompr.plugins                  the plugin manager: types from built-ins and entry points
+    qompr.managers                 pr-manager and the built-in manager types (each its own:
+                                   emulated, multipath, direct, helper, delegating)
+    qompr.hookspecs                the plugin contract (hook specifications, ``hookimpl``)
+    qompr.transport                the helper protocol's socket adapters (blocking, asyncio)
+    qompr.protocol | qompr.linux   the qemu-pr-helper protocol (sans-IO) | SG_IO, capabilities,
+                                   systemd, device-mapper (ctypes)
+    qompr.scsi                     SCSI values and codecs (no I/O)
+    qompr.options                  -object strings (QemuOpts, keyval, JSON) to objects and back
+    qompr.qom                      object model: types, properties, /objects (knows no SCSI)
+    qompr.errors | qompr._compat | qompr._getopt
+                                   the exception root | Python-version shims | glibc getopt_long
+
+The hook specifications name manager types in their signatures for the type checker only.
+``qompr`` itself (:func:`new_tree`, :func:`get_plugin_manager`, ``hookimpl``) is a facade
+that imports ``qompr.plugins`` on first use.
 
 Start with :func:`qompr.new_tree`.
 """
