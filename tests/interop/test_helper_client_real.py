@@ -147,6 +147,9 @@ def test_helper_restart_is_noticed_and_the_next_command_reconnects(
     manager: tuple[PRManagerHelper, Events], real_helper: HelperProcess
 ) -> None:
     obj, events = manager
+    # The restart must land within the command's reconnect attempts: 50 x 0.2 s leaves room
+    # for a slow start of qemu-pr-helper on a loaded machine (5 attempts did not).
+    obj.max_reconnect_attempts = 50
     real_helper.stop()
     deadline = time.monotonic() + 5
     while obj.is_connected() and time.monotonic() < deadline:
