@@ -97,6 +97,7 @@ def _build(args: argparse.Namespace, tree: ObjectTree, nodes: list[Node]) -> boo
     from qompr.scsi import Nexus
     from qompr.validate import device_node
     from qompr.validate import helper_node
+    from qompr.validate import helper_nodes
     from qompr.validate import manager_node
 
     timeout = args.timeout
@@ -112,9 +113,11 @@ def _build(args: argparse.Namespace, tree: ObjectTree, nodes: list[Node]) -> boo
         if args.node:
             # Raises the error that says what is missing (the identity extension).
             helper_node(args.node[0], args.helper[0], "", timeout=timeout, initiator=args.node[0])
-        for socket_path, device in _pair(args.helper, devices, "--helper"):
-            name = next(n for n in names if n not in taken)
-            nodes.append(helper_node(name, socket_path, device, timeout=timeout))
+        specs = [
+            (next(n for n in names if n not in taken), socket_path, device)
+            for socket_path, device in _pair(args.helper, devices, "--helper")
+        ]
+        nodes.extend(helper_nodes(specs, timeout=timeout))
     elif args.object:
         answer = process(tree, args.object, Syntax.KEYVAL)
         if isinstance(answer, HelpText):

@@ -25,11 +25,13 @@ __all__ = ["main"]
 
 
 def _serve(lines: Any, out: Any) -> None:
-    # Imported here: the agent answers its first request as soon as qompr is loaded.
-    import qompr
+    # Only what a pr-manager-helper needs: under emulation (the VM tests) every module
+    # imported costs a noticeable part of a second.
     from qompr.errors import QomprError
     from qompr.managers import PRManager
     from qompr.managers import PRManagerHelper
+    from qompr.qom import ObjectTree
+    from qompr.qom import TypeRegistry
 
     manager: PRManager | None = None
     fd = -1
@@ -38,7 +40,9 @@ def _serve(lines: Any, out: Any) -> None:
         try:
             request = json.loads(line)
             if request["op"] == "open":
-                tree = qompr.new_tree(load_entrypoints=False)
+                types = TypeRegistry()
+                types.register_all([PRManager, PRManagerHelper])
+                tree = ObjectTree(types)
                 made = tree.object_add("pr-manager-helper", "validate", path=request["socket"])
                 assert isinstance(made, PRManagerHelper)
                 made.command_timeout = float(request["timeout"])

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import TypeVar
@@ -69,6 +70,7 @@ __all__ = [
     "PathKind",
     "device_node",
     "helper_node",
+    "helper_nodes",
     "manager_node",
     "open_device",
 ]
@@ -78,9 +80,13 @@ T = TypeVar("T")
 #: How much longer than the command timeout the caller waits for an answer: the managers'
 #: own timeouts (SG_IO, the helper connection) end first and answer with sense.
 GRACE = 5.0
-#: WRITE(10) of zero blocks at LBA 0: nothing is written (SBC-3: a TRANSFER LENGTH of 0
-#: transfers no data and is no error), but the device server checks reservations first.
-WRITE10_NOTHING = bytes((0x2A, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+#: READ CAPACITY(10): the block length, to read and write back exactly one block.
+READ_CAPACITY10 = bytes((0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+#: READ(10) and WRITE(10) of one block at LBA 0.  A WRITE of zero blocks would write nothing,
+#: but LIO completes it with GOOD without looking at the reservation (seen on Linux 6.1), so
+#: the probe writes back the very bytes it has just read.
+READ10_BLOCK0 = bytes((0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0))
+WRITE10_BLOCK0 = bytes((0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0))
 
 
 class PathKind(enum.Enum):
@@ -185,8 +191,9 @@ class Node(abc.ABC):
         return None
 
     def write_probe(self, timeout: float, *, shield: bool = False) -> Answer | None:
-        """A WRITE of nothing (:data:`WRITE10_NOTHING`), or ``None`` when the path cannot
-        send one (only PR commands go through a helper or a manager)."""
+        """WRITE(10) of block 0 with the bytes READ(10) just read there (nothing changes), or
+        ``None`` when the path cannot send one (only PR commands go through a helper or a
+        manager).  A result-less answer says why the block could not be read."""
         return None
 
     def settle(self, timeout: float) -> bool:
@@ -253,9 +260,23 @@ def _wait(event: threading.Event, timeout: float, *, shield: bool) -> bool:
     return ok
 
 
-def _sgio_answer(fd: int, cdb: bytes, timeout: float) -> ScsiResult:
-    """A no-data command through SG_IO; only the device's own answer is a result."""
-    outcome = sg_io(fd, cdb, Direction.NONE, cmd_len=len(cdb), timeout_ms=int(timeout * 1000))
+def _sgio_answer(
+    fd: int,
+    cdb: bytes,
+    timeout: float,
+    direction: Direction = Direction.NONE,
+    *,
+    data_out: bytes = b"",
+    data_in_size: int = 0,
+) -> ScsiResult:
+    """One command through SG_IO; only the device's own answer is a result.
+
+    :raises OSError: the ioctl failed, or the host adapter reported an error.
+    """
+    outcome = sg_io(
+        fd, cdb, direction, data_out=data_out, data_in_size=data_in_size,
+        cmd_len=len(cdb), timeout_ms=int(timeout * 1000),
+    )  # fmt: skip
     if outcome.errno:
         raise OSError(outcome.errno, f"SG_IO failed: {os.strerror(outcome.errno)}")
     if outcome.host_status or outcome.driver_status & SG_ERR_DRIVER_TIMEOUT:
@@ -265,7 +286,27 @@ def _sgio_answer(fd: int, cdb: bytes, timeout: float) -> ScsiResult:
         )
     sense = outcome.sense
     status = ScsiStatus(outcome.status)
-    return ScsiResult(status, sense[: sense_length(sense)] if status == 0x02 else b"")
+    if status != ScsiStatus.GOOD:
+        checked = status == ScsiStatus.CHECK_CONDITION
+        return ScsiResult(status, sense[: sense_length(sense)] if checked else b"")
+    return ScsiResult.good(outcome.data[: max(0, data_in_size - outcome.resid)])
+
+
+def _rewrite_block0(fd: int, timeout: float) -> ScsiResult:
+    """WRITE(10) of block 0 with its own bytes: the answer says whether writing is allowed.
+
+    :raises OSError: the block could not be read first.
+    """
+    capacity = _sgio_answer(fd, READ_CAPACITY10, timeout, Direction.FROM_DEV, data_in_size=8)
+    if not capacity.ok or len(capacity.data) < 8:
+        raise OSError(f"READ CAPACITY(10) answered {Answer(capacity, 0.0).describe()}")
+    size = int.from_bytes(capacity.data[4:8], "big")
+    if not 0 < size <= 8192:
+        raise OSError(f"a block length of {size} bytes is not supported")
+    block = _sgio_answer(fd, READ10_BLOCK0, timeout, Direction.FROM_DEV, data_in_size=size)
+    if not block.ok or len(block.data) != size:
+        raise OSError(f"READ(10) of block 0 answered {Answer(block, 0.0).describe()}")
+    return _sgio_answer(fd, WRITE10_BLOCK0, timeout, Direction.TO_DEV, data_out=block.data)
 
 
 class ManagerNode(Node):
@@ -332,7 +373,7 @@ class ManagerNode(Node):
         if not self.sgio:
             return None
         fd = self.fd
-        return self._answer(lambda: _sgio_answer(fd, WRITE10_NOTHING, timeout), timeout, shield)
+        return self._answer(lambda: _rewrite_block0(fd, timeout), timeout, shield)
 
     @override
     def settle(self, timeout: float) -> bool:
@@ -424,6 +465,9 @@ class AgentNode(Node):
     :param device: the device the agent opens and passes with each command.
     :param vm_name: the name the agent carries on its command line (``-name guest=...``).
     :param timeout: the helper manager's command timeout.
+
+    The process starts at once; :meth:`connect` then has it connect and open the device
+    (:func:`helper_nodes` starts several before connecting any).
     """
 
     def __init__(
@@ -443,19 +487,28 @@ class AgentNode(Node):
             start_new_session=True,
         )
         self._busy = False
+        self._timeout = timeout
+
+    def connect(self) -> None:
+        """Have the agent connect to the helper and open the device.
+
+        :raises ConnectError: if it cannot (the node is closed then).
+        """
+        request = {
+            "op": "open",
+            "socket": self.socket_path,
+            "device": self.device,
+            "timeout": self._timeout,
+        }
         try:
-            reply = self._ask(
-                {"op": "open", "socket": socket_path, "device": device, "timeout": timeout},
-                timeout + GRACE,
-                shield=False,
-            )
+            reply = self._ask(request, self._timeout + GRACE, shield=False)
         except BaseException:
             self.close()
             raise
         if reply is None or "error" in reply:
             self.close()
             why = "no answer" if reply is None else reply["error"]
-            raise ConnectError(f"node {name}: {why}")
+            raise ConnectError(f"node {self.name}: {why}")
 
     @property
     def pid(self) -> int:
@@ -580,5 +633,29 @@ def helper_node(
             hint="Give one --helper per node, or one DEVICE per node (a path of its own), "
             "instead of --node",
         )
-    vm = vm_name or f"qompr-validate-{os.getpid()}-{name}"
-    return AgentNode(name, socket_path, device, vm_name=vm, timeout=timeout)
+    return helper_nodes([(name, socket_path, device)], timeout=timeout, vm_names=[vm_name])[0]
+
+
+def helper_nodes(
+    specs: Sequence[tuple[str, str, str]],
+    *,
+    timeout: float,
+    vm_names: Sequence[str | None] = (),
+) -> list[AgentNode]:
+    """Nodes (name, socket, device) through helpers, their agents started side by side.
+
+    :raises ConnectError: if one cannot connect (none is left running then).
+    """
+    nodes: list[AgentNode] = []
+    try:
+        for index, (name, socket_path, device) in enumerate(specs):
+            given = vm_names[index] if index < len(vm_names) else None
+            vm = given or f"qompr-validate-{os.getpid()}-{name}"
+            nodes.append(AgentNode(name, socket_path, device, vm_name=vm, timeout=timeout))
+        for node in nodes:
+            node.connect()
+    except BaseException:
+        for node in nodes:
+            node.close()
+        raise
+    return nodes

@@ -114,7 +114,7 @@ class Session:
 
     def record(self, node: Node, label: str, answer: Answer) -> None:
         self.commands.append(
-            CommandRecord(node.name, label, answer.elapsed, answer.describe(), answer.timed_out)
+            CommandRecord(node.name, label, answer.elapsed, answer.describe(), answer.wedged)
         )
 
     def send(

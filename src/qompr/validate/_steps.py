@@ -152,8 +152,15 @@ class Steps(Session):
                 "PR commands go through it; the guest's WRITEs go to the device",
             )
             return
-        self.record(victim, "WRITE(10) of 0 blocks", probe)
+        self.record(victim, "WRITE(10) of block 0 with its own bytes", probe)
         self.alive(probe, victim, "WRITE")
+        if probe.result is None:
+            book.warn(
+                "write-conflict",
+                f"not checked: node {victim.name} could not read block 0 ({probe.error})",
+                "The check reads one block and writes the same bytes back",
+            )
+            return
         if not probe.conflict:
             book.fail(
                 "write-conflict",
@@ -165,7 +172,7 @@ class Steps(Session):
             return
         mine = survivor.write_probe(self.timeout)
         if mine is not None:
-            self.record(survivor, "WRITE(10) of 0 blocks", mine)
+            self.record(survivor, "WRITE(10) of block 0 with its own bytes", mine)
             self.alive(mine, survivor, "WRITE")
             if not mine.ok:
                 book.fail(
@@ -326,10 +333,10 @@ class Steps(Session):
         if answer.wedged:
             book.fail(
                 "preempt-abort",
-                f"node {survivor.name}'s PREEMPT AND ABORT got no answer within "
-                f"{self.timeout:g} s; the LU stopped answering",
+                f"node {survivor.name}'s PREEMPT AND ABORT got no answer (given up after "
+                f"{answer.elapsed:.1f} s); the LU stopped answering",
                 "Fencing would hang on this target.  LIO through tcm_loop deadlocks on PREEMPT "
-                "AND ABORT on Linux 5.13 and later (docs/vm-testbed.md); elsewhere ask the "
+                "AND ABORT on Linux 5.13 and later (docs/validate.md); elsewhere ask the "
                 "target's vendor",
             )
             raise Stop("PREEMPT AND ABORT got no answer")
@@ -347,5 +354,8 @@ class Steps(Session):
 
 def _aptpl_path_note(node: Node) -> str:
     if node.kind is PathKind.MULTIPATH:
-        return "; with multipath, set 'reservation_key KEY:aptpl' in multipath.conf"
+        return (
+            "; through multipath, libmpathpersist refuses APTPL while multipath.conf sets no "
+            "reservation_key (seen with multipath-tools 0.9.4)"
+        )
     return ""

@@ -36,7 +36,6 @@ from qompr.validate._model import Report
 from qompr.validate._multipath import DEFAULT_MULTIPATH_CONF
 from qompr.validate._multipath import configured_key
 from qompr.validate._multipath import multipath_findings
-from qompr.validate._nodes import GRACE
 from qompr.validate._nodes import Node
 from qompr.validate._nodes import PathKind
 from qompr.validate._profiles import PROFILES
@@ -466,27 +465,27 @@ class Validator(Steps):
             return
         slowest = max(timed, key=lambda c: c.elapsed)
         text = f"slowest: {slowest.command} from {slowest.node}, {slowest.elapsed * 1000:.0f} ms"
-        budget = f"(budget {profile.latency_fail:g} s: {profile.latency_source})"
+        allows = f"{profile.name} allows {profile.latency_fail:g} s ({profile.latency_source})"
         stuck = [c for c in timed if c.timed_out]
         if stuck:
             book.fail(
                 "latency",
-                f"{stuck[0].command} from {stuck[0].node} got no answer within "
-                f"{self.timeout + GRACE:g} s",
-                f"The cluster gives up long before that {budget}",
+                f"{stuck[0].command} from {stuck[0].node}: no answer "
+                f"(given up after {stuck[0].elapsed:.1f} s)",
+                f"A cluster gives up on such a command: {allows}",
             )
         elif slowest.elapsed > profile.latency_fail:
             book.fail(
                 "latency",
-                f"{text} {budget}",
-                "Commands this slow make the cluster give up; look at the path (multipath "
-                "failover, an overloaded gateway)",
+                f"{text}, over {profile.latency_fail:g} s",
+                f"Commands this slow make the cluster give up ({allows}); look at the path "
+                "(multipath failover, an overloaded gateway, a helper that queues)",
             )
         elif slowest.elapsed > profile.latency_warn:
             book.warn(
                 "latency",
                 f"{text}, over {profile.latency_warn:g} s",
-                f"Within the budget {budget}, but little headroom",
+                f"Still within what {allows}, but with little headroom",
             )
         else:
             book.passed("latency", f"{len(timed)} commands; {text}")
