@@ -9,6 +9,10 @@ wheel.
 * ``pr-manager-test-bad-preempt`` — answers PREEMPT with GOOD and does nothing;
 * ``pr-manager-test-one-port`` — every command arrives on one I_T nexus, whoever sends it
   (a real device reached through one initiator port, as two VMs sharing a helper are);
+* ``pr-manager-test-no-aptpl`` — cannot persist through power loss (PTPL_C=0) and refuses
+  APTPL, as SPC-4 has such a target do;
+* ``pr-manager-test-sticky-ua`` — a preempted initiator gets REGISTRATIONS PREEMPTED for every
+  command, for ever (a unit attention nobody clears);
 * ``test-thing`` — an object that is no manager at all;
 * ``pr-manager-test-pause`` — before executing its first PREEMPT it creates the file
   ``marker`` and waits (at most a minute) until the file is gone: the SIGINT test interrupts
@@ -25,6 +29,7 @@ from typing import Any
 import qompr
 from qompr.managers import ClientIdentity
 from qompr.managers import DelegatingPRManager
+from qompr.managers.emulated import PRManagerEmulated
 from qompr.qom import USER_CREATABLE
 from qompr.qom import Object
 from qompr.qom import StringProperty
@@ -89,6 +94,53 @@ class OnePort(DelegatingPRManager, qom_type="pr-manager-test-one-port"):
         return None
 
 
+class NoAptpl(DelegatingPRManager, qom_type="pr-manager-test-no-aptpl"):
+    def run(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        if cdb[0] == PR_OUT and len(data) > 20 and data[20] & 0x01:
+            return ScsiResult.check(SenseCode.INVALID_PARAM)
+        result = super().run(fd, cdb, data, nexus=nexus)
+        if cdb[0] == PR_IN and result.ok and _action(cdb) == PrInAction.REPORT_CAPABILITIES:
+            data_in = bytearray(result.data)
+            data_in[2] &= ~0x01  # PTPL_C
+            data_in[3] &= ~0x01  # PTPL_A
+            return ScsiResult.good(bytes(data_in))
+        return result
+
+
+class StickyUnitAttention(DelegatingPRManager, qom_type="pr-manager-test-sticky-ua"):
+    def instance_init(self) -> None:
+        super().instance_init()
+        self._preempted: set[Nexus] = set()
+
+    def _sticky(self, nexus: Nexus | None) -> ScsiResult | None:
+        if nexus is not None and nexus in self._preempted:
+            return ScsiResult.check(SenseCode.REGISTRATIONS_PREEMPTED)
+        return None
+
+    def run(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        sticky = self._sticky(nexus)
+        if sticky is not None:
+            return sticky
+        victims: set[Nexus] = set()
+        if cdb[0] == PR_OUT and _action(cdb) == PrOutAction.PREEMPT:
+            emulated = self.delegate
+            assert isinstance(emulated, PRManagerEmulated)
+            key = int.from_bytes(data[8:16], "big")
+            registered = emulated.snapshot(fd).registrations
+            victims = {who for who, reg in registered if reg.key == key}
+        result = super().run(fd, cdb, data, nexus=nexus)
+        if result.ok:
+            self._preempted |= victims
+        return result
+
+    def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
+        return self._sticky(nexus) or super().test_unit_ready(fd, nexus=nexus)
+
+
 class Pause(DelegatingPRManager, qom_type="pr-manager-test-pause"):
     marker = StringProperty(mandatory=True, description="file that holds the first PREEMPT")
 
@@ -119,6 +171,8 @@ TYPES: tuple[type[Object], ...] = (
     NoWriteExclusiveRegistrantsOnly,
     BadPreempt,
     OnePort,
+    NoAptpl,
+    StickyUnitAttention,
     Pause,
 )
 

@@ -104,3 +104,31 @@ def test_two_nodes_with_one_name_are_one_nexus(make_nodes: MakeNodes) -> None:
     assert report.check("distinct-nexus").status is Status.FAIL
     assert report.check("distinct-nexus").reason.startswith("nodes a and c are one I_T nexus")
     _left_as_found(report)
+
+
+def test_a_target_that_cannot_persist_through_power_loss(make_nodes: MakeNodes) -> None:
+    nodes = make_nodes("a", "b", wrapper="pr-manager-test-no-aptpl")
+    report = Validator(nodes, "fence_scsi").run()
+    check = report.check("aptpl")
+    assert check.status is Status.WARN, report.render()
+    assert check.reason == (
+        "REGISTER with APTPL answered CHECK CONDITION, ILLEGAL REQUEST, ASC/ASCQ 26h/00h "
+        "(INVALID FIELD IN PARAMETER LIST) (PTPL_C=0)"
+    )
+    assert check.hint is not None and "fence_scsi --aptpl" in check.hint
+    assert not report.failed and report.exit_status is ExitStatus.OK
+    _left_as_found(report)
+
+
+def test_a_unit_attention_nobody_clears(make_nodes: MakeNodes) -> None:
+    nodes = make_nodes("a", "b", wrapper="pr-manager-test-sticky-ua")
+    report = Validator(nodes, "fence_scsi").run()
+    check = report.check("unit-attention")
+    assert check.status is Status.FAIL, report.render()
+    assert (
+        check.reason == "node b got UNIT ATTENTION 4 times after a's PREEMPT: it is never cleared"
+    )
+    # Node b answers nothing else any more; node a puts the LU back.
+    _left_as_found(report)
+    snapshot = emulated(nodes[0].manager.tree).snapshot(nodes[0].fd)
+    assert snapshot.registrations == () and snapshot.reservation is None

@@ -5,10 +5,12 @@ as found, --skip, and a node that stops answering."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from qompr._compat import override
 from qompr.managers import PRManager
 from qompr.scsi import Nexus
 from qompr.scsi import PrOutAction
@@ -18,7 +20,10 @@ from qompr.scsi import PrScope
 from qompr.scsi import ScsiResult
 from qompr.validate import CHECKS
 from qompr.validate import PROFILES
+from qompr.validate import Answer
 from qompr.validate import ExitStatus
+from qompr.validate import ManagerNode
+from qompr.validate import PathKind
 from qompr.validate import Report
 from qompr.validate import Status
 from qompr.validate import Validator
@@ -224,3 +229,47 @@ def test_an_interrupt_in_a_command_restores_the_lu(make_nodes: MakeNodes) -> Non
 def test_validator_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="at least two nodes"):
         Validator([], "wsfc")
+
+
+class _Writing(ManagerNode):
+    """A node whose write probe answers as a device would: RESERVATION CONFLICT unless the
+    node is registered (these profiles' types let registrants write), or always GOOD for a
+    target that does not enforce reservations."""
+
+    enforced = True
+
+    @override
+    def write_probe(self, timeout: float, *, shield: bool = False) -> Answer | None:
+        snapshot = emulated(self.manager.tree).snapshot(self.fd)
+        registered = self.nexus in {who for who, _ in snapshot.registrations}
+        if self.enforced and not registered:
+            return Answer(ScsiResult.conflict(), 0.001)
+        return Answer(ScsiResult.good(), 0.001)
+
+
+@pytest.mark.parametrize("enforced", [True, False])
+def test_write_conflict(make_nodes: MakeNodes, enforced: bool) -> None:
+    nodes = []
+    for node in make_nodes("a", "b"):
+        fd = os.dup(node.fd)
+        writing = _Writing(node.name, PathKind.DEVICE, "fake", node.manager, fd, nexus=node.nexus)
+        writing.enforced = enforced
+        nodes.append(writing)
+    try:
+        report = Validator(nodes, "fence_scsi").run()
+    finally:
+        for node in nodes:
+            node.close()
+    check = report.check("write-conflict")
+    if enforced:
+        assert (check.status, check.reason) == (
+            Status.PASS,
+            "b's WRITE: RESERVATION CONFLICT; a's: GOOD",
+        )
+    else:
+        assert check.status is Status.FAIL
+        assert check.reason == (
+            "node b's WRITE after being preempted answered GOOD, not RESERVATION CONFLICT"
+        )
+        assert check.hint is not None and check.hint.startswith("A fenced node can still write")
+    assert report.check("restored").status is Status.PASS

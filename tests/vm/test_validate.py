@@ -333,9 +333,9 @@ def test_preempt_and_abort_that_wedges_the_lu_fails_in_bounded_time(seen: dict[s
     restored = _check(report, "restored")
     assert restored["status"] == "FAIL" and "sg_persist --out --register" in restored["hint"]
     assert report["exit_status"] == 1
-    # Bounded: the PREEMPT AND ABORT, then one command per node of the clean-up, each given up
-    # after the timeout plus the managers' 2 s and validate's grace.
-    assert seen["seconds"]["wedge"] < 4 * (WEDGE_TIMEOUT + 5) + 30
+    # It ended (no hang): the PREEMPT AND ABORT and one clean-up command per node are each
+    # given up after the timeout and the managers' 2 s.  A generous guard, not a timing target.
+    assert seen["seconds"]["wedge"] < 120
 
 
 def test_the_runs_took(seen: dict[str, Any]) -> None:
