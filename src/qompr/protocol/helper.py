@@ -120,6 +120,8 @@ class Negotiated:
 
 
 def _cdb16(value: bytes) -> bytes:
+    if type(value) is bytes and len(value) == HELPER_CDB_SIZE:
+        return value  # as received: nothing to check or pad
     cdb = bytes(value)
     if not 1 <= len(cdb) <= HELPER_CDB_SIZE:
         raise LocalProtocolError(f"CDB must be 1 to {HELPER_CDB_SIZE} bytes, not {len(cdb)}")
@@ -204,6 +206,8 @@ class ReadSpec:
 
 
 _NOTHING: Final = ReadSpec(0, False)
+# A server's read between two requests: the rest of the 16-byte CDB, with a control buffer.
+_CDB_SPECS: Final = tuple(ReadSpec(HELPER_CDB_SIZE - have, True) for have in range(17))
 # States in which the peer must send next.
 _OWED: Final = frozenset({State.RECV_FEATURES, State.RECV_DATA, State.AWAIT_RESPONSE})
 _SPECS: dict[tuple[int, bool], ReadSpec] = {}
@@ -293,7 +297,7 @@ class HelperConnection:
         state = self._state
         if self.role is Role.SERVER:
             if state is State.IDLE:
-                return _spec(max(0, HELPER_CDB_SIZE - have), True)
+                return _CDB_SPECS[have] if have < HELPER_CDB_SIZE else _CDB_SPECS[-1]
             if state is State.RECV_FEATURES:
                 return _spec(max(0, 4 - have), False)
             if state is State.RECV_DATA:
@@ -448,7 +452,20 @@ class HelperConnection:
         raise LocalProtocolError(f"no events in state {state.value}")  # pragma: no cover
 
     def _server_cdb(self) -> Event | NeedData:
-        have = len(self._buf)
+        buf = self._buf
+        have = len(buf)
+        fds = self._fds
+        if have == HELPER_CDB_SIZE and self._stashed < 0 and len(fds) == 1:
+            # The common case, read as next_read() asks: the whole CDB in one chunk, its
+            # one fd on the first byte.
+            offset, chunk = fds[0]
+            if offset == self._pos and len(chunk) == 1:
+                fds.clear()
+                self._stashed = chunk[0]
+                cdb = bytes(buf)
+                buf.clear()
+                self._pos += HELPER_CDB_SIZE
+                return self._server_cdb_read(cdb)
         if have == 0 and not self._fds:
             if not self._eof:
                 return NEED_DATA  # the common case between two requests
@@ -470,6 +487,10 @@ class HelperConnection:
                 raise RemoteProtocolError(EOF_MESSAGE)
             return NEED_DATA
         cdb, _ = self._take(HELPER_CDB_SIZE)
+        return self._server_cdb_read(cdb)
+
+    def _server_cdb_read(self, cdb: bytes) -> Event | NeedData:
+        """The CDB is in: check it as prh_read_request does, then read the parameter list."""
         if self._stashed < 0:
             raise RemoteProtocolError("No file descriptor in request.")
         if cdb[0] not in (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT):
@@ -486,7 +507,7 @@ class HelperConnection:
         return self._deliver(b"")
 
     def _deliver(self, data: bytes) -> HelperRequest:
-        request = HelperRequest(self._cdb, self._stashed, data)
+        request = HelperRequest(self._cdb, self._stashed, data)  # CDB: 16 bytes, kept as is
         self._stashed = -1
         self._request = request
         self._go("recv", "HelperRequest")
