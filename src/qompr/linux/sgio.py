@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import errno
 import threading
 from typing import Final
 
@@ -122,6 +123,11 @@ class _Buffers(threading.local):
         self.sense = ctypes.create_string_buffer(_SENSE_SIZE)
         self.data = ctypes.create_string_buffer(_DATA_SIZE)
         self.ready = False
+        # pr_sg_io skips rewriting what the last call left as it wants it.
+        self.sense_dirty = True
+        self.data_dirty = True
+        self.last_cdb = b""
+        self.last_in = False
 
     def prepare(self) -> None:
         """Fill the fields :func:`pr_sg_io` never changes."""
@@ -135,6 +141,10 @@ class _Buffers(threading.local):
         hdr.dxferp = ctypes.addressof(self.data)
         hdr.timeout = PR_TIMEOUT_MS
         self.ready = True
+        self.sense_dirty = True
+        self.data_dirty = True
+        self.last_cdb = b""
+        self.last_in = False
 
 
 _buffers = _Buffers()
@@ -224,27 +234,41 @@ def pr_sg_io(fd: int, cdb: bytes, data: bytes = b"") -> SgIoOutcome:
     hdr = bufs.hdr
     if not bufs.ready:
         bufs.prepare()
-    ctypes.memmove(bufs.sense, _ZERO_SENSE, _SENSE_SIZE)
-    ctypes.memmove(bufs.cdb, cdb, 16)
+    if bufs.sense_dirty:  # the sense buffer goes in zeroed; a failed ioctl writes nothing
+        ctypes.memmove(bufs.sense, _ZERO_SENSE, _SENSE_SIZE)
+        bufs.sense_dirty = False
+    if cdb != bufs.last_cdb:
+        ctypes.memmove(bufs.cdb, cdb, 16)
+        bufs.last_cdb = cdb
     data_in = cdb[0] != 0x5F
     if data_in:
-        hdr.dxfer_direction = Direction.FROM_DEV
         size = _DATA_SIZE
         # qemu-pr-helper reads into its per-connection buffer as it is; zeroed here, so no
         # answer carries bytes of an earlier command, another client's included (_Buffers).
-        ctypes.memset(bufs.data, 0, size)
+        # Only a successful ioctl can have written into it.
+        if bufs.data_dirty:
+            ctypes.memset(bufs.data, 0, size)
+            bufs.data_dirty = False
+        if not bufs.last_in:
+            hdr.dxfer_direction = Direction.FROM_DEV
+            hdr.dxfer_len = size
+            bufs.last_in = True
     else:
-        hdr.dxfer_direction = Direction.TO_DEV
         size = len(data)
         ctypes.memmove(bufs.data, data, size)
-    hdr.dxfer_len = size
-    hdr.resid = 0
+        bufs.data_dirty = True
+        hdr.dxfer_direction = Direction.TO_DEV
+        hdr.dxfer_len = size
+        bufs.last_in = False
     if _ioctl(fd, SG_IO, bufs.hdr_address) < 0:
         err = ctypes.get_errno()
+        if err != errno.ENOTTY:  # not a SCSI fd: refused before any transfer
+            bufs.sense_dirty = bufs.data_dirty = True
         outcome = _FAILED.get(err)
         if outcome is None:
             outcome = _FAILED[err] = SgIoOutcome(err, sense=_ZERO_SENSE)
         return outcome
+    bufs.sense_dirty = bufs.data_dirty = True
     return SgIoOutcome(
         0,
         hdr.status,

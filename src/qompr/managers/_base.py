@@ -188,9 +188,19 @@ class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_C
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
     ) -> ScsiResult:
         """Run a command and announce it through the ``qompr_command_executed`` hook."""
-        with self._in_use():
+        # _in_use() spelt out: this is every command's path (qompr-pr-helper's included).
+        lock = self._inflight_lock
+        with lock:
+            self._inflight += 1
+        try:
             result = self.run(fd, cdb, data, nexus=nexus)
-        return self._announce(cdb, result)
+        finally:
+            with lock:
+                self._inflight -= 1
+        hook = self.tree.hook
+        if hook is not None:
+            hook.qompr_command_executed(manager=self, cdb=bytes(cdb), result=result)
+        return result
 
     async def execute_async(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
