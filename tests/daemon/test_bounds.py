@@ -176,7 +176,7 @@ def test_connections_beyond_the_limit_are_closed_at_once(devnull: int) -> None:
 
 # == work on the event loop ====================================================================
 class _Slow(PRManager, qom_type="test-slow-on-loop"):
-    """Promises its commands cannot block, then takes 30 ms for the first one."""
+    """Promises its commands cannot block, then takes 60 ms for the first one."""
 
     def instance_init(self) -> None:
         self.threads: list[str] = []
@@ -189,7 +189,7 @@ class _Slow(PRManager, qom_type="test-slow-on-loop"):
     ) -> ScsiResult:
         self.threads.append(threading.current_thread().name)
         if len(self.threads) == 1:
-            time.sleep(0.03)
+            time.sleep(0.06)
         return ScsiResult.good(bytes(8))
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from typing import Any
@@ -18,6 +17,12 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message (and exception), plus the
     record's ``fields`` mapping when a caller passes structured data (``extra=``)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        import json  # only a daemon that logs JSON pays for it (before the privilege drop)
+
+        self._dumps = json.dumps
+
     @override
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -31,7 +36,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        return self._dumps(entry)
 
 
 def setup_logging(*, verbosity: int, quiet: bool, log_format: str) -> None:

@@ -49,6 +49,8 @@ import threading
 import time
 from collections.abc import Callable
 from collections.abc import Collection
+from time import perf_counter
+from typing import TYPE_CHECKING
 from typing import Any
 
 from qompr.daemon._loop import Loop
@@ -75,11 +77,14 @@ from qompr.protocol import HelperResponse
 from qompr.protocol import Negotiated
 from qompr.protocol import Role
 from qompr.protocol import State
-from qompr.scsi import Nexus
 from qompr.scsi import Opcode
 from qompr.scsi import ScsiStatus
 from qompr.scsi import SenseCode
-from qompr.transport.unix import recv_spec
+from qompr.transport.unix import ANCILLARY_SIZE
+from qompr.transport.unix import fds_from_ancillary
+
+if TYPE_CHECKING:
+    from qompr.scsi import Nexus
 
 __all__ = [
     "LOOP_BUDGET",
@@ -95,7 +100,7 @@ log = logging.getLogger("qompr.daemon")
 #: Once stopping, how long a reply may wait for a client that does not read it.
 SEND_TIMEOUT = 1.0
 #: Longest a command may run on the event loop before the next ones go to worker threads.
-LOOP_BUDGET = 0.005
+LOOP_BUDGET = 0.02
 #: How long they then go to worker threads.
 LOOP_COOLDOWN = 1.0
 #: Most connections taken from the backlog in one turn of the loop.
@@ -484,8 +489,15 @@ class HelperServer:
 
     def _readable(self, client: _Client) -> None:
         conn = client.conn
+        spec = conn.next_read()
         try:
-            data, fds = recv_spec(client.sock, conn.next_read())
+            if spec.fds:  # recv_spec(), spelt out on the request path
+                data, ancillary, _flags, _addr = client.sock.recvmsg(
+                    spec.size, ANCILLARY_SIZE, socket.MSG_CMSG_CLOEXEC
+                )
+                fds = fds_from_ancillary(ancillary) if ancillary else _NO_FDS
+            else:
+                data, fds = client.sock.recv(spec.size), _NO_FDS
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -541,9 +553,9 @@ class HelperServer:
 
     def _execute_here(self, client: _Client, request: HelperRequest) -> HelperResponse:
         """Run a command that cannot block on the loop, and watch that it did not."""
-        start = time.perf_counter()
+        start = perf_counter()
         response = self._execute(client, request)
-        took = time.perf_counter() - start
+        took = perf_counter() - start
         if took > LOOP_BUDGET:
             self._loop_slow_until = self.loop.time() + LOOP_COOLDOWN
             self._count("moved_off_loop")
@@ -594,9 +606,9 @@ class HelperServer:
             self._close(client, "internal error")
             return
         client.requests += 1
-        if request.opcode == Opcode.PERSISTENT_RESERVE_IN:
+        if request.cdb[0] == _PR_IN:
             client.requests_in += 1
-        if response.status == ScsiStatus.CHECK_CONDITION:
+        if response.status == _CHECK_CONDITION:
             self._counts["check_conditions"] += 1
         self._send(client, out)
 
@@ -694,8 +706,8 @@ class HelperServer:
                 self._in_flight -= 1
 
     def _execute_fd(self, client: _Client, request: HelperRequest) -> HelperResponse:
-        opcode = request.opcode
-        if opcode == Opcode.PERSISTENT_RESERVE_OUT:
+        opcode = request.cdb[0]
+        if opcode == _PR_OUT:
             # do_pr_out refuses a read-only fd before looking at the device.
             try:
                 mode = fcntl.fcntl(request.fd, fcntl.F_GETFL) & os.O_ACCMODE
@@ -711,8 +723,9 @@ class HelperServer:
             log.exception("connection %d: backend failed on %s", client.id, request.cdb.hex())
             return _TARGET_FAILURE_ANSWER
         status = result.status
-        if opcode == Opcode.PERSISTENT_RESERVE_IN and status == ScsiStatus.GOOD:
-            # prh_co_entry: sz = MIN(bytes transferred, allocation length).
+        if status == 0 and opcode == _PR_IN:
+            # prh_co_entry: sz = MIN(bytes transferred, allocation length), the allocation
+            # length being CDB bytes 7-8 (scsi_cdb_xfer).
             data = result.data[: min(request.transfer_length, DATA_SIZE)]
         else:
             data = b""
@@ -742,6 +755,10 @@ class HelperServer:
         self._check_drained()
 
 
+_PR_IN = int(Opcode.PERSISTENT_RESERVE_IN)
+_PR_OUT = int(Opcode.PERSISTENT_RESERVE_OUT)
+_CHECK_CONDITION = int(ScsiStatus.CHECK_CONDITION)
+_NO_FDS: list[int] = []  # never appended to: the core copies what it is given
 _READ_ONLY_ANSWER = HelperResponse(ScsiStatus.CHECK_CONDITION, SenseCode.INVALID_OPCODE.to_bytes())
 _TARGET_FAILURE_ANSWER = HelperResponse(
     ScsiStatus.CHECK_CONDITION, SenseCode.TARGET_FAILURE.to_bytes()

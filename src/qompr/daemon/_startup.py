@@ -9,7 +9,8 @@
 3. privileges dropped: every capability but CAP_SYS_RAWIO and what the executor needs,
    uid/gid from ``-u``/``-g``, supplementary groups and the bounding set cleared
    (:func:`drop_privileges`);
-4. ``--processes``: more serving processes forked (:func:`fork_servers`).
+4. what start-up used and freed goes back to the system (:func:`release_start_up_memory`);
+5. ``--processes``: more serving processes forked (:func:`fork_servers`).
 
 Every failure raises :class:`~qompr.daemon._options.Exit` with qemu-pr-helper's text.  Stop
 signals that arrive during all this are kept by :class:`StopSignals` and honoured once
@@ -43,6 +44,7 @@ __all__ = [
     "fork_servers",
     "listening_socket",
     "raise_nofile_limit",
+    "release_start_up_memory",
     "write_pidfile",
 ]
 
@@ -181,9 +183,9 @@ def drop_privileges(keep: Iterable[caps.Capability], *, uid: int | None, gid: in
     ``capng_change_id(..., CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING)``).
 
     After the drop the interpreter may not read its own library (a Python under /root and
-    ``-u nobody``): everything the daemon will import later is imported first.
+    ``-u nobody``), so nothing the daemon runs afterwards imports a module it has not
+    imported by now (test_privileges runs it so).
     """
-    _preload()
     wanted = [caps.Capability.CAP_SYS_RAWIO, *keep]
     try:
         caps.drop_privileges(list(dict.fromkeys(wanted)), uid=uid, gid=gid)
@@ -191,10 +193,18 @@ def drop_privileges(keep: Iterable[caps.Capability], *, uid: int | None, gid: in
         fail(f"Failed to drop privileges: {os.strerror(exc.errno or errno.EPERM)}")
 
 
-def _preload() -> None:
-    import encodings.idna  # noqa: F401
-    import json  # noqa: F401
-    import traceback  # noqa: F401
+def release_start_up_memory() -> None:
+    """Give back to the system what start-up allocated and freed (imports read and unmarshal
+    files, build classes): one collection, then glibc's ``malloc_trim``.  The objects left
+    live as long as the daemon, so they are frozen out of later collections (``gc.freeze``,
+    which also keeps pre-forked processes from touching their pages)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    with contextlib.suppress(AttributeError, OSError):  # not glibc
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def fork_servers(count: int) -> list[int] | None:

@@ -110,6 +110,7 @@ def run(opts: Options, argv0: str = PROG) -> int:
     _startup.raise_nofile_limit()
     if not opts.keep_privileges:
         _startup.drop_privileges(executor.required_capabilities(), uid=opts.uid, gid=opts.gid)
+    _startup.release_start_up_memory()
     children = _startup.fork_servers(opts.processes - 1)
 
     def serving(on_event: Callable[[str], None] | None = None) -> HelperServer:
