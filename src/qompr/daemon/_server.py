@@ -726,7 +726,8 @@ class HelperServer:
         if status == 0 and opcode == _PR_IN:
             # prh_co_entry: sz = MIN(bytes transferred, allocation length), the allocation
             # length being CDB bytes 7-8 (scsi_cdb_xfer).
-            data = result.data[: min(request.transfer_length, DATA_SIZE)]
+            cdb = request.cdb
+            data = result.data[: min((cdb[7] << 8) | cdb[8], DATA_SIZE)]
         else:
             data = b""
         return HelperResponse(int(status), result.sense[:SENSE_SIZE], data)

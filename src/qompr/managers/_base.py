@@ -181,7 +181,9 @@ class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_C
     def _announce(self, cdb: bytes, result: ScsiResult) -> ScsiResult:
         hook = self.tree.hook
         if hook is not None:
-            hook.qompr_command_executed(manager=self, cdb=bytes(cdb), result=result)
+            announce = hook.qompr_command_executed
+            if announce.get_hookimpls():  # nobody listening: skip the call
+                announce(manager=self, cdb=bytes(cdb), result=result)
         return result
 
     def execute(
@@ -199,7 +201,9 @@ class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_C
                 self._inflight -= 1
         hook = self.tree.hook
         if hook is not None:
-            hook.qompr_command_executed(manager=self, cdb=bytes(cdb), result=result)
+            announce = hook.qompr_command_executed
+            if announce.get_hookimpls():  # nobody listening: skip the call
+                announce(manager=self, cdb=bytes(cdb), result=result)
         return result
 
     async def execute_async(
