@@ -13,6 +13,10 @@ exit is printed with sg_persist's (or sg_turs') on the same kind of target:
 * ``--helper``: ``--helper SOCK -k FILE`` to a ``qompr-pr-helper --backend
   pr-manager-emulated`` started here (a real READ KEYS answer through the socket).
 
+Before measuring, qompr's modules are compiled to bytecode (``compileall``), as a wheel install
+has them: an editable checkout run with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile
+every module at each start.  A plain ``python -c pass`` is measured as the floor.
+
 Targets (issue 14): every ``qompr persist`` path median <= 60 ms and <= 20x sg_persist's;
 ``qompr --help`` <= 60 ms.  ``qompr turs`` (device, ``--object``) is measured beside sg_turs
 on the same terms.  This script reports; it does not assert (machines are noisy: give
@@ -67,20 +71,32 @@ def start_helper(where: Path, env: dict[str, str]) -> tuple[subprocess.Popen[byt
     return proc, sock
 
 
+def compile_qompr() -> None:
+    """Bytecode for qompr's modules, as an installed wheel has it."""
+    import compileall
+
+    import qompr
+
+    compileall.compile_dir(str(Path(qompr.__file__).parent), quiet=1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=21, help="timed starts per command")
     args = parser.parse_args(argv)
+    compile_qompr()
     sg_persist = shutil.which("sg_persist")
     sg_turs = shutil.which("sg_turs")
     env = dict(os.environ, QOMPR_LOAD_PLUGINS="")
     rows: list[tuple[str, float, str, float | None]] = []
+    floor = 0.0
     with tempfile.TemporaryDirectory(prefix="qompr-bench-") as tmp:
         where = Path(tmp)
         disk = where / "disk.img"
         disk.write_bytes(bytes(4096))
         helper, sock = start_helper(where, env)
         try:
+            floor = median_ms([sys.executable, "-c", "pass"], args.runs, env)
             peer: dict[str, float] = {}
             if sg_persist:
                 peer["sg_persist"] = median_ms(
@@ -112,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             helper.wait(10)
     print(f"median of {args.runs} starts, ms (targets: <= {TARGET_MS:.0f} ms, "
           f"<= {TARGET_RATIO:.0f}x the sg3_utils program)")  # fmt: skip
+    print(f"python -c pass: {floor:.1f} ms (the interpreter's own start)")
     print(f"{'command':18} {'qompr':>8} {'peer':>12} {'peer ms':>8} {'ratio':>7}  targets")
     for name, ours, against, theirs in rows:
         ok = ours <= TARGET_MS
