@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from qompr.embed import HelperStartError
 from qompr.embed import HelperSupervisor
 from qompr.errors import StateError
 from tests._support.qmp import QMPClient
@@ -182,3 +183,43 @@ def test_real_qemu_with_a_supervised_helper(supervisor: HelperSupervisor, tmp_pa
             qemu.wait()
         assert qemu.stderr is not None
         qemu.stderr.close()
+
+
+def test_a_helper_that_never_starts_is_given_up_with_its_last_words(tmp_path: Path) -> None:
+    errors: list[HelperStartError] = []
+    sup = HelperSupervisor(
+        str(tmp_path / "pr.sock"),
+        helper_args=[*HELPER_ARGS, "-u", "no-such-user-qompr"],  # exits at once, every time
+        max_start_failures=3,
+        on_give_up=errors.append,
+    )
+    sup.start()
+    try:
+        with pytest.raises(HelperStartError) as info:
+            sup.wait_ready(60)
+        assert errors == [info.value]
+        assert "exited before it was ready 3 times in a row (last: status 1)" in str(info.value)
+        assert "invalid user 'no-such-user-qompr'" in info.value.stderr
+        assert str(info.value).endswith("invalid user 'no-such-user-qompr'")
+        assert [e.returncode for e in info.value.exits] == [1, 1, 1]
+        time.sleep(1.0)
+        assert sup.restarts == 3  # and no more
+        assert sup.pid is None
+    finally:
+        sup.stop()
+
+
+def test_a_helper_that_was_ready_is_always_restarted(tmp_path: Path) -> None:
+    sup = HelperSupervisor(str(tmp_path / "pr.sock"), helper_args=HELPER_ARGS, max_start_failures=1)
+    sup.start()
+    try:
+        assert sup.wait_ready(30)
+        for _ in range(3):  # deaths after READY=1 are not start failures
+            pid = sup.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda pid=pid: sup.pid not in (None, pid))
+            assert sup.wait_ready(30)
+        assert sup.error is None and sup.restarts == 3
+    finally:
+        sup.stop()

@@ -3,13 +3,16 @@
 
 Runs in the foreground, keeps PATH bound for its whole life, runs ``qompr-pr-helper`` with
 the given options on it (socket activation), writes the current helper's pid to FILE, and
-restarts the helper whenever it exits, however it exits, until SIGTERM or SIGINT.
+restarts the helper whenever it exits, however it exits, until SIGTERM or SIGINT; or exits
+with status 1 and the helper's last words when five incarnations in a row die before they
+are ready (a helper that can never start).
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -23,8 +26,13 @@ def run_supervise(args: argparse.Namespace) -> int:
     helper_args = list(args.helper_args)
     if helper_args[:1] == ["--"]:
         helper_args = helper_args[1:]
-    supervisor = HelperSupervisor(args.socket, pidfile=args.pidfile, helper_args=helper_args)
     done = threading.Event()
+    supervisor = HelperSupervisor(
+        args.socket,
+        pidfile=args.pidfile,
+        helper_args=helper_args,
+        on_give_up=lambda error: done.set(),
+    )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         done.set()
@@ -37,6 +45,9 @@ def run_supervise(args: argparse.Namespace) -> int:
             pass
     finally:
         supervisor.stop()
+    if supervisor.error is not None:
+        sys.stderr.write(f"qompr supervise: {supervisor.error.message}\n")
+        return 1
     return 0
 
 

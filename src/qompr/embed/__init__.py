@@ -11,6 +11,7 @@ from qompr.embed._args import pr_helper_object as pr_helper_object
 from qompr.embed._args import scsi_block_disk as scsi_block_disk
 from qompr.embed._args import unmanaged_alias as unmanaged_alias
 from qompr.embed._supervisor import HelperExit as HelperExit
+from qompr.embed._supervisor import HelperStartError as HelperStartError
 from qompr.embed._supervisor import HelperSupervisor as HelperSupervisor
 from qompr.embed._supervisor import default_helper_command as default_helper_command
 
@@ -18,6 +19,7 @@ __all__ = [
     "MANAGED_ALIAS",
     "DiskArgs",
     "HelperExit",
+    "HelperStartError",
     "HelperSupervisor",
     "default_helper_command",
     "drive_args",

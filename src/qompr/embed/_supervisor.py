@@ -11,10 +11,17 @@ helper incarnation receives it by socket activation (fd 3, ``LISTEN_FDS=1``, ``L
 A client that connects while no helper runs waits in the socket's backlog and is served by the
 next incarnation: it never meets ECONNREFUSED or ENOENT.  Readiness comes from the helper's
 ``sd_notify("READY=1")`` on a datagram socket the supervisor owns.
+
+A helper that can never start (``-u qemu`` on a host without that user, a state file it may
+not write) is not restarted for ever: after ``max_start_failures`` incarnations in a row that
+exit before READY=1, the supervisor gives up, keeps the last lines the helper wrote on stderr
+(which it passes on as it reads them), calls ``on_give_up`` with a :class:`HelperStartError`,
+and :meth:`HelperSupervisor.wait_ready` raises it.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -25,18 +32,25 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Sequence
 
 import attrs
 
+from qompr.errors import QomprError
 from qompr.errors import StateError
 
-__all__ = ["HelperExit", "HelperSupervisor", "default_helper_command"]
+__all__ = ["HelperExit", "HelperStartError", "HelperSupervisor", "default_helper_command"]
 
 log = logging.getLogger("qompr.embed.supervisor")
 
 #: Listen backlog: connections queue here while a helper restarts (qemu-pr-helper uses 1).
-BACKLOG = 128
+#: The same as qompr-pr-helper's own socket and the systemd unit's.
+BACKLOG = socket.SOMAXCONN
+#: Incarnations in a row that may exit before READY=1 before the supervisor gives up.
+MAX_START_FAILURES = 5
+#: How many of the helper's last stderr lines a give-up reports.
+STDERR_LINES = 20
 #: A helper that lives less than this is crashing: back off before the next start.
 CRASH_WINDOW = 1.0
 MAX_BACKOFF = 5.0
@@ -78,6 +92,20 @@ def default_helper_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "qompr.daemon.main"]
 
 
+class HelperStartError(QomprError):
+    """The helper exited before it was ready, *count* times in a row; the supervisor gave up.
+
+    :param message: what happened, with the helper's last words.
+    :param exits: the failed incarnations.
+    :param stderr: the last lines the helper wrote on stderr.
+    """
+
+    def __init__(self, message: str, *, exits: Sequence[HelperExit], stderr: str) -> None:
+        super().__init__(message)
+        self.exits = list(exits)
+        self.stderr = stderr
+
+
 @attrs.frozen
 class HelperExit:
     """One helper incarnation that ended.
@@ -102,6 +130,10 @@ class HelperSupervisor:
     :param command: the helper program (default: :func:`default_helper_command`).
     :param managed_alias: the manager id QEMU uses for this helper; a disconnect event for
         it triggers :meth:`handle_status_changed`'s recovery.
+    :param max_start_failures: give up after this many incarnations in a row exit before
+        READY=1 (a helper that was ready once and dies later is always restarted).
+    :param on_give_up: called (on the watcher thread) with the :class:`HelperStartError`
+        when the supervisor gives up.
     """
 
     def __init__(
@@ -112,6 +144,8 @@ class HelperSupervisor:
         helper_args: Sequence[str] = (),
         command: Sequence[str] | None = None,
         managed_alias: str = "pr-helper0",
+        max_start_failures: int = MAX_START_FAILURES,
+        on_give_up: Callable[[HelperStartError], None] | None = None,
     ) -> None:
         if any(a in ("-k", "--socket") or a.startswith("--socket=") for a in helper_args):
             raise StateError("the supervisor owns the socket: do not pass -k/--socket")
@@ -120,7 +154,14 @@ class HelperSupervisor:
         self.helper_args = list(helper_args)
         self.command = list(command) if command is not None else default_helper_command()
         self.managed_alias = managed_alias
+        self.max_start_failures = max(1, max_start_failures)
+        self.on_give_up = on_give_up
         self.exits: list[HelperExit] = []
+        #: Set once the supervisor has given up (see :class:`HelperStartError`).
+        self.error: HelperStartError | None = None
+        self._failures = 0  # incarnations in a row that exited before READY=1
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._stderr_reader: threading.Thread | None = None
         self._listener: socket.socket | None = None
         self._notify: socket.socket | None = None
         self._notify_dir: str | None = None
@@ -158,15 +199,28 @@ class HelperSupervisor:
         assert self._listener is not None and self._notify is not None
         env = {**os.environ, "NOTIFY_SOCKET": self._notify.getsockname()}
         self._ready.clear()
-        pid = os.posix_spawn(
-            "/bin/sh",
-            ["/bin/sh", "-c", _SHIM, "qompr-supervise", *self.command, *self.helper_args],
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, self._listener.fileno(), 3),
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-            ],
+        self._stderr_tail.clear()
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = os.posix_spawn(
+                "/bin/sh",
+                ["/bin/sh", "-c", _SHIM, "qompr-supervise", *self.command, *self.helper_args],
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, self._listener.fileno(), 3),
+                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, err_w, 2),
+                ],
+            )
+        except BaseException:
+            os.close(err_r)
+            raise
+        finally:
+            os.close(err_w)
+        self._stderr_reader = threading.Thread(
+            target=self._pass_stderr, args=(err_r,), name="qompr-supervise-stderr", daemon=True
         )
+        self._stderr_reader.start()
         if self.pidfile:  # before the pid is visible anywhere else
             tmp = f"{self.pidfile}.tmp"
             with open(tmp, "w", encoding="ascii") as fh:
@@ -175,6 +229,16 @@ class HelperSupervisor:
         self._started_at = time.monotonic()
         self._proc = _Child(pid)
         log.info("helper started: pid %d on %s", pid, self.socket_path)
+
+    def _pass_stderr(self, fd: int) -> None:
+        """Pass the helper's stderr on to ours, line by line, keeping the last lines."""
+        with open(fd, "rb", closefd=True) as stream:
+            for raw in stream:
+                line = raw.decode(errors="replace")
+                self._stderr_tail.append(line)
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
 
     def _watch(self) -> None:
         backoff = 0.0
@@ -192,6 +256,14 @@ class HelperSupervisor:
             log.warning("helper %d exited (%d) after %.1f s", proc.pid, code, lifetime)
             if self._stopping.is_set():
                 return
+            self._drain_notify()  # a READY=1 sent just before it died counts
+            if self._ready.is_set():
+                self._failures = 0
+            else:
+                self._failures += 1
+                if self._failures >= self.max_start_failures:
+                    self._give_up()
+                    return
             backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF) if lifetime < CRASH_WINDOW else 0
             if backoff and self._stopping.wait(backoff):
                 return
@@ -208,9 +280,37 @@ class HelperSupervisor:
         if b"READY=1" in message.split(b"\n"):
             self._ready.set()
 
+    def _give_up(self) -> None:
+        reader = self._stderr_reader
+        if reader is not None:
+            reader.join(2.0)  # the last words are in the pipe: read them all
+        stderr = "".join(self._stderr_tail)
+        last = self.exits[-1]
+        how = f"status {last.returncode}" if last.returncode >= 0 else f"signal {-last.returncode}"
+        message = (
+            f"the helper exited before it was ready {self._failures} times in a row "
+            f"(last: {how}); not restarting it"
+        )
+        if stderr.strip():
+            message += f": {stderr.strip().splitlines()[-1]}"
+        self.error = HelperStartError(message, exits=self.exits[-self._failures :], stderr=stderr)
+        log.error("%s", message)
+        self._ready.set()  # wake wait_ready(), which raises
+        if self.on_give_up is not None:
+            try:
+                self.on_give_up(self.error)
+            except Exception:
+                log.exception("on_give_up failed")
+
     def wait_ready(self, timeout: float = 30.0) -> bool:
-        """Wait until the current helper has sent ``READY=1``."""
-        return self._ready.wait(timeout)
+        """Wait until the current helper has sent ``READY=1``.
+
+        :raises HelperStartError: the supervisor gave up on a helper that never got ready.
+        """
+        ready = self._ready.wait(timeout)
+        if self.error is not None:
+            raise self.error
+        return ready
 
     @property
     def pid(self) -> int | None:
