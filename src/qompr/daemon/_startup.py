@@ -48,9 +48,10 @@ __all__ = [
     "write_pidfile",
 ]
 
-#: The listen backlog of a socket the daemon makes itself (qemu-pr-helper's is 1, so a burst
-#: of VMs starting at once stalls).
-LISTEN_BACKLOG = socket.SOMAXCONN
+#: The listen backlog of a socket the daemon makes itself: the kernel's SOMAXCONN since Linux
+#: 5.4 (it caps any value at net.core.somaxconn), as qompr supervise's socket and the
+#: systemd socket unit ask.  qemu-pr-helper's is 1, so a burst of VMs starting at once stalls.
+LISTEN_BACKLOG = 4096
 #: qemu-pr-helper stops on these (``term_signal``).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 

@@ -45,8 +45,8 @@ __all__ = ["HelperExit", "HelperStartError", "HelperSupervisor", "default_helper
 log = logging.getLogger("qompr.embed.supervisor")
 
 #: Listen backlog: connections queue here while a helper restarts (qemu-pr-helper uses 1).
-#: The same as qompr-pr-helper's own socket and the systemd unit's.
-BACKLOG = socket.SOMAXCONN
+#: The same as qompr-pr-helper's own socket and the systemd socket unit's (SOMAXCONN).
+BACKLOG = 4096
 #: Incarnations in a row that may exit before READY=1 before the supervisor gives up.
 MAX_START_FAILURES = 5
 #: How many of the helper's last stderr lines a give-up reports.
