@@ -5,6 +5,7 @@ tests/interop/test_helper_cli.py.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -178,13 +179,32 @@ def test_sd_notify_ready_and_stopping(tmp_path: Path) -> None:
 
 
 def test_sigusr1_logs_statistics(tmp_path: Path) -> None:
+    # Not a Python repr, and not a warning (issue 15): key=value pairs, logged whatever
+    # -v/-q say (here the default, warnings only).
     helper = daemon(tmp_path).start()
     with connected(helper.path):
         helper.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
         time.sleep(0.3)
     _, err = helper.stop()
-    assert "statistics: ServerStatistics(connections_accepted=" in err
-    assert "connection: ConnectionStatistics(" in err
+    stats = next(line for line in err.splitlines() if "statistics:" in line)
+    assert "connections_accepted=" in stats and "connections_open=1" in stats
+    assert "ServerStatistics(" not in err
+    assert f"pid={os.getpid()} uid={os.getuid()} gid={os.getgid()} requests=0" in err
+
+
+def test_sigusr1_statistics_follow_the_json_log_format(tmp_path: Path) -> None:
+    helper = daemon(tmp_path, "--log-format=json").start()
+    with connected(helper.path):
+        helper.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
+        time.sleep(0.3)
+    _, err = helper.stop()
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    stats = next(r for r in records if "statistics" in r)
+    assert stats["level"] == "info" and stats["statistics"]["connections_open"] == 1
+    conn = next(r for r in records if "connection" in r)
+    assert conn["connection"]["peer"] == {
+        "pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid()
+    }  # fmt: skip
 
 
 def test_backend_object(tmp_path: Path) -> None:

@@ -66,6 +66,7 @@ _LONG = {
     "processes": True,
     "max-connections": True,
     "stall-timeout": True,
+    "control": True,
 }
 _ALIASES = {
     "-h": "--help",
@@ -116,6 +117,8 @@ qompr options:
       --stall-timeout=SECONDS
                             close a connection that leaves a message unfinished or
                             its reply unread this long (default {stall:g})
+      --control=PATH        answer QMP-shaped JSON commands (query-stats) on this
+                            unix socket (mode 0600)
 """
 
 
@@ -140,6 +143,7 @@ class Options:
     :param processes: ``--processes``.
     :param max_connections: ``--max-connections``.
     :param stall_timeout: ``--stall-timeout``, in seconds.
+    :param control: ``--control``, the control socket's path.
     """
 
     socket_path: str | None = None
@@ -159,6 +163,7 @@ class Options:
     processes: int = 1
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    control: str | None = None
 
 
 class Exit(Exception):  # noqa: N818  (control flow: main() prints it and exits)
@@ -278,6 +283,10 @@ def parse_args(argv: Sequence[str]) -> Options:
                 opts.max_connections = limit
             elif name == "--stall-timeout":
                 opts.stall_timeout = _seconds(value)
+            elif name == "--control":
+                if not value.startswith("/"):
+                    fail("control socket path must be absolute")
+                opts.control = value
     except GetoptError as exc:
         raise Exit(
             1, err=f"{prog}: {exc}\n{PROG}: Try `{prog} --help' for more information.\n"

@@ -15,7 +15,7 @@ The command line, the start-up order and the messages are qemu-pr-helper 7.2's
 
 qompr's additions are long options only: ``--backend``, ``--allow-uid``, ``--allow-gid``,
 ``--plugin``, ``--keep-privileges``, ``--log-format``, ``--max-workers``, ``--processes``,
-``--max-connections`` and ``--stall-timeout``.
+``--max-connections``, ``--stall-timeout`` and ``--control`` (:mod:`qompr.daemon._control`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,12 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
 
 from qompr.daemon import _startup
 from qompr.daemon._backends import default_executor
@@ -38,9 +41,13 @@ from qompr.daemon._options import Options
 from qompr.daemon._options import fail
 from qompr.daemon._options import parse_args
 from qompr.daemon._server import HelperServer
+from qompr.daemon._stats import log_statistics
 from qompr.errors import QomprError
 from qompr.linux import systemd
 from qompr.managers import PRManager
+
+if TYPE_CHECKING:
+    from qompr.daemon._control import ControlServer
 
 __all__ = ["main", "make_executor", "run"]
 
@@ -101,6 +108,7 @@ def run(opts: Options, argv0: str = PROG) -> int:
         # Each process would have its own copy of the backend object and its state.
         fail("--processes needs the SG_IO executor (no --backend)")
     listener, socket_path = _startup.listening_socket(opts.socket_path, argv0)
+    control_listener = _control_socket(opts.control) if opts.control is not None else None
     if opts.daemonize:
         _startup.daemonize()
     pidfile_fd = None
@@ -133,12 +141,17 @@ def run(opts: Options, argv0: str = PROG) -> int:
 
     def on_event(what: str) -> None:
         if what == "stopping":
+            if control is not None:
+                control.close()
             for pid in children:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGTERM)
         _notify(server, what, socket_path)
 
     server = serving(on_event)
+    control = None
+    if control_listener is not None:
+        control = _control_server(control_listener, server)
     try:
         _serve(server, stop_signals)
         for pid in children:
@@ -152,6 +165,9 @@ def run(opts: Options, argv0: str = PROG) -> int:
             stats.connections_accepted,
             stats.protocol_errors,
         )
+        if opts.control is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(opts.control)
         if socket_path is not None:
             try:
                 os.unlink(socket_path)
@@ -186,9 +202,48 @@ def _serve(server: HelperServer, stop_signals: _startup.StopSignals) -> None:
 
 
 def _log_statistics(server: HelperServer) -> None:
-    log.warning("statistics: %s", server.statistics())
-    for conn in server.connections():
-        log.warning("connection: %s", conn)
+    # Asked for by a signal: logged whatever -v/-q say, as text or JSON like the rest.
+    stats_log = logging.getLogger("qompr.daemon.statistics")
+    stats_log.setLevel(logging.INFO)
+    log_statistics(stats_log, server.statistics(), server.connections())
+
+
+def _control_socket(path: str) -> socket.socket:
+    from qompr.daemon._control import control_socket
+
+    try:
+        return control_socket(path)
+    except OSError as exc:
+        fail(f"Failed to bind control socket to {path}: {exc.strerror}")
+
+
+def _control_server(listener: socket.socket, server: HelperServer) -> ControlServer:
+    """The control interface on the server's loop, with its commands."""
+    from qompr import __version__
+    from qompr.daemon._control import CommandError
+    from qompr.daemon._control import ControlServer
+    from qompr.daemon._stats import prometheus_text
+    from qompr.daemon._stats import statistics_json
+
+    def query_stats(arguments: dict[str, Any]) -> Any:
+        unexpected = sorted(set(arguments) - {"format"})
+        if unexpected:
+            raise CommandError(f"Parameter '{unexpected[0]}' is unexpected")
+        form = arguments.get("format", "json")
+        if form == "json":
+            return statistics_json(server.statistics(), server.connections())
+        if form == "prometheus":
+            return {"text": prometheus_text(server.statistics(), server.connections())}
+        raise CommandError(f"Parameter 'format' does not accept value '{form}'")
+
+    numbers = [int(part) for part in __version__.split(".")[:3] if part.isdigit()]
+    major, minor, micro = (*numbers, 0, 0, 0)[:3]
+    control = ControlServer(
+        listener, server.loop, version=(major, minor, micro), package=f"{PROG} {__version__}"
+    )
+    control.register("query-stats", query_stats)
+    control.start()
+    return control
 
 
 def main(argv: Sequence[str] | None = None) -> int:
