@@ -18,8 +18,8 @@ import random
 import sys
 
 from qompr.managers.emulated import Engine
+from qompr.managers.emulated import EngineOutcome
 from qompr.managers.emulated import LUState
-from qompr.managers.emulated import Outcome
 from qompr.managers.emulated import SqliteStore
 from qompr.scsi import Nexus
 from qompr.scsi import PrOutAction
@@ -50,7 +50,7 @@ def command_for(seed: int, index: int) -> tuple[Nexus, bytes, bytes]:
     return nexus, PrOutCdb(action, 0, pr_type, len(data)).to_bytes(), data
 
 
-def _decide(engine: Engine, nexus: Nexus, cdb: bytes, data: bytes, state: LUState) -> Outcome:
+def _decide(engine: Engine, nexus: Nexus, cdb: bytes, data: bytes, state: LUState) -> EngineOutcome:
     return engine.execute(state, nexus, cdb, data)
 
 

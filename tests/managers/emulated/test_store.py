@@ -17,9 +17,9 @@ from qompr.managers.emulated import LIO
 from qompr.managers.emulated import POWER_ON_OCCURRED
 from qompr.managers.emulated import Engine
 from qompr.managers.emulated import EngineConfig
+from qompr.managers.emulated import EngineOutcome
 from qompr.managers.emulated import LUState
 from qompr.managers.emulated import MemoryStore
-from qompr.managers.emulated import Outcome
 from qompr.managers.emulated import SqliteStore
 from qompr.managers.emulated import StateFileError
 from qompr.managers.emulated import StateSnapshot
@@ -168,7 +168,7 @@ def test_failed_decision_rolls_back(tmp_path: Path) -> None:
     populate(store, aptpl=False)
     before = store.snapshot("lu0")
 
-    def broken(state: LUState) -> Outcome:
+    def broken(state: LUState) -> EngineOutcome:
         raise RuntimeError("engine bug")
 
     with pytest.raises(RuntimeError, match="engine bug"):

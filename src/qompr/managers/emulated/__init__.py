@@ -6,6 +6,9 @@ Layers, each importing only those before it::
     _policy    where LIO departs from SPC-4, one switch per departure
     _state     the state of one logical unit and the changes a command makes
     _access    which commands a reservation lets through (tables)
+    _outcome   the engine's configuration and answer (EngineConfig, EngineOutcome)
+    _decode    PR IN/OUT CDBs read on the fast path, cached fixed answers
+    _actions   the PR OUT service actions (REGISTER ... REGISTER AND MOVE)
     _engine    the device server: state + command -> result + changes (no I/O)
     _store     the store contract and the memory store (one transaction per command)
     _sqlite    the SQLite store (a file shared by processes)
@@ -21,7 +24,6 @@ from qompr.managers.emulated._access import AccessClass as AccessClass
 from qompr.managers.emulated._access import classify as classify
 from qompr.managers.emulated._engine import Engine as Engine
 from qompr.managers.emulated._engine import EngineConfig as EngineConfig
-from qompr.managers.emulated._engine import Outcome as Outcome
 from qompr.managers.emulated._identity import InitiatorRule as InitiatorRule
 from qompr.managers.emulated._identity import PeerCredentials as PeerCredentials
 from qompr.managers.emulated._identity import initiator_name as initiator_name
@@ -33,6 +35,7 @@ from qompr.managers.emulated._identity import vm_name as vm_name
 from qompr.managers.emulated._manager import DEFAULT_MAX_REGISTRATIONS as DEFAULT_MAX_REGISTRATIONS
 from qompr.managers.emulated._manager import DEFAULT_TIMEOUT_MS as DEFAULT_TIMEOUT_MS
 from qompr.managers.emulated._manager import PRManagerEmulated as PRManagerEmulated
+from qompr.managers.emulated._outcome import EngineOutcome as EngineOutcome
 from qompr.managers.emulated._policy import LIO as LIO
 from qompr.managers.emulated._policy import SPC4 as SPC4
 from qompr.managers.emulated._policy import Mode as Mode
@@ -61,11 +64,11 @@ __all__ = [
     "Changes",
     "Engine",
     "EngineConfig",
+    "EngineOutcome",
     "InitiatorRule",
     "LUState",
     "MemoryStore",
     "Mode",
-    "Outcome",
     "PRManagerEmulated",
     "PeerCredentials",
     "Policy",

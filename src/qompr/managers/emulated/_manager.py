@@ -32,10 +32,10 @@ from qompr.managers._base import ClientIdentity
 from qompr.managers._base import PRManager
 from qompr.managers.emulated._engine import Engine
 from qompr.managers.emulated._engine import EngineConfig
-from qompr.managers.emulated._engine import Outcome
 from qompr.managers.emulated._identity import InitiatorRule
 from qompr.managers.emulated._identity import lu_identity
 from qompr.managers.emulated._identity import nexus_for_pid
+from qompr.managers.emulated._outcome import EngineOutcome
 from qompr.managers.emulated._policy import Policy
 from qompr.managers.emulated._sqlite import SqliteStore
 from qompr.managers.emulated._state import LUState
@@ -270,15 +270,15 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         return self._engine, self._store
 
     def _transact(
-        self, fd: int, decide: Callable[[LUState], Outcome], *, read_first: bool = False
-    ) -> Outcome:
+        self, fd: int, decide: Callable[[LUState], EngineOutcome], *, read_first: bool = False
+    ) -> EngineOutcome:
         _, store = self._ready()
         deadline = time.monotonic() + self._timeout
         try:
             lu = self.logical_unit(fd)
         except OSError as exc:
             log.warning("%s: cannot identify the logical unit of fd %d: %s", self.id, fd, exc)
-            return Outcome(ScsiResult.check(SenseCode.LUN_NOT_SUPPORTED))
+            return EngineOutcome(ScsiResult.check(SenseCode.LUN_NOT_SUPPORTED))
         try:
             outcome = store.transact(lu, decide, deadline=deadline, read_first=read_first)
         except StoreUnavailableError as exc:
@@ -287,12 +287,12 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
             # (classpnp) and QEMU (guest-recoverable: passed to the guest whatever rerror/
             # werror say) retry, and which QEMU itself reports when its PR helper is away.
             log.warning("%s: %s", self.id, exc)
-            return Outcome(ScsiResult.check(SenseCode.LUN_COMM_FAILURE))
+            return EngineOutcome(ScsiResult.check(SenseCode.LUN_COMM_FAILURE))
         except StoreFailureError as exc:
             # Nothing was applied, and waiting will not help: a target failure, as when LIO
             # cannot write its APTPL file.
             log.error("%s: %s", self.id, exc)
-            return Outcome(ScsiResult.check(SenseCode.TARGET_FAILURE))
+            return EngineOutcome(ScsiResult.check(SenseCode.TARGET_FAILURE))
         if outcome.aborted and self.abort_handler is not None:
             with self._abort_lock:
                 self.abort_handler(outcome.aborted)
@@ -333,7 +333,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         who = nexus if nexus is not None else self.default_nexus
         cdb = bytes(cdb)
 
-        def decide(state: LUState) -> Outcome:
+        def decide(state: LUState) -> EngineOutcome:
             return engine.admit(state, who, cdb)
 
         return self._transact(fd, decide, read_first=True).result

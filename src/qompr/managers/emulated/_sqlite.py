@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import attrs
 
-from qompr.managers.emulated._engine import Outcome
+from qompr.managers.emulated._outcome import EngineOutcome
 from qompr.managers.emulated._state import KEEP
 from qompr.managers.emulated._state import POWER_ON_OCCURRED
 from qompr.managers.emulated._state import Changes
@@ -141,7 +141,7 @@ class _Pending:
     lu: str
     decide: Decide
     deadline: float
-    outcome: Outcome | None = None
+    outcome: EngineOutcome | None = None
     error: BaseException | None = None
     taken: bool = False
     done: bool = False
@@ -504,7 +504,7 @@ class SqliteStore:
                 self._leading = False
                 self._cond.notify_all()
 
-    def _write_command(self, lu: str, decide: Decide, deadline: float) -> Outcome:
+    def _write_command(self, lu: str, decide: Decide, deadline: float) -> EngineOutcome:
         pending = _Pending(lu, decide, deadline)
         with self._cond:
             self._queue.append(pending)
@@ -607,7 +607,7 @@ class SqliteStore:
 
     def transact(
         self, lu: str, decide: Decide, *, deadline: float | None = None, read_first: bool = False
-    ) -> Outcome:
+    ) -> EngineOutcome:
         """Run one command (see the class docstring).
 
         :param deadline: ``time.monotonic()`` by which to give up waiting (default: now +

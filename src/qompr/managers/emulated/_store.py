@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from qompr.errors import QomprError
-from qompr.managers.emulated._engine import Outcome
+from qompr.managers.emulated._outcome import EngineOutcome
 from qompr.managers.emulated._state import LUState
 from qompr.managers.emulated._state import StateSnapshot
 
@@ -32,7 +32,7 @@ __all__ = [
     "StoreUnavailableError",
 ]
 
-Decide = Callable[[LUState], Outcome]
+Decide = Callable[[LUState], EngineOutcome]
 
 
 class StateFileError(QomprError):
@@ -65,7 +65,7 @@ class Store(Protocol):
 
     def transact(
         self, lu: str, decide: Decide, *, deadline: float | None = None, read_first: bool = False
-    ) -> Outcome:
+    ) -> EngineOutcome:
         """Run *decide* on the state of *lu* and apply its changes, atomically.
 
         :param deadline: ``time.monotonic()`` by which to give up waiting for the store.
@@ -113,7 +113,7 @@ class MemoryStore:
 
     def transact(
         self, lu: str, decide: Decide, *, deadline: float | None = None, read_first: bool = False
-    ) -> Outcome:
+    ) -> EngineOutcome:
         with self._lock:
             state = self._states.get(lu)
             if state is None:
