@@ -146,6 +146,19 @@ def helpers(tmp: Path) -> Iterator[dict[str, Helper]]:
         helper.close()
 
 
+def _listening(paths: list[Path]) -> bool:
+    """Whether every unix socket in *paths* is listening (``__SO_ACCEPTCON`` in the flags
+    column of ``/proc/net/unix``)."""
+    wanted = {str(path) for path in paths}
+    with open("/proc/net/unix") as table:
+        next(table)  # the header
+        for line in table:
+            fields = line.split()
+            if len(fields) >= 8 and int(fields[3], 16) & 0x10000:
+                wanted.discard(fields[7])
+    return not wanted
+
+
 class Qemu:
     """qemu-system-x86_64 with no machine, paused, and one QMP unix socket per name."""
 
@@ -157,11 +170,14 @@ class Qemu:
         for path in self.qmp:
             argv += ["-qmp", f"unix:{path},server=on,wait=off"]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while not all(p.exists() for p in self.qmp):
+        # QEMU binds each socket, then listens: the file exists a moment before connecting
+        # works (a connect in between is refused).  Wait for listening without connecting:
+        # a probe would take the monitor's one client slot.
+        deadline = time.monotonic() + 30
+        while not _listening(self.qmp):
             if self.proc.poll() is not None:
                 pytest.fail(f"QEMU exited: {self.proc.communicate()[1].decode()}")
-            assert time.monotonic() < deadline, "QEMU did not create its QMP sockets"
+            assert time.monotonic() < deadline, "QEMU did not listen on its QMP sockets"
             time.sleep(0.02)
 
     def stop(self) -> None:
