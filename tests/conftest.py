@@ -5,12 +5,16 @@ are not fixtures are ordinary modules in ``tests/_support`` (import them as
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings
 
 import qompr
 from qompr.qom import ObjectTree
+from qompr.testing.postgres import PostgresCluster
+from qompr.testing.postgres import PostgresUnavailableError
 
 # No per-example deadline and no "too slow" health check: both measure time, and on a busy
 # shared machine (the 2-core CI box runs several suites at once) a 0.4 ms example can take
@@ -23,3 +27,32 @@ settings.load_profile("qompr")
 def tree() -> ObjectTree:
     """A tree with qompr's built-in types and no third-party plugins."""
     return qompr.new_tree(load_entrypoints=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throw-away PostgreSQL cluster for the whole session (``fsync`` and
+    ``synchronous_commit`` on; see :mod:`qompr.testing.postgres`).  A test that stops or
+    crashes it starts it again before it ends; one that must not share it makes its own with
+    :meth:`PostgresCluster.create`.  Skipped, with the reason, only when PostgreSQL's server
+    is not installed."""
+    try:
+        cluster = PostgresCluster.create()
+    except PostgresUnavailableError as exc:
+        pytest.skip(f"PostgreSQL unavailable: {exc.render()}")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def postgres_uri(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """A ``postgresql://`` URI of a fresh, empty database in :func:`postgres_cluster`,
+    dropped after the test."""
+    if not postgres_cluster.running:
+        postgres_cluster.start()  # an earlier test left it down
+    uri = postgres_cluster.create_database()
+    yield uri
+    if postgres_cluster.running:
+        postgres_cluster.drop_database(uri.rsplit("/", 1)[1])

@@ -23,6 +23,9 @@ Helpers and sockets
     :func:`wait_for_socket`, and a raw client independent of :mod:`qompr.protocol`:
     :func:`connected`, :func:`request`, :func:`recv_exact`, :func:`is_closed`,
     :data:`HANDSHAKE`.
+A real PostgreSQL
+    :mod:`qompr.testing.postgres` (imported on its own): a throw-away cluster for stores'
+    tests, :class:`~qompr.testing.postgres.PostgresCluster`.
 Errors
     :class:`TestingError` (a :class:`~qompr.errors.QomprError`) and its subclasses.
 """
