@@ -34,6 +34,7 @@ _MARK = "@@qompr-nested@@"
 
 #: /init: mount, load the modules, wait for the disks, run the steps, power off (QEMU runs
 #: with -no-reboot, so "reboot -f" ends it; with acpi=off there is no ACPI power-off).
+#: @WAIT@ becomes the test for "every disk is there" (see :func:`_init_script`).
 _INIT = f"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -46,7 +47,7 @@ disk() {{  # the /dev node of the disk at SCSI id $1
     done
 }}
 for i in $(seq 100); do
-    [ -n "$(disk 0)" ] && [ -n "$(disk 1)" ] && break
+    @WAIT@ && break
     sleep 0.2
 done
 export D0=$(disk 0) D1=$(disk 1)
@@ -62,6 +63,12 @@ done </steps
 echo "{_MARK} done"
 reboot -f
 """
+
+
+def _init_script(disks: int) -> str:
+    """/init for a guest that waits for the disks at SCSI ids 0 .. *disks* - 1."""
+    wait = " && ".join(f'[ -n "$(disk {n})" ]' for n in range(disks))
+    return _INIT.replace("@WAIT@", wait)
 
 
 @dataclass(frozen=True)
@@ -87,12 +94,15 @@ def build_initramfs(
     path: Path,
     *,
     modules: Sequence[str] = MODULES,
+    disks: int = 2,
 ) -> Path:
     """Write an uncompressed initramfs (inflating costs the nested guest seconds) to *path*.
 
     :param steps: (name, shell command) pairs; ``$D0`` and ``$D1`` are the disks at SCSI
         ids 0 and 1.
     :param programs: host programs to copy in (with their libraries), e.g. ``sg_persist``.
+    :param disks: how many disks (SCSI ids 0, 1, ...) /init waits for before the steps; with
+        one, ``$D1`` is empty.
     """
     cpio = _Cpio()
     made: set[str] = set()
@@ -131,7 +141,7 @@ def build_initramfs(
         if "\t" in name or "\n" in name or "\n" in command:
             raise ValueError(f"step {name!r}: no tabs or newlines in names, none in commands")
     file("steps", "".join(f"{name}\t{command}\n" for name, command in steps).encode())
-    file("init", _INIT.encode(), 0o755)
+    file("init", _init_script(disks).encode(), 0o755)
     path.write_bytes(cpio.finish())
     return path
 
