@@ -53,7 +53,7 @@ def qompr_command_executed(manager: PRManager, cdb: bytes, result: ScsiResult) -
     """Called after a PR manager executed a PERSISTENT RESERVE IN/OUT command.
 
     Runs in the thread that executed it, which may be ``qompr-pr-helper``'s event loop (a
-    manager whose ``cannot_block(fd)`` is true): never block.
+    manager whose ``cannot_block(fd, cdb)`` is true): never block.
 
     :param manager: the manager (its ``id`` names it in ``/objects``).
     :param cdb: the command descriptor block as executed.

@@ -181,7 +181,7 @@ class _Slow(PRManager, qom_type="test-slow-on-loop"):
     def instance_init(self) -> None:
         self.threads: list[str] = []
 
-    def cannot_block(self, fd: int) -> bool:
+    def cannot_block(self, fd: int, cdb: bytes | None = None) -> bool:
         return True
 
     def run(

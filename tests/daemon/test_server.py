@@ -14,6 +14,7 @@ import pytest
 
 import qompr
 from qompr.managers import ClientIdentity
+from qompr.managers import DelegatingPRManager
 from qompr.managers import PRManager
 from qompr.managers.emulated import PRManagerEmulated
 from qompr.qom import ObjectTree
@@ -295,7 +296,7 @@ class _Recorder(FakeManager, qom_type="test-recorder-manager"):
         self.promise = False
         self.threads: list[str] = []
 
-    def cannot_block(self, fd: int) -> bool:
+    def cannot_block(self, fd: int, cdb: bytes | None = None) -> bool:
         return self.promise
 
     def run(
@@ -331,3 +332,46 @@ def test_emulated_in_memory_cannot_block_with_a_state_file_it_can(
         assert memory.cannot_block(fd) and not stored.cannot_block(fd)
         memory.abort_handler = lambda nexuses: None  # an embedder's handler may block
         assert not memory.cannot_block(fd)
+
+
+class _ThreadRecorder(DelegatingPRManager, qom_type="test-thread-recorder"):
+    """Passes everything to its target and records the thread each command runs in."""
+
+    def instance_init(self) -> None:
+        super().instance_init()
+        self.threads: list[str] = []
+
+    def run(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        self.threads.append(threading.current_thread().name)
+        return super().run(fd, cdb, data, nexus=nexus)
+
+
+def test_a_state_file_answers_pr_in_on_the_loop_and_pr_out_on_a_worker(
+    tree: ObjectTree, tmp_path: Path
+) -> None:
+    # cannot_block(fd, cdb): an SQLite state file reads without a write transaction, so PR IN
+    # runs on the loop; PR OUT waits for fsync, so it goes to a worker thread.  A wrapper
+    # (DelegatingPRManager) passes the CDB through and records the threads.
+    tree.types.register(_ThreadRecorder)
+    stored = tree.object_add("pr-manager-emulated", "emu1", state=str(tmp_path / "pr.db"))
+    assert isinstance(stored, PRManagerEmulated)
+    read_keys, register = pr_in(), pr_out(24)
+    with open(tmp_path / "lu", "wb") as lu:
+        assert stored.cannot_block(lu.fileno(), read_keys)
+        assert not stored.cannot_block(lu.fileno(), register)
+        assert not stored.cannot_block(lu.fileno())
+    wrapper = tree.object_add("test-thread-recorder", "rec", target="emu1")
+    assert isinstance(wrapper, _ThreadRecorder)
+    key = (7).to_bytes(8, "big")
+    with InProcessServer(backend=wrapper) as srv, connected(srv.path) as sock:
+        fd = os.open(tmp_path / "lu", os.O_RDWR)
+        try:
+            assert request(sock, register + bytes(8) + key + bytes(8), fd)[0] == 0
+            status, _, data = request(sock, read_keys, fd)
+        finally:
+            os.close(fd)
+    assert status == 0 and data[8:16] == key
+    on_worker = [name.startswith("qompr-pr-helper-worker") for name in wrapper.threads]
+    assert on_worker == [True, False]

@@ -78,7 +78,7 @@ class PRHelperSgIo(PRManager, qom_type="qompr-pr-helper-sgio"):
         return pr_helper_sgio(fd, cdb, data)
 
     @override
-    def cannot_block(self, fd: int) -> bool:
+    def cannot_block(self, fd: int, cdb: bytes | None = None) -> bool:
         """True where the ioctl fails at once (a pipe, a socket, /dev/null, a local file):
         the server then answers on its event loop, as fast as qemu-pr-helper would fail."""
         return sgio_cannot_block(fd)

@@ -4,13 +4,14 @@
 General layout.  One event loop (:class:`~qompr.daemon._loop.Loop`) owns the listening socket
 and every connection, and does all their I/O: reads, parsing, replies.  A command runs
 
-* *on the loop* when the executor says it cannot block (``cannot_block(fd)`` of the
+* *on the loop* when the executor says it cannot block (``cannot_block(fd, cdb)`` of the
   manager contract): the default SG_IO executor on an fd that is not a device (a pipe, a
   socket, /dev/null and its kin, a file on a local filesystem), where the ioctl fails at once,
   exactly as in qemu-pr-helper; a ``--backend`` manager that says so (``pr-manager-emulated``
-  in memory).  There a thread hop would cost more than the whole command;
+  in memory, and its PR IN from a state file).  There a thread hop would cost more than the
+  whole command;
 * *on a worker thread* otherwise (a block or SCSI device, where SG_IO may take seconds; a
-  manager with a state file): at most :attr:`HelperServer.max_workers` at once, as
+  PR OUT to a state file, which fsyncs): at most :attr:`HelperServer.max_workers` at once, as
   qemu-pr-helper's thread pool stops at 64.
 
 One thread doing every Python step of every connection keeps the interpreter lock out of the
@@ -532,7 +533,7 @@ class HelperServer:
                 self._close(client, "closed by the client")
                 return
             assert isinstance(event, HelperRequest)
-            if not self._on_loop(event.fd):
+            if not self._on_loop(event.fd, event.cdb):
                 self._offload(client, event)
                 return
             self._answer(client, event, self._execute_here(client, event))
@@ -542,11 +543,11 @@ class HelperServer:
                 self._close(client, "service stopping")
                 return
 
-    def _on_loop(self, fd: int) -> bool:
+    def _on_loop(self, fd: int, cdb: bytes) -> bool:
         if self._loop_slow_until and self.loop.time() < self._loop_slow_until:
             return False
         try:
-            return self.backend.cannot_block(fd)
+            return self.backend.cannot_block(fd, cdb)
         except Exception:
             log.exception("cannot_block() failed: running the command on a worker thread")
             return False

@@ -18,7 +18,8 @@ default that fits a real device.  Nothing is found by ``getattr`` or ``inspect``
 :attr:`~PRManager.default_nexus`   the I_T nexus of commands given without one; ``None``: the
                                    device knows its own (a real LU sees the host's initiator)
 :meth:`~PRManager.nexus_for_client`  the I_T nexus of a helper client (:class:`ClientIdentity`)
-:meth:`~PRManager.cannot_block`    a command on this fd finishes at once (may run on a loop)
+:meth:`~PRManager.cannot_block`    a command (this CDB) on this fd finishes at once (may run on a
+                                   loop)
 :meth:`~PRManager.required_capabilities`  what a privilege drop must keep
 :meth:`~PRManager.test_unit_ready`  TEST UNIT READY, which reports a pending unit attention
 ================================  ============================================================
@@ -135,11 +136,16 @@ class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_C
         """
         return None
 
-    def cannot_block(self, fd: int) -> bool:
+    def cannot_block(self, fd: int, cdb: bytes | None = None) -> bool:
         """Whether a command on *fd* is sure to finish at once.
 
         A server may then run it on its event loop instead of a worker thread; so a manager
         must only say True when no I/O can wait (default False).
+
+        :param fd: the logical unit's fd.
+        :param cdb: the command, when the caller knows it (``qompr-pr-helper`` asks per
+            command): a manager whose reads are quick but whose writes wait (a state file:
+            PR IN reads, PR OUT fsyncs) answers for it; ``None`` asks about any command.
         """
         return False
 

@@ -82,8 +82,8 @@ class DelegatingPRManager(PRManager):
         return self.delegate.nexus_for_client(client)
 
     @override
-    def cannot_block(self, fd: int) -> bool:
-        return self.delegate.cannot_block(fd)
+    def cannot_block(self, fd: int, cdb: bytes | None = None) -> bool:
+        return self.delegate.cannot_block(fd, cdb)
 
     @override
     def required_capabilities(self) -> frozenset[Capability]:

@@ -94,7 +94,7 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
         return ScsiResult(status, b"", outcome.data[: min(transferred, max(length, 0))])
 
     @override
-    def cannot_block(self, fd: int) -> bool:
+    def cannot_block(self, fd: int, cdb: bytes | None = None) -> bool:
         """True where the ioctl fails at once (not a device: a pipe, /dev/null, a local file)."""
         return sgio_cannot_block(fd)
 

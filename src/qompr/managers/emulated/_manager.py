@@ -65,6 +65,7 @@ DEFAULT_MAX_REGISTRATIONS: Final = 4096
 #: a retryable CHECK CONDITION before the guest gives up on the command and resets the LU.
 DEFAULT_TIMEOUT_MS: Final = 5000
 _READS: Final = frozenset({Opcode.PERSISTENT_RESERVE_IN, Opcode.REQUEST_SENSE})
+_PR_IN: Final = bytes([Opcode.PERSISTENT_RESERVE_IN])
 
 log = logging.getLogger(__name__)
 
@@ -244,13 +245,21 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         return nexus_for_pid(client.pid, self.initiator_rule, target_port=port)
 
     @override
-    def cannot_block(self, fd: int) -> bool:
+    def cannot_block(self, fd: int, cdb: bytes | None = None) -> bool:
         """Whether a command on *fd* finishes at once: the store says so (memory: yes; a
-        file or a database: no, a command may wait for a lock, fsync or the network) and no
+        file or a database: no, a command may wait for a lock, fsync or the network), or
+        *cdb* is a PR IN and the store is an SQLite file, which reads its committed state
+        without a write transaction (WAL: readers never wait for writers); and no
         ``abort_handler`` is set.  ``qompr-pr-helper --backend`` then runs commands on its
-        event loop instead of handing each to a worker thread."""
+        event loop instead of handing each to a worker thread.  (A PR IN that reports a
+        unit attention clears it, which writes: rare, bounded by ``timeout``, and the
+        daemon moves commands off its loop for a while after one that took long.)"""
         store = self._store
-        return store is not None and store.cannot_block and self.abort_handler is None
+        if store is None or self.abort_handler is not None:
+            return False
+        if store.cannot_block:
+            return True
+        return cdb is not None and cdb[:1] == _PR_IN and isinstance(store, SqliteStore)
 
     @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
