@@ -24,6 +24,11 @@ from qompr.managers._delegating import DelegatingPRManager as DelegatingPRManage
 
 if TYPE_CHECKING:
     from qompr.managers._direct import PRManagerDirect as PRManagerDirect
+    from qompr.managers._handover import HandoverError as HandoverError
+    from qompr.managers._handover import HandoverReason as HandoverReason
+    from qompr.managers._handover import HandoverResult as HandoverResult
+    from qompr.managers._handover import PRPath as PRPath
+    from qompr.managers._handover import take_over as take_over
     from qompr.managers._helper import PRManagerHelper as PRManagerHelper
     from qompr.managers.emulated import PRManagerEmulated as PRManagerEmulated
     from qompr.managers.multipath import PRManagerMultipath as PRManagerMultipath
@@ -34,13 +39,18 @@ __all__ = [
     "TEST_UNIT_READY_CDB",
     "ClientIdentity",
     "DelegatingPRManager",
+    "HandoverError",
+    "HandoverReason",
+    "HandoverResult",
     "PRManager",
     "PRManagerDirect",
     "PRManagerEmulated",
     "PRManagerHelper",
     "PRManagerMultipath",
+    "PRPath",
     "pr_manager_lookup",
     "query_pr_managers",
+    "take_over",
 ]
 
 # The built-in managers, by the module that defines each (loaded on first access).
@@ -49,6 +59,12 @@ _LAZY = {
     "PRManagerHelper": "qompr.managers._helper",
     "PRManagerEmulated": "qompr.managers.emulated",
     "PRManagerMultipath": "qompr.managers.multipath",
+    # Live-migration handover (docs/migration.md).
+    "HandoverError": "qompr.managers._handover",
+    "HandoverReason": "qompr.managers._handover",
+    "HandoverResult": "qompr.managers._handover",
+    "PRPath": "qompr.managers._handover",
+    "take_over": "qompr.managers._handover",
 }
 
 
