@@ -85,6 +85,7 @@ from qompr.transport.unix import ANCILLARY_SIZE
 from qompr.transport.unix import fds_from_ancillary
 
 if TYPE_CHECKING:
+    from qompr.daemon._tracking import PRTracker
     from qompr.scsi import Nexus
 
 __all__ = [
@@ -227,6 +228,8 @@ class HelperServer:
     :param stall_timeout: seconds a connection may owe bytes (its handshake, the rest of a
         request) or leave its reply unread before it is closed (``--stall-timeout``).
     :param on_event: called (on the loop) with ``"ready"`` and ``"stopping"``, for sd_notify.
+    :param tracker: tracks what each client VM holds, from its PR OUT commands
+        (:mod:`qompr.daemon._tracking`, live migration); none if omitted.
     """
 
     def __init__(
@@ -240,6 +243,7 @@ class HelperServer:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         on_event: Callable[[str], None] | None = None,
+        tracker: PRTracker | None = None,
     ) -> None:
         self.listener = listener
         if backend is None:
@@ -253,6 +257,7 @@ class HelperServer:
         self.max_connections = max_connections
         self.stall_timeout = stall_timeout
         self._on_event = on_event
+        self.tracker = tracker
         #: The event loop; add signal handlers to it before :meth:`serve_forever`.
         self.loop = Loop()
         self._workers = _Workers(max_workers, self.loop.call_soon_threadsafe)
@@ -719,7 +724,15 @@ class HelperServer:
                 # send zeros (the documented fix).
                 return _READ_ONLY_ANSWER
         try:
-            result = self.backend.execute(request.fd, request.cdb, request.data, nexus=client.nexus)
+            if opcode == _PR_OUT and self.tracker is not None:
+                result = self.tracker.execute(
+                    self.backend, request.fd, request.cdb, request.data,
+                    nexus=client.nexus, peer=client.peer, connection=client.id,
+                )  # fmt: skip
+            else:
+                result = self.backend.execute(
+                    request.fd, request.cdb, request.data, nexus=client.nexus
+                )
         except Exception:
             log.exception("connection %d: backend failed on %s", client.id, request.cdb.hex())
             return _TARGET_FAILURE_ANSWER

@@ -48,6 +48,7 @@ from qompr.managers import PRManager
 
 if TYPE_CHECKING:
     from qompr.daemon._control import ControlServer
+    from qompr.daemon._tracking import PRTracker
 
 __all__ = ["main", "make_executor", "run"]
 
@@ -109,6 +110,9 @@ def run(opts: Options, argv0: str = PROG) -> int:
         fail("--processes needs the SG_IO executor (no --backend)")
     listener, socket_path = _startup.listening_socket(opts.socket_path, argv0)
     control_listener = _control_socket(opts.control) if opts.control is not None else None
+    # PR tracking (live migration) is read on the control socket: on with it.  Imported now:
+    # after the privilege drop the library may not be readable.
+    tracker = _tracker() if opts.control is not None else None
     if opts.daemonize:
         _startup.daemonize()
     pidfile_fd = None
@@ -131,6 +135,7 @@ def run(opts: Options, argv0: str = PROG) -> int:
             max_connections=opts.max_connections,
             stall_timeout=opts.stall_timeout,
             on_event=on_event,
+            tracker=tracker,
         )
 
     if children is None:  # a child: serve, then leave without the parent's clean-up
@@ -208,6 +213,12 @@ def _log_statistics(server: HelperServer) -> None:
     log_statistics(stats_log, server.statistics(), server.connections())
 
 
+def _tracker() -> PRTracker:
+    from qompr.daemon._tracking import PRTracker
+
+    return PRTracker()
+
+
 def _control_socket(path: str) -> socket.socket:
     from qompr.daemon._control import control_socket
 
@@ -242,6 +253,16 @@ def _control_server(listener: socket.socket, server: HelperServer) -> ControlSer
         listener, server.loop, version=(major, minor, micro), package=f"{PROG} {__version__}"
     )
     control.register("query-stats", query_stats)
+    tracker = server.tracker
+    if tracker is not None:
+
+        def query_pr_tracking(arguments: dict[str, Any]) -> Any:
+            try:
+                return tracker.query(arguments, {c.id for c in server.connections()})
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+
+        control.register("query-pr-tracking", query_pr_tracking)
     control.start()
     return control
 

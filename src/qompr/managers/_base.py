@@ -22,6 +22,7 @@ default that fits a real device.  Nothing is found by ``getattr`` or ``inspect``
                                    loop)
 :meth:`~PRManager.required_capabilities`  what a privilege drop must keep
 :meth:`~PRManager.test_unit_ready`  TEST UNIT READY, which reports a pending unit attention
+:meth:`~PRManager.logical_unit_id`  which logical unit an fd reaches (PR tracking, migration)
 ================================  ============================================================
 
 A manager that wraps another derives from :class:`DelegatingPRManager`, which passes the whole
@@ -31,6 +32,8 @@ contract through to its ``target``.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -162,6 +165,21 @@ class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_C
         cannot send other commands than PERSISTENT RESERVE IN/OUT.
         """
         return ScsiResult.check(SenseCode.INVALID_OPCODE)
+
+    def logical_unit_id(self, fd: int) -> str:
+        """A name of the logical unit *fd* reaches, the same for every fd of it: what the
+        helper's PR tracking keys on (``docs/migration.md``).
+
+        The default names the file: ``rdev:MAJ:MIN`` for a device node (its device number),
+        else ``ino:DEV:INO``.  A manager that decides otherwise (an emulated ``lu-name``)
+        says so.
+
+        :raises OSError: *fd* is not open.
+        """
+        st = os.fstat(fd)
+        if stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
+            return f"rdev:{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        return f"ino:{st.st_dev}:{st.st_ino}"
 
     async def run_async(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None

@@ -92,3 +92,7 @@ class DelegatingPRManager(PRManager):
     @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
         return self.delegate.test_unit_ready(fd, nexus=nexus)
+
+    @override
+    def logical_unit_id(self, fd: int) -> str:
+        return self.delegate.logical_unit_id(fd)

@@ -317,9 +317,10 @@ def take_over(
         run.must("REGISTER_AND_IGNORE", _IGNORE, 0, 0, temp)
     try:
         others = keys.count(key) - (1 if had_key else 0)
-        if others <= 0 and had_key:
+        if others <= 0 and had_key and registered is None:
             # The destination is the nexus that holds the key (one host, one initiator, or
-            # a handover done already): nothing moves.
+            # a handover done already): nothing moves.  (With registered=True the caller
+            # made that registration just now: the guest's key is registered nowhere else.)
             run.must("REGISTER", PrOutAction.REGISTER, 0, temp, key)
             seconds = time.perf_counter() - start
             return HandoverResult(

@@ -230,6 +230,11 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         name = self._lu_name if self._lu_name is not None else self.lu_name
         return name or lu_identity(fd)
 
+    @override
+    def logical_unit_id(self, fd: int) -> str:
+        """The logical unit's name: ``lu-name``, else the file behind *fd*."""
+        return self.logical_unit(fd)
+
     def nexus_for_pid(self, pid: int, *, target_port: int = 1) -> Nexus:
         """The I_T nexus of client process *pid*, named by ``initiator-rule``."""
         return nexus_for_pid(pid, self.initiator_rule, target_port=target_port)
