@@ -23,7 +23,14 @@ from qompr.cli.sglib.texts import sense_text
 from qompr.linux.sgio import Direction
 from qompr.linux.sgio import SgIoOutcome
 
-__all__ = ["Outcome", "PassThrough", "Response", "cdb_text", "process_resp", "send_sg_io"]
+__all__ = [
+    "PassThrough",
+    "Response",
+    "ResponseVerdict",
+    "cdb_text",
+    "process_resp",
+    "send_sg_io",
+]
 
 _SENSE_BUFF_LEN = 64
 
@@ -53,7 +60,7 @@ class Response:
 
 
 @attrs.frozen
-class Outcome:
+class ResponseVerdict:
     """sg3_utils' verdict on a response.
 
     :param ret: the exit status.
@@ -101,7 +108,7 @@ def _resid_text(leadin: str, requested: int, got: int) -> str:
 
 def process_resp(
     resp: Response, leadin: str, verbose: int, requested: int, *, noisy: bool = True
-) -> Outcome:
+) -> ResponseVerdict:
     """sg3_utils' ``sg_cmds_process_resp`` and the ``sg_ll_*`` wrappers around it: print
     what they print and yield the exit status.
 
@@ -115,7 +122,7 @@ def process_resp(
     if resp.failure is not None:
         if verbose or noisy:
             err(f"{leadin}: {resp.failure}\n")
-        return Outcome(Exit.OTHER, failed=True)
+        return ResponseVerdict(Exit.OTHER, failed=True)
     if resp.os_error:
         text = f"{leadin}: pass-through os error: {os.strerror(resp.os_error)}\n"
         if verbose:
@@ -123,10 +130,10 @@ def process_resp(
         if resp.os_error == errno.ENXIO:
             if verbose > 2:
                 err("map ENXIO to SG_LIB_CAT_NOT_READY\n")
-            return Outcome(Exit.NOT_READY)
+            return ResponseVerdict(Exit.NOT_READY)
         if noisy and not verbose:
             err(text)
-        return Outcome(convert_errno(resp.os_error), failed=True)
+        return ResponseVerdict(convert_errno(resp.os_error), failed=True)
     if verbose > 2 and resp.duration_ms is not None:
         err(f"      duration={resp.duration_ms} ms\n")
     got = len(resp.data)
@@ -138,7 +145,7 @@ def process_resp(
                 f"{leadin}: transport: Host_status=0x{resp.host_status:02x} "
                 f"Driver_status=0x{resp.driver_status:02x}\n"
             )
-        return Outcome(Exit.TRANSPORT_ERROR, failed=True)
+        return ResponseVerdict(Exit.TRANSPORT_ERROR, failed=True)
     if driver == _DRIVER_SENSE or scsi_status in (0x02, 0x22):
         category = sense_category(resp.sense)
         if verbose or (noisy and category not in _QUIET_CATEGORIES):
@@ -147,18 +154,18 @@ def process_resp(
             if requested > 0 and got != requested and (verbose > 2 or check_data_in or got > 0):
                 err(_resid_text(leadin, requested, got))
         if category in (Exit.RECOVERED, Exit.NO_SENSE):
-            return Outcome(Exit.OK)
-        return Outcome(category)
+            return ResponseVerdict(Exit.OK)
+        return ResponseVerdict(category)
     if scsi_status:
         mapped = _STATUS_CATEGORY.get(scsi_status)
         if mapped is not None:
-            return Outcome(mapped)
+            return ResponseVerdict(mapped)
         if verbose or noisy:
             err(f"{leadin}: scsi status: {_status_text(scsi_status)}\n")
-        return Outcome(Exit.OTHER, failed=True)
+        return ResponseVerdict(Exit.OTHER, failed=True)
     if requested > 0 and got != requested and verbose > 1:
         err(_resid_text(leadin, requested, got))
-    return Outcome(Exit.OK, got)
+    return ResponseVerdict(Exit.OK, got)
 
 
 def _status_text(status: int) -> str:
@@ -208,22 +215,22 @@ def send_sg_io(
     else:
         direction = Direction.NONE
     start = time.monotonic()
-    outcome = passthrough(fd, cdb, direction, data_out=data_out, data_in_size=allocation)
+    result = passthrough(fd, cdb, direction, data_out=data_out, data_in_size=allocation)
     elapsed = int((time.monotonic() - start) * 1000)
-    if outcome.errno:
+    if result.errno:
         if verbose > 1:
-            code = outcome.errno
+            code = result.errno
             err(f"ioctl(SG_IO v3) failed: {os.strerror(code)} (errno={code})\n")
-        return Response(os_error=outcome.errno)
+        return Response(os_error=result.errno)
     data = b""
     if direction == Direction.FROM_DEV:
-        data = outcome.data[: max(0, min(allocation, allocation - outcome.resid))]
+        data = result.data[: max(0, min(allocation, allocation - result.resid))]
     return Response(
-        status=outcome.status,
-        sense=_sense_written(outcome.sense, outcome.status, outcome.driver_status),
+        status=result.status,
+        sense=_sense_written(result.sense, result.status, result.driver_status),
         data=data,
-        host_status=outcome.host_status,
-        driver_status=outcome.driver_status,
+        host_status=result.host_status,
+        driver_status=result.driver_status,
         duration_ms=elapsed,
     )
 

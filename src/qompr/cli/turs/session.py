@@ -24,8 +24,8 @@ from qompr.cli.backend import PluginSource
 from qompr.cli.backend import open_backend
 from qompr.cli.sglib import err
 from qompr.cli.sglib import out
-from qompr.cli.sglib.passthrough import Outcome
 from qompr.cli.sglib.passthrough import Response
+from qompr.cli.sglib.passthrough import ResponseVerdict
 from qompr.cli.sglib.passthrough import cdb_text
 from qompr.cli.sglib.passthrough import process_resp
 from qompr.cli.sglib.sense import information
@@ -71,7 +71,7 @@ class _Turs:
 
     def tur(
         self, *, noisy: bool, leadin: str = "test unit ready", show_cdb: bool = True
-    ) -> Outcome:
+    ) -> ResponseVerdict:
         """One TEST UNIT READY, judged as ``sg_cmds_process_resp`` does."""
         if show_cdb and self.op.verbose:
             err(f"    {leadin} cdb: {cdb_text(_TUR_CDB)}\n")
