@@ -63,6 +63,9 @@ pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_host")]
 
 RESULT = "direct.json"
 WEDGE_RESULT = "wedge.json"
+#: How the two beds boot (bench/vmbed.py boots them the same way).
+BED: dict[str, Any] = {"paths": 3, "pr_helper": True, "cwd": REPO, "timeout": 400}
+WEDGE_BED: dict[str, Any] = {"paths": 2, "pr_helper": True, "cwd": REPO, "timeout": 300}
 K1, K2, K3 = 0xA1A1, 0xB2B2, 0xC3C3
 TYPES = (1, 3, 5, 6, 7, 8)
 ALL_REGISTRANTS = (7, 8)
@@ -471,7 +474,7 @@ def guest_wedge() -> None:  # pragma: no cover - runs in the VM
 
 @pytest.fixture(scope="module")
 def bed() -> VMResult:
-    return boot(GUEST_SCRIPT, RESULT, paths=3, pr_helper=True, cwd=REPO, timeout=400)
+    return boot(GUEST_SCRIPT, RESULT, **BED)
 
 
 @pytest.fixture(scope="module")
@@ -482,7 +485,7 @@ def seen(bed: VMResult) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def wedge() -> VMResult:
     """The boot that wedges the LU (placed last: the module's other tests use ``bed``)."""
-    return boot(WEDGE_SCRIPT, WEDGE_RESULT, paths=2, pr_helper=True, cwd=REPO, timeout=300)
+    return boot(WEDGE_SCRIPT, WEDGE_RESULT, **WEDGE_BED)
 
 
 @pytest.fixture(scope="module")
@@ -785,13 +788,15 @@ def test_timeout_property(seen: dict[str, Any]) -> None:
     assert seen["timeout_set"] == 15000
 
 
-def test_direct_timings(bed: VMResult, seen: dict[str, Any]) -> None:
+def test_direct_run_finishes(bed: VMResult, seen: dict[str, Any]) -> None:
     print(
         f"\ndirect VM run: wall {bed.wall_time:.1f}s, guest {bed.timings}, "
         f"guest program {seen['seconds']}s",
         file=sys.stderr,
     )
-    assert bed.wall_time < 120
+    # Finishing is the behaviour; how long it takes is bench/vmbed.py's to measure, beside an
+    # empty boot of the same bed in the same run (a wall budget here failed under load).
+    assert bed.exit_status == 0 and seen["done"] is True and "setup_failure" not in seen
 
 
 # ------------------------------------------------------------------- the wedged LU (last boot)
@@ -834,6 +839,8 @@ def test_the_kernel_waits_for_its_own_work_item(wedged: dict[str, Any]) -> None:
     assert any("tcm_loop_abort_task" in t for t in tasks)
 
 
-def test_wedge_timings(wedge: VMResult) -> None:
+def test_wedge_run_finishes(wedge: VMResult, wedged: dict[str, Any]) -> None:
     print(f"\nwedge VM run: wall {wedge.wall_time:.1f}s, guest {wedge.timings}", file=sys.stderr)
-    assert wedge.wall_time < 120
+    # Finishing is the behaviour; how long it takes is bench/vmbed.py's to measure, beside an
+    # empty boot of the same bed in the same run (a wall budget here failed under load).
+    assert wedge.exit_status == 0 and wedged["done"] is True

@@ -53,6 +53,8 @@ FOREIGN = 0xBBB
 WRONG = 0xDEAD
 MPATH_KEY = f"{KEY:#x}"
 RESULT = "multipath.json"
+#: How the bed boots for this module (bench/vmbed.py boots it the same way).
+BED: dict[str, Any] = {"paths": 3, "mpath_key": MPATH_KEY, "cwd": REPO, "timeout": 400}
 #: SAS address of the tcm_loop initiator of path N (tests/vm/guest-init.sh names them).
 INITIATOR = 0x5001_4050_0000_B000
 RESERVATION_CONFLICT = 0x18
@@ -343,7 +345,7 @@ def _daemon_section(note: Callable[[str, Any], None], fd: int, devs: list[str], 
 
 @pytest.fixture(scope="module")
 def bed() -> VMResult:
-    return boot(GUEST_SCRIPT, RESULT, paths=3, mpath_key=MPATH_KEY, cwd=REPO, timeout=400)
+    return boot(GUEST_SCRIPT, RESULT, **BED)
 
 
 @pytest.fixture(scope="module")
@@ -570,11 +572,13 @@ def test_without_multipathd_creation_fails_and_doctor_says_why(seen: dict[str, A
     assert keys_of(seen["keys_down"]["data"])[1] == [KEY] * 4
 
 
-def test_timings(bed: VMResult, seen: dict[str, Any]) -> None:
+def test_run_finishes(bed: VMResult, seen: dict[str, Any]) -> None:
     print(
         f"\nmultipath VM run: wall {bed.wall_time:.1f}s, guest {bed.timings}, "
         f"object creation {seen['create_seconds']}s, path 4 registered after "
         f"{seen['path4_registered']}s",
         file=sys.stderr,
     )
-    assert bed.wall_time < 300
+    # Finishing is the behaviour; how long it takes is bench/vmbed.py's to measure, beside an
+    # empty boot of the same bed in the same run (a wall budget here failed under load).
+    assert bed.exit_status == 0 and seen["done"] is True

@@ -72,6 +72,8 @@ from .vmbed import VMResult
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("vm_host")]
 
 RESULT = "persist.json"
+#: How the bed boots for this module (bench/vmbed.py boots it the same way).
+BED: dict[str, Any] = {"paths": 3, "cwd": REPO, "timeout": 400}
 K1, K2, K3 = 0xA1, 0xB2, 0xC3
 TYPES = (1, 3, 5, 6, 7, 8)
 TYPE_TEXT = {
@@ -432,7 +434,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
 
 @pytest.fixture(scope="module")
 def bed() -> VMResult:
-    return boot(GUEST_SCRIPT, RESULT, paths=3, cwd=REPO, timeout=400)
+    return boot(GUEST_SCRIPT, RESULT, **BED)
 
 
 @pytest.fixture(scope="module")
@@ -660,11 +662,13 @@ def test_a_cut_key_list_is_the_one_deliberate_difference(seen: dict[str, Any]) -
     assert "3 registered reservation keys follow" in theirs[0]
 
 
-def test_persist_timings(bed: VMResult, seen: dict[str, Any]) -> None:
+def test_persist_run_finishes(bed: VMResult, seen: dict[str, Any]) -> None:
     print(
         f"\npersist VM run: wall {bed.wall_time:.1f}s, guest {bed.timings}, "
         f"guest program {seen['seconds']}s, {len(seen['cases'])} comparisons, qompr's SG_IO "
         f"buffer at page offset {seen['stale_buffer']['qompr_page_offset']}",
         file=sys.stderr,
     )
-    assert bed.wall_time < 150
+    # Finishing is the behaviour; how long it takes is bench/vmbed.py's to measure, beside an
+    # empty boot of the same bed in the same run (a wall budget here failed under load).
+    assert bed.exit_status == 0 and seen["done"] is True and "setup_failure" not in seen
