@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 SRC = ROOT / "src" / "qompr"
 #: Test directories that test no single package of src/qompr.
-NOT_MIRRORED = {"_support", "corpus", "interop", "plugins", "vm"}
+NOT_MIRRORED = {"_support", "cluster", "corpus", "interop", "plugins", "vm"}
 
 
 def _test_dirs() -> list[Path]:

@@ -11,6 +11,9 @@ Multi-initiator harness
 Conformance
     :mod:`qompr.testing.scenario` (the scenarios every manager answering like LIO passes,
     their format and runner) and the pytest plugin :mod:`qompr.testing.conformance`.
+Concurrency
+    :mod:`qompr.testing.checker`: whether a history of commands from many clients and
+    daemons is explained by one serial order per logical unit (the stores' guarantee).
 Commands
     :func:`pr_in`, :func:`pr_out` (raw 16-byte CDBs as the helper protocol carries them),
     :func:`pr_out_command` (a PR OUT CDB with its parameter list).

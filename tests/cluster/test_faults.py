@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: MIT
+"""Faults in the middle of a cluster's random run: ``kill -9`` of a daemon, and (on
+PostgreSQL) ``pg_ctl restart -m immediate`` of the database.
+
+Each client is a VM on one host: it talks only to its own host's daemon, and reconnects to
+it when the connection breaks (as QEMU's pr-manager-helper does).  Afterwards:
+
+* the history, final reads through every daemon included, is explained by one serial order
+  per logical unit (:mod:`qompr.testing.checker`): no acknowledged command lost, no answer
+  a serial execution would not give; an answer during the outage is a retryable CHECK
+  CONDITION (held to "applied nothing") or no answer at all, never HARDWARE ERROR;
+* a *ledger* logical unit makes lost acknowledgements plain to count: every few commands a
+  client registers a growing key there (REGISTER AND IGNORE EXISTING KEY, nobody else
+  touches its registration), so its final key must be at least its last acknowledged one;
+* service resumed by itself: every client got acknowledged answers after the fault.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from qompr.scsi import PrInAction
+from qompr.scsi import ReadFullStatusData
+from qompr.scsi import ScsiStatus
+from qompr.scsi import SenseCode
+from qompr.testing.checker import CheckReport
+from qompr.testing.checker import Operation
+from qompr.testing.checker import check
+
+from .conftest import SharedStore
+from .harness import AgentProcess
+from .harness import Agents
+from .harness import Cluster
+from .harness import backend
+from .harness import lu_file
+from .test_concurrency import final_reads
+from .test_concurrency import report_line
+from .test_concurrency import requests
+
+SECONDS = max(4.0, float(os.environ.get("QOMPR_CLUSTER_SECONDS", "5")))
+DAEMONS = 3
+CLIENTS_PER_DAEMON = 2
+#: Deadline for service to come back after a fault (generous: a loaded 2-core machine).
+RESUME_DEADLINE = 30.0
+
+
+@attrs.frozen
+class FaultRun:
+    report: CheckReport
+    history: list[Operation]
+    fault_at: float
+    back_at: float
+    acknowledged_lost: int
+    ledger_acks: int
+    connects_failed: int
+
+
+def ledger_lost(history: list[Operation], ledger: str, final: Operation) -> tuple[int, int]:
+    """(acknowledged ledger registrations not visible at the end, all acknowledged ones)."""
+    assert final.status == ScsiStatus.GOOD
+    seen = {
+        d.transport_id: d.reservation_key
+        for d in ReadFullStatusData.from_bytes(final.data_in).descriptors
+    }
+    lost = 0
+    acks = 0
+    for op in history:
+        if op.lu != ledger or not op.is_pr_out or op.status != ScsiStatus.GOOD:
+            continue
+        acks += 1
+        key = int.from_bytes(op.data[8:16], "big")
+        if seen.get(op.nexus.transport_id, 0) < key:
+            lost += 1  # acknowledged, and not (or an older key) there at the end
+    return lost, acks
+
+
+def fault_run(
+    store: SharedStore, workdir: Path, inject: Callable[[Cluster], None], name: str
+) -> FaultRun:
+    lus = [lu_file(workdir, f"lu{i}") for i in range(2)]
+    ledger = lu_file(workdir, "ledger")
+    names = [f"f{i}" for i in range(DAEMONS * CLIENTS_PER_DAEMON)]
+    spec = backend(store.state, extra=store.extra)
+    with Cluster(spec, workdir, DAEMONS) as cluster, Agents(names) as agents:
+        members: list[AgentProcess] = list(agents)
+        reqs = requests(members, cluster.sockets, lus, SECONDS, ledger=ledger, ledger_every=3)
+        for index, (agent, req) in enumerate(zip(members, reqs, strict=True)):
+            home = cluster.sockets[index % DAEMONS]
+            req["sockets"] = [home]  # its own host's daemon only
+            agent.connect(home)  # started and connected: the run begins at once
+        for agent, req in zip(members, reqs, strict=True):
+            agent.send(req)
+        # The fault falls a third into the run: a moment, not a synchronisation.
+        time.sleep(SECONDS / 3)
+        fault_at = time.monotonic()
+        inject(cluster)
+        back_at = time.monotonic()
+        answers = [agent.receive(SECONDS + 120) for agent in members]
+        history = [Operation.from_json(raw) for answer in answers for raw in answer["ops"]]
+        finals = final_reads(members, cluster.sockets, [*lus, ledger])
+        history += finals
+        ledger_status = next(
+            op
+            for op in reversed(finals)
+            if op.lu == ledger and op.cdb[1] == PrInAction.READ_FULL_STATUS
+        )
+        stderr = cluster.stop()
+    report = check(history)
+    lost, acks = ledger_lost(history, ledger, ledger_status)
+    connects_failed = sum(int(a["connects_failed"]) for a in answers)
+    report_line(
+        name,
+        report,
+        faults=1,
+        ledger_acks=acks,
+        acknowledged_lost=lost,
+        refused_connects=connects_failed,
+    )
+    assert not any("Traceback" in text for text in stderr), stderr
+    return FaultRun(report, history, fault_at, back_at, lost, acks, connects_failed)
+
+
+def assert_resumed(run: FaultRun, initiators: set[str]) -> None:
+    """Every client got acknowledged answers after the fault was over."""
+    after = {op.initiator for op in run.history if op.acknowledged and op.invoked > run.back_at}
+    assert after == initiators
+
+
+def assert_no_wrong_kind_of_answer(run: FaultRun) -> None:
+    """No HARDWARE ERROR: a store fault is answered as retryable (the checker would also
+    refuse it, as no serial execution gives it; this says it plainly)."""
+    for op in run.history:
+        assert op.sense_code != SenseCode.TARGET_FAILURE, op.describe()
+
+
+def test_kill_9_of_a_daemon_mid_run(shared_store: SharedStore, tmp_path: Path) -> None:
+    def kill_and_restart(cluster: Cluster) -> None:
+        cluster.kill(1)  # SIGKILL, reaped
+        cluster.restart(1)  # as systemd's Restart=always would
+
+    run = fault_run(shared_store, tmp_path, kill_and_restart, f"kill-9/{shared_store.kind}")
+    assert run.acknowledged_lost == 0
+    assert run.ledger_acks >= 10
+    # The killed daemon's clients lost a connection: commands without an answer.
+    victims = {f"vm:f{i}" for i in range(DAEMONS * CLIENTS_PER_DAEMON) if i % DAEMONS == 1}
+    unanswered = {op.initiator for op in run.history if op.unanswered}
+    assert unanswered and unanswered <= victims
+    assert_resumed(run, {f"vm:f{i}" for i in range(DAEMONS * CLIENTS_PER_DAEMON)})
+    assert_no_wrong_kind_of_answer(run)
