@@ -60,7 +60,7 @@ def emu() -> PRManagerEmulated:
 
 @pytest.fixture
 def tracker(proc: Path) -> PRTracker:
-    return PRTracker(proc=str(proc), clock=lambda: 1000.0)
+    return PRTracker(proc=str(proc), clock=lambda: 1000.0, qemu11_handover=True)
 
 
 def nexus(peer: PeerCredentials) -> Nexus:
@@ -330,6 +330,26 @@ def test_qemu11_destination_sequence_through_the_tracker(
             assert res.holder == nexus(DST)
     else:
         assert res is None
+    assert entry(tracker, DST) == (KEY, pr_type)
+
+
+@pytest.mark.parametrize("pr_type", [0, 5])
+def test_qemu11_passthrough_by_default(proc: Path, emu: PRManagerEmulated, pr_type: int) -> None:
+    # --migrate-pr=passthrough: the target gets QEMU's PREEMPT, as from qemu-pr-helper.
+    tracker = PRTracker(proc=str(proc))
+    send(tracker, emu, SRC, PrOutAction.REGISTER, sark=KEY)
+    if pr_type:
+        send(tracker, emu, SRC, PrOutAction.RESERVE, rk=KEY, pr_type=pr_type)
+    assert send(tracker, emu, DST, PrOutAction.REGISTER, rk=0, sark=KEY) == ScsiStatus.GOOD
+    status = send(tracker, emu, DST, PrOutAction.PREEMPT, rk=KEY, sark=KEY, pr_type=pr_type)
+    assert tracker.takeovers == 0
+    regs = {n.initiator for n, _ in emu.snapshot(-1).registrations}
+    if pr_type:  # LIO moves a reservation the guest held
+        assert status == ScsiStatus.GOOD
+        assert regs == {f"pid:{DST.pid}"}
+    else:  # LIO refuses TYPE 0: the source stays registered
+        assert status == ScsiStatus.CHECK_CONDITION
+        assert regs == {f"pid:{SRC.pid}", f"pid:{DST.pid}"}
     assert entry(tracker, DST) == (KEY, pr_type)
 
 

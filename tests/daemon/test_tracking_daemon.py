@@ -108,13 +108,17 @@ class Qemu:
 class Bed:
     """A helper with the emulated backend (LIO mode) and a control socket."""
 
-    def __init__(self, tmp: Path, rule: str) -> None:
+    def __init__(self, tmp: Path, rule: str, mode: str) -> None:
         self.control = str(tmp / "control.sock")
         self.image = str(tmp / "disk.img")
         Path(self.image).write_bytes(bytes(4096))
         backend = f"pr-manager-emulated,id=emu0,lu-name=lu0,mode=lio,initiator-rule={rule}"
         self.helper = HelperProcess.qompr(
-            *KEEP, f"--backend={backend}", f"--control={self.control}", workdir=str(tmp)
+            *KEEP,
+            f"--backend={backend}",
+            f"--control={self.control}",
+            f"--migrate-pr={mode}",
+            workdir=str(tmp),
         )
         self.clients: list[Qemu] = []
 
@@ -131,8 +135,8 @@ class Bed:
 
 @pytest.fixture
 def bed(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Bed]:
-    rule = getattr(request, "param", "pid")
-    the_bed = Bed(tmp_path, rule)
+    rule, _, mode = getattr(request, "param", "pid").partition(":")
+    the_bed = Bed(tmp_path, rule, mode or "handover")
     the_bed.helper.start()
     wait_for_socket(the_bed.control)
     try:
@@ -185,6 +189,24 @@ def test_qemu11_destination_sequence_with_pid_initiators(bed: Bed, pr_type: int)
     assert dst.initiator == f"pid:{destination.pid}"
     # The source's view is QEMU's: what its guest did (it is stale now, as in QEMU).
     assert (entries[source.pid].key, entries[source.pid].type) == (KEY, pr_type)
+
+
+@pytest.mark.parametrize("bed", ["pid:passthrough"], indirect=True)
+def test_qemu11_passthrough_is_qemu_pr_helpers(bed: Bed) -> None:
+    # The default: QEMU's PREEMPT reaches the target as sent.  LIO refuses TYPE 0, and the
+    # source's registration stays (what the real qemu-pr-helper gives too).
+    source = bed.qemu("vm1")
+    assert source.out(PrOutAction.REGISTER, sark=KEY) == GOOD
+    destination = bed.qemu("vm1")
+    assert destination.out(PrOutAction.REGISTER, rk=0, sark=KEY) == GOOD
+    assert destination.out(PrOutAction.PREEMPT, rk=KEY, sark=KEY, pr_type=0) == CHECK_CONDITION
+    status = full_status(destination)
+    assert status == {
+        tid(f"pid:{source.pid}"): (KEY, False, 0),
+        tid(f"pid:{destination.pid}"): (KEY, False, 0),
+    }
+    # Tracked all the same.
+    assert {e.pid for e in query_tracking(bed.control)} == {source.pid, destination.pid}
 
 
 @pytest.mark.parametrize("bed", ["vm-name"], indirect=True)
@@ -253,3 +275,12 @@ def test_embed_handover_through_the_helper(bed: Bed) -> None:
     # The source's entry is the source QEMU's view; the handover was not a guest's command.
     entries: list[Any] = query_tracking(bed.control, pid=source.pid)
     assert [(e.key, e.type) for e in entries] == [(KEY, 5)]
+
+
+def test_migrate_pr_mode_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from qompr.daemon.main import main
+
+    assert main(["qompr-pr-helper", "--migrate-pr=always"]) == 1
+    assert capsys.readouterr().err == (
+        "qompr-pr-helper: invalid --migrate-pr mode 'always' (passthrough or handover)\n"
+    )

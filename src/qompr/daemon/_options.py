@@ -67,6 +67,7 @@ _LONG = {
     "max-connections": True,
     "stall-timeout": True,
     "control": True,
+    "migrate-pr": True,
 }
 _ALIASES = {
     "-h": "--help",
@@ -118,7 +119,11 @@ qompr options:
                             close a connection that leaves a message unfinished or
                             its reply unread this long (default {stall:g})
       --control=PATH        answer QMP-shaped JSON commands (query-stats) on this
-                            unix socket (mode 0600)
+                            unix socket (mode 0600); tracks each VM's PR key and
+                            type for live migration (query-pr-tracking)
+      --migrate-pr=MODE     QEMU 11's migrate-pr destination PREEMPT: 'passthrough'
+                            (default, as qemu-pr-helper) or 'handover' (done right
+                            on every target, LIO included)
 """
 
 
@@ -144,6 +149,7 @@ class Options:
     :param max_connections: ``--max-connections``.
     :param stall_timeout: ``--stall-timeout``, in seconds.
     :param control: ``--control``, the control socket's path.
+    :param migrate_pr: ``--migrate-pr``: ``passthrough`` or ``handover``.
     """
 
     socket_path: str | None = None
@@ -164,6 +170,7 @@ class Options:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
     control: str | None = None
+    migrate_pr: str = "passthrough"
 
 
 class Exit(Exception):  # noqa: N818  (control flow: main() prints it and exits)
@@ -287,6 +294,10 @@ def parse_args(argv: Sequence[str]) -> Options:
                 if not value.startswith("/"):
                     fail("control socket path must be absolute")
                 opts.control = value
+            elif name == "--migrate-pr":
+                if value not in ("passthrough", "handover"):
+                    fail(f"invalid --migrate-pr mode '{value}' (passthrough or handover)")
+                opts.migrate_pr = value
     except GetoptError as exc:
         raise Exit(
             1, err=f"{prog}: {exc}\n{PROG}: Try `{prog} --help' for more information.\n"

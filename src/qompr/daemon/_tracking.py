@@ -18,11 +18,13 @@ REGISTER AND MOVE                       not tracked (as QEMU); the entry is mark
 
 QEMU 11's destination sends REGISTER (RK 0, SARK key) then PREEMPT (RK = SARK = key, TYPE, 0
 when nothing is reserved).  LIO refuses TYPE 0, and a PREEMPT that only removes registrations
-removes the sender's own too, on LIO and by SPC-4's letter.  So when a connection's PREEMPT
-has RK = SARK = the key its previous PR OUT on that logical unit registered with RK 0 (that
-sequence exactly), the helper runs :func:`qompr.managers.take_over` instead, which does what
-QEMU means on every target, and answers GOOD; where there is nothing to take over (the key is
-registered nowhere else) the PREEMPT goes to the target as sent.
+removes the sender's own too, on LIO and by SPC-4's letter.  With ``qemu11_handover``
+(``--migrate-pr=handover``), when a connection's PREEMPT has RK = SARK = the key its previous
+PR OUT on that logical unit registered with RK 0 (that sequence exactly), the helper runs
+:func:`qompr.managers.take_over` instead, which does what QEMU means on every target, and
+answers GOOD; where there is nothing to take over (the key is registered nowhere else) the
+PREEMPT goes to the target as sent.  Without it (the default) every command goes to the
+target as sent, as qemu-pr-helper sends it.
 
 Bounds (every client is hostile): at most :attr:`PRTracker.max_entries` entries, of which at
 most :attr:`PRTracker.max_per_client` for one client process; past either the entry changed
@@ -168,6 +170,7 @@ class PRTracker:
 
     :param max_entries: most entries kept.
     :param max_per_client: most entries one client process may have.
+    :param qemu11_handover: run the handover for QEMU 11's destination PREEMPT.
     :param proc: where /proc is (tests).
     """
 
@@ -176,11 +179,13 @@ class PRTracker:
         *,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_per_client: int = DEFAULT_MAX_PER_CLIENT,
+        qemu11_handover: bool = False,
         proc: str = "/proc",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.max_entries = max_entries
         self.max_per_client = max_per_client
+        self.qemu11_handover = qemu11_handover
         self._proc = proc
         self._clock = clock
         self._lock = threading.Lock()
@@ -215,7 +220,12 @@ class PRTracker:
         pr_type = cdb[2] & 0x0F
         rk = int.from_bytes(data[0:8], "big") if len(data) >= 16 else 0
         sark = int.from_bytes(data[8:16], "big") if len(data) >= 16 else 0
-        if action == _PREEMPT and rk == sark != 0 and self._fresh(peer.pid, lu, rk):
+        if (
+            action == _PREEMPT
+            and rk == sark != 0
+            and self.qemu11_handover
+            and self._fresh(peer.pid, lu, rk)
+        ):
             path = PRPath(manager, fd, nexus)
             answer = self._qemu11_takeover(
                 path, peer=peer, connection=connection, lu=lu, key=rk, pr_type=pr_type

@@ -110,9 +110,11 @@ def run(opts: Options, argv0: str = PROG) -> int:
         fail("--processes needs the SG_IO executor (no --backend)")
     listener, socket_path = _startup.listening_socket(opts.socket_path, argv0)
     control_listener = _control_socket(opts.control) if opts.control is not None else None
-    # PR tracking (live migration) is read on the control socket: on with it.  Imported now:
-    # after the privilege drop the library may not be readable.
-    tracker = _tracker() if opts.control is not None else None
+    # PR tracking (live migration) is read on the control socket, and recognises QEMU 11's
+    # destination sequence: on with either.  Imported now: after the privilege drop the
+    # library may not be readable.
+    handover = opts.migrate_pr == "handover"
+    tracker = _tracker(handover) if opts.control is not None or handover else None
     if opts.daemonize:
         _startup.daemonize()
     pidfile_fd = None
@@ -213,10 +215,10 @@ def _log_statistics(server: HelperServer) -> None:
     log_statistics(stats_log, server.statistics(), server.connections())
 
 
-def _tracker() -> PRTracker:
+def _tracker(handover: bool) -> PRTracker:
     from qompr.daemon._tracking import PRTracker
 
-    return PRTracker()
+    return PRTracker(qemu11_handover=handover)
 
 
 def _control_socket(path: str) -> socket.socket:
