@@ -201,15 +201,8 @@ def sg_io(
     ret = _ioctl(fd, SG_IO, ctypes.addressof(hdr))
     if ret < 0:
         return SgIoOutcome(ctypes.get_errno(), sense=bufs.sense.raw)
-    data_in = bufs.data.raw[:size] if direction == Direction.FROM_DEV else b""
-    return SgIoOutcome(
-        0,
-        hdr.status,
-        hdr.host_status,
-        hdr.driver_status,
-        hdr.resid,
-        bufs.sense.raw,
-        data_in,
+    return _answered(
+        hdr, bufs.sense.raw, bufs.data.raw[:size] if direction == Direction.FROM_DEV else b""
     )
 
 
@@ -269,12 +262,9 @@ def pr_sg_io(fd: int, cdb: bytes, data: bytes = b"") -> SgIoOutcome:
             outcome = _FAILED[err] = SgIoOutcome(err, sense=_ZERO_SENSE)
         return outcome
     bufs.sense_dirty = bufs.data_dirty = True
-    return SgIoOutcome(
-        0,
-        hdr.status,
-        hdr.host_status,
-        hdr.driver_status,
-        hdr.resid,
-        bufs.sense.raw,
-        bufs.data.raw[:size] if data_in else b"",
-    )
+    return _answered(hdr, bufs.sense.raw, bufs.data.raw[:size] if data_in else b"")
+
+
+def _answered(hdr: _SgIoHdr, sense: bytes, data: bytes) -> SgIoOutcome:
+    """The outcome of an ``SG_IO`` the kernel carried out, from the header it filled in."""
+    return SgIoOutcome(0, hdr.status, hdr.host_status, hdr.driver_status, hdr.resid, sense, data)

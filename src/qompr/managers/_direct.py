@@ -84,10 +84,10 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
             if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
                 return ScsiResult.check(SenseCode.INVALID_OPCODE)
             data_out = bytes(data[:length])
-            outcome = self._sg_io(fd, cdb16, Direction.TO_DEV, data_out=data_out)
+            outcome = self.passthrough(fd, cdb16, Direction.TO_DEV, data_out=data_out)
             status, sense, _ = map_outcome(outcome, len(data_out))
             return ScsiResult(status, _sense_bytes(sense) if status == 0x02 else b"")
-        outcome = self._sg_io(fd, cdb16, Direction.FROM_DEV, data_in_size=DATA_SIZE)
+        outcome = self.passthrough(fd, cdb16, Direction.FROM_DEV, data_in_size=DATA_SIZE)
         status, sense, transferred = map_outcome(outcome, DATA_SIZE)
         if status != 0:
             return ScsiResult(status, _sense_bytes(sense) if status == 0x02 else b"")
@@ -101,7 +101,7 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
     @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
         """TEST UNIT READY through SG_IO (the device knows its own nexus)."""
-        outcome = self._sg_io(fd, TEST_UNIT_READY_CDB, Direction.NONE)
+        outcome = self.passthrough(fd, TEST_UNIT_READY_CDB, Direction.NONE)
         status, sense, _ = map_outcome(outcome, 0)
         return ScsiResult(status, _sense_bytes(sense) if status == 0x02 else b"")
 
@@ -116,19 +116,8 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
     ) -> SgIoOutcome:
         """One SG_IO as a pass-through program sends it, any command, the kernel's answer
         unmapped (errno, host and driver status, resid): for tools that judge it themselves
-        as sg3_utils' do (``qompr persist``, ``qompr turs``).  Waited for as :meth:`run` is."""
-        return self._sg_io(fd, cdb, direction, data_out=data_out, data_in_size=data_in_size)
-
-    def _sg_io(
-        self,
-        fd: int,
-        cdb: bytes,
-        direction: Direction,
-        *,
-        data_out: bytes = b"",
-        data_in_size: int = 0,
-    ) -> SgIoOutcome:
-        """One SG_IO in a worker thread, waited for at most ``timeout`` + :data:`GRACE_MS`."""
+        as sg3_utils' do (``qompr persist``, ``qompr turs``), and under :meth:`run`.  It runs
+        in a worker thread, waited for at most ``timeout`` + :data:`GRACE_MS`."""
         timeout_ms = self.timeout
         answers: list[SgIoOutcome | BaseException] = []
         done = threading.Event()
