@@ -214,6 +214,16 @@ class Session:
         except ScsiError:
             return answer, None
 
+    def refused(
+        self, check: str, node: Node, what: str, answer: Answer, type_: PrType | None = None
+    ) -> None:
+        """A FAIL of *check*: *node*'s *what* got *answer* instead of the one asked for, with
+        what to look at (:func:`~qompr.validate._text.answer_hint`)."""
+        self.book.fail(
+            check, f"node {node.name}: {what} answered {answer.describe()}",
+            answer_hint(node, answer, type_),
+        )  # fmt: skip
+
     def alive(self, answer: Answer, node: Node, what: str) -> None:
         """Stop the steps when *node* got no answer: the LU or its path stopped answering
         (a FAIL of the check the step is about)."""

@@ -34,11 +34,7 @@ class Steps(Session):
         answer = self.out(holder, PrOutAction.RESERVE, type_=type_, rk=self.keys[holder.name])
         self.alive(answer, holder, "RESERVE")
         if not answer.ok:
-            book.fail(
-                "reserve",
-                f"node {holder.name}: RESERVE {type_.name} answered {answer.describe()}",
-                answer_hint(holder, answer, type_),
-            )
+            self.refused("reserve", holder, f"RESERVE {type_.name}", answer, type_)
             raise Stop("the reservation failed")
         if not self._reservation_seen(holder, holder, "reserve"):
             raise Stop("the reservation is not read back")
@@ -67,11 +63,7 @@ class Steps(Session):
         answer, res = self.read_reservation(node)
         self.alive(answer, node, "READ RESERVATION")
         if res is None:
-            self.book.fail(
-                check,
-                f"node {node.name}: READ RESERVATION answered {answer.describe()}",
-                answer_hint(node, answer),
-            )
+            self.refused(check, node, "READ RESERVATION", answer)
             return False
         key = self.keys[holder.name]
         want_keys = {0, *self.keys.values()} if all_registrants(type_) else {key}
@@ -210,11 +202,7 @@ class Steps(Session):
         answer = self.out(holder, PrOutAction.RELEASE, type_=type_, rk=self.keys[holder.name])
         self.alive(answer, holder, "RELEASE")
         if not answer.ok:
-            self.book.fail(
-                "release",
-                f"node {holder.name}: RELEASE {type_.name} answered {answer.describe()}",
-                answer_hint(holder, answer, type_),
-            )
+            self.refused("release", holder, f"RELEASE {type_.name}", answer, type_)
             raise Stop("RELEASE failed")
         for node in self.nodes:
             answer, res = self.read_reservation(node)
@@ -288,11 +276,7 @@ class Steps(Session):
         answer = self.out(node, PrOutAction.CLEAR, rk=self.keys[node.name])
         self.alive(answer, node, "CLEAR")
         if not answer.ok:
-            self.book.fail(
-                "clear",
-                f"node {node.name}: CLEAR answered {answer.describe()}",
-                answer_hint(node, answer),
-            )
+            self.refused("clear", node, "CLEAR", answer)
             raise Stop("CLEAR failed")
         for reader in self.nodes:
             rk, keys = self.read_keys(reader)
@@ -341,11 +325,7 @@ class Steps(Session):
             )
             raise Stop("PREEMPT AND ABORT got no answer")
         if not answer.ok:
-            book.fail(
-                "preempt-abort",
-                f"node {survivor.name}: PREEMPT AND ABORT answered {answer.describe()}",
-                answer_hint(survivor, answer, type_),
-            )
+            self.refused("preempt-abort", survivor, "PREEMPT AND ABORT", answer, type_)
             raise Stop("PREEMPT AND ABORT failed")
         if book.has("unit-attention") and "unit-attention" not in self.skip:
             self.probe_ua(victim, mark, "unit-attention", f"{survivor.name}'s PREEMPT AND ABORT")

@@ -44,7 +44,6 @@ from qompr.validate._restore import Restorer
 from qompr.validate._session import Stop
 from qompr.validate._session import new_key
 from qompr.validate._steps import Steps
-from qompr.validate._text import answer_hint
 from qompr.validate._text import keys_text
 from qompr.validate._text import nexus_hint
 from qompr.validate._text import reservation_text
@@ -205,21 +204,13 @@ class Validator(Steps):
             answer, keys = self.read_keys(node)
             self.alive(answer, node, "READ KEYS")
             if keys is None:
-                book.fail(
-                    "read-keys",
-                    f"node {node.name}: READ KEYS answered {answer.describe()}",
-                    answer_hint(node, answer),
-                )
+                self.refused("read-keys", node, "READ KEYS", answer)
             answer, res = self.read_reservation(node)
             self.alive(answer, node, "READ RESERVATION")
             answer, cap = self.capabilities(node)
             self.alive(answer, node, "REPORT CAPABILITIES")
             if cap is None:
-                book.fail(
-                    "capabilities",
-                    f"node {node.name}: REPORT CAPABILITIES answered {answer.describe()}",
-                    answer_hint(node, answer),
-                )
+                self.refused("capabilities", node, "REPORT CAPABILITIES", answer)
             else:
                 caps.append((node, cap))
             if keys is not None:
@@ -338,22 +329,14 @@ class Validator(Steps):
                 answer = self.out(node, PrOutAction.REGISTER_AND_IGNORE_EXISTING_KEY, sark=key)
                 self.alive(answer, node, "REGISTER AND IGNORE EXISTING KEY")
             if not answer.ok:
-                book.fail(
-                    "register",
-                    f"node {node.name}: REGISTER answered {answer.describe()}",
-                    answer_hint(node, answer),
-                )
+                self.refused("register", node, "REGISTER", answer)
                 if answer.conflict and self.shared:
                     book.skip("distinct-nexus", "not checkable on a LU in use (--force)")
                 raise Stop(f"node {node.name} could not register")
             answer, data = self.read_keys(node)
             self.alive(answer, node, "READ KEYS")
             if data is None:
-                book.fail(
-                    "read-keys",
-                    f"node {node.name}: READ KEYS after REGISTER answered {answer.describe()}",
-                    answer_hint(node, answer),
-                )
+                self.refused("read-keys", node, "READ KEYS after REGISTER", answer)
                 raise Stop(f"node {node.name} could not read the keys")
             now = Counter(data.keys)
             if now[key] == 0:
@@ -396,11 +379,7 @@ class Validator(Steps):
             answer, data = self.read_keys(node)
             self.alive(answer, node, "READ KEYS")
             if data is None:
-                book.fail(
-                    "read-keys",
-                    f"node {node.name}: READ KEYS answered {answer.describe()}",
-                    answer_hint(node, answer),
-                )
+                self.refused("read-keys", node, "READ KEYS", answer)
                 continue
             missing = ours - set(data.keys)
             if missing:
