@@ -106,18 +106,23 @@ def test_progress_field() -> None:
 # -- the command line --------------------------------------------------------------------------
 
 
-def test_helper_is_refused_not_ignored(capsys: pytest.CaptureFixture[str], disk: str) -> None:
-    code, out, err = run(capsys, "--helper", "/run/x.sock", disk)
+def test_helper_port_without_initiator_is_refused_not_ignored(
+    capsys: pytest.CaptureFixture[str], disk: str
+) -> None:
+    code, out, err = run(capsys, "--helper", "/run/x.sock", "--target-port", "2", disk)
     assert (code, out) == (31, "")
-    assert err == (
-        "qompr turs: --helper: the helper protocol carries only PERSISTENT RESERVE IN/OUT,"
-        " not TEST UNIT READY\n"
-    )
+    assert err == "--target-port with --helper needs --initiator: the helper names the client\n"
+    code, out, err = run(capsys, "--helper", "/run/x.sock", "--object", "pr-manager-emulated", disk)
+    assert (code, out, err[:20]) == (31, "", "--helper and --objec")
 
 
-def test_initiator_needs_an_object(capsys: pytest.CaptureFixture[str], disk: str) -> None:
+def test_initiator_needs_a_manager(capsys: pytest.CaptureFixture[str], disk: str) -> None:
     code, out, err = run(capsys, "--initiator", "a", disk)
-    assert (code, out, err) == (31, "", "--initiator and --target-port need a manager (--object)\n")
+    assert (code, out, err) == (
+        31,
+        "",
+        "--initiator and --target-port need a manager (--object or --helper)\n",
+    )
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

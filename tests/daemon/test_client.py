@@ -321,9 +321,9 @@ def test_five_connect_attempts_one_delay_apart(
     attempts: list[float] = []
     real_connect = HelperClient.connect
 
-    def counting(path: str, *, timeout: float | None = None) -> HelperClient:
+    def counting(path: str, *, timeout: float | None = None, **extension: Any) -> HelperClient:
         attempts.append(time.monotonic())
-        return real_connect(path, timeout=timeout)
+        return real_connect(path, timeout=timeout, **extension)
 
     monkeypatch.setattr(HelperClient, "connect", staticmethod(counting))
     t0 = time.monotonic()

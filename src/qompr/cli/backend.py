@@ -7,7 +7,10 @@ options the commands share:
 * ``--object SPEC`` (repeatable): the last persistent-reservation manager the specs create
   (qemu-storage-daemon's keyval rules); ``--initiator`` / ``--target-port`` name the I_T
   nexus, else the manager's :attr:`~qompr.managers.PRManager.default_nexus` applies;
-* ``--helper SOCKET``: ``pr-manager-helper,id=helper0,path=SOCKET``;
+* ``--helper SOCKET``: ``pr-manager-helper,id=helper0,path=SOCKET``; ``--initiator`` /
+  ``--target-port`` (and TEST UNIT READY) go through qompr's protocol extension
+  (:meth:`~qompr.managers.PRManagerHelper.use_extension`): ``qompr-pr-helper`` names the
+  client so, ``qemu-pr-helper`` refuses, and the run fails saying so;
 * neither: ``pr-manager-direct`` on DEVICE, through its
   :meth:`~qompr.managers.PRManagerDirect.passthrough`: sg3_utils' programs judge the kernel's
   own answer (errno, host and driver status), which a manager's SCSI result no longer holds.
@@ -38,6 +41,7 @@ from qompr.cli.sglib.texts import convert_errno
 from qompr.errors import ConnectError
 from qompr.errors import QomprError
 from qompr.managers import PRManager
+from qompr.qom import Object
 from qompr.qom import ObjectTree
 from qompr.qom import TypeRegistry
 from qompr.scsi import Nexus
@@ -110,12 +114,15 @@ class BackendOptions:
     :param objects: the ``--object`` specs, in order.
     :param initiator: ``--initiator`` NAME.
     :param target_port: ``--target-port`` N.
+    :param test_unit_ready: the run sends TEST UNIT READY: a ``--helper`` asks for it
+        through qompr's protocol extension.
     """
 
     helper: str | None = None
     objects: Sequence[str] = ()
     initiator: str | None = None
     target_port: int | None = None
+    test_unit_ready: bool = attrs.field(default=False, kw_only=True)
 
     @property
     def uses_manager(self) -> bool:
@@ -257,6 +264,23 @@ def _nexus(options: BackendOptions, manager: PRManager, prog: str) -> Nexus | No
     return Nexus(f"{prog.replace(' ', '-')}:{os.getpid()}", options.target_port)
 
 
+def _helper_manager(tree: ObjectTree, options: BackendOptions) -> PRManager:
+    """``--helper``'s manager, asking for qompr's extension when the run needs it."""
+    from qompr.managers import PRManagerHelper
+
+    assert options.helper is not None
+    helper = tree.object_add("pr-manager-helper", _HELPER_ID, path=options.helper, complete=False)
+    assert isinstance(helper, PRManagerHelper)
+    if options.initiator is not None or options.test_unit_ready:
+        helper.use_extension(
+            initiator=options.initiator,
+            target_port=options.target_port,
+            test_unit_ready=options.test_unit_ready,
+        )
+    tree.complete(helper)
+    return helper
+
+
 def open_backend(
     options: BackendOptions, *, prog: str, plugins: PluginSource = None
 ) -> Backend | HelpText:
@@ -287,7 +311,7 @@ def open_backend(
     try:
         if options.helper is not None:
             tree = builtin_tree(["pr-manager-helper"])
-            objects = [tree.object_add("pr-manager-helper", _HELPER_ID, path=options.helper)]
+            objects: list[Object] = [_helper_manager(tree, options)]
         else:
             tree = _object_tree(options.objects, plugins)
             answer = process(tree, list(options.objects), Syntax.KEYVAL, warn=warn)

@@ -59,6 +59,7 @@ _LONG = {
     "backend": True,
     "allow-uid": True,
     "allow-gid": True,
+    "allow-naming-uid": True,
     "plugin": True,
     "keep-privileges": False,
     "log-format": True,
@@ -108,6 +109,11 @@ qompr options:
       --allow-uid=UID[,UID...]
       --allow-gid=GID[,GID...]
                             serve only clients with these SO_PEERCRED ids
+      --allow-naming-uid=UID[,UID...]
+                            besides root, let clients with these uids name their
+                            initiator and target port (qompr's protocol extension,
+                            e.g. 'qompr persist --helper --initiator' for fence_scsi);
+                            other clients, QEMU included, are named by the backend
       --plugin=NAME         load this qompr plugin (entry point); never automatic
       --keep-privileges     do not drop capabilities or change ids
       --log-format=FORMAT   'text' (default) or 'json'
@@ -141,6 +147,7 @@ class Options:
     :param backend: ``--backend`` object strings.
     :param allow_uids: ``--allow-uid`` values.
     :param allow_gids: ``--allow-gid`` values.
+    :param allow_naming_uids: ``--allow-naming-uid`` values.
     :param plugins: ``--plugin`` names.
     :param keep_privileges: ``--keep-privileges``.
     :param log_format: ``--log-format``.
@@ -162,6 +169,7 @@ class Options:
     backend: list[str] = attrs.Factory(list)
     allow_uids: list[int] = attrs.Factory(list)
     allow_gids: list[int] = attrs.Factory(list)
+    allow_naming_uids: list[int] = attrs.Factory(list)
     plugins: list[str] = attrs.Factory(list)
     keep_privileges: bool = False
     log_format: str = "text"
@@ -265,6 +273,8 @@ def parse_args(argv: Sequence[str]) -> Options:
                 opts.allow_uids += _ids(value, "uid")
             elif name == "--allow-gid":
                 opts.allow_gids += _ids(value, "gid")
+            elif name == "--allow-naming-uid":
+                opts.allow_naming_uids += _ids(value, "uid")
             elif name == "--plugin":
                 opts.plugins += [p.strip() for p in value.split(",") if p.strip()]
             elif name == "--keep-privileges":

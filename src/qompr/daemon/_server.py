@@ -54,6 +54,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 from typing import Any
 
+from qompr.daemon._identity import extension_reply
 from qompr.daemon._loop import Loop
 from qompr.daemon._loop import Timer
 from qompr.daemon._options import DEFAULT_MAX_CONNECTIONS
@@ -75,6 +76,7 @@ from qompr.protocol import Handshake
 from qompr.protocol import HelperConnection
 from qompr.protocol import HelperRequest
 from qompr.protocol import HelperResponse
+from qompr.protocol import Identify
 from qompr.protocol import Negotiated
 from qompr.protocol import Role
 from qompr.protocol import State
@@ -139,7 +141,7 @@ class _Client:
         self.id = cid
         self.sock = sock
         self.fd = sock.fileno()
-        self.conn = HelperConnection(Role.SERVER)
+        self.conn = HelperConnection(Role.SERVER, extensions=True)
         self.peer = peer
         self.nexus: Nexus | None = None
         self.opened = time.time()
@@ -223,6 +225,8 @@ class HelperServer:
     :param allow_uids: if this or *allow_gids* is non-empty, only peers whose SO_PEERCRED
         uid or gid is listed are served; others are closed before the handshake.
     :param allow_gids: see *allow_uids*.
+    :param allow_naming_uids: besides root, the uids whose clients may name their initiator
+        (``--allow-naming-uid``; :mod:`qompr.daemon._identity`).
     :param max_workers: the most commands executing at once on worker threads.
     :param max_connections: the most connections open at once (``--max-connections``).
     :param stall_timeout: seconds a connection may owe bytes (its handshake, the rest of a
@@ -239,6 +243,7 @@ class HelperServer:
         backend: PRManager | None = None,
         allow_uids: Collection[int] = (),
         allow_gids: Collection[int] = (),
+        allow_naming_uids: Collection[int] = (),
         max_workers: int = 64,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         stall_timeout: float = DEFAULT_STALL_TIMEOUT,
@@ -253,6 +258,7 @@ class HelperServer:
         self.backend: PRManager = backend
         self.allow_uids = frozenset(allow_uids)
         self.allow_gids = frozenset(allow_gids)
+        self.allow_naming_uids = frozenset(allow_naming_uids)
         self.max_workers = max_workers
         self.max_connections = max_connections
         self.stall_timeout = stall_timeout
@@ -532,7 +538,12 @@ class HelperServer:
                     self._resume(client)
                 self._watch(client)
                 return
-            if isinstance(event, Negotiated):
+            if isinstance(event, Negotiated | Identify):  # qompr's extension: see _identity
+                out, client.nexus = extension_reply(self, client, event)
+                if out:
+                    self._send(client, out)
+                    if client.closed or client.outgoing:
+                        return
                 continue
             if isinstance(event, ConnectionClosed):
                 self._close(client, "closed by the client")
@@ -723,16 +734,17 @@ class HelperServer:
                 # qemu-pr-helper sends whatever was on its stack after these 18 bytes; we
                 # send zeros (the documented fix).
                 return _READ_ONLY_ANSWER
+        nexus = client.nexus
         try:
-            if opcode == _PR_OUT and self.tracker is not None:
+            if not opcode:  # TEST UNIT READY: qompr's extension (the core checked the grant)
+                result = self.backend.test_unit_ready(request.fd, nexus=nexus)
+            elif opcode == _PR_OUT and self.tracker is not None:
                 result = self.tracker.execute(
                     self.backend, request.fd, request.cdb, request.data,
-                    nexus=client.nexus, peer=client.peer, connection=client.id,
+                    nexus=nexus, peer=client.peer, connection=client.id,
                 )  # fmt: skip
             else:
-                result = self.backend.execute(
-                    request.fd, request.cdb, request.data, nexus=client.nexus
-                )
+                result = self.backend.execute(request.fd, request.cdb, request.data, nexus=nexus)
         except Exception:
             log.exception("connection %d: backend failed on %s", client.id, request.cdb.hex())
             return _TARGET_FAILURE_ANSWER

@@ -133,6 +133,7 @@ def run(opts: Options, argv0: str = PROG) -> int:
             backend=executor,
             allow_uids=opts.allow_uids,
             allow_gids=opts.allow_gids,
+            allow_naming_uids=opts.allow_naming_uids,
             max_workers=opts.max_workers,
             max_connections=opts.max_connections,
             stall_timeout=opts.stall_timeout,

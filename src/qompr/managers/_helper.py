@@ -24,6 +24,12 @@ Better than QEMU:
   instead of one lock, and :meth:`~PRManagerHelper.execute_async` is native asyncio.
 
 The tunables are Python attributes, not QOM properties: QEMU's type has only ``path``.
+
+Beyond QEMU's protocol, with ``qompr-pr-helper`` only: :meth:`PRManagerHelper.use_extension`
+asks every connection for qompr's extension (:mod:`qompr.protocol.extension`), to name the
+initiator and target port the helper's backend sees (a trusted uid only) and to send TEST
+UNIT READY.  Against ``qemu-pr-helper``, which has no extension, the connection then fails
+with a message saying so; without the call nothing changes.
 """
 
 from __future__ import annotations
@@ -42,11 +48,14 @@ from qompr.errors import ConnectError
 from qompr.errors import LocalProtocolError
 from qompr.errors import RemoteProtocolError
 from qompr.errors import StateError
+from qompr.managers._base import TEST_UNIT_READY_CDB
 from qompr.managers._base import PRManager
 from qompr.protocol import DATA_SIZE
 from qompr.protocol import SENSE_SIZE
+from qompr.protocol import Feature
 from qompr.protocol import HelperRequest
 from qompr.protocol import HelperResponse
+from qompr.protocol import Identify
 from qompr.protocol.retry import PR_MAX_RECONNECT_ATTEMPTS
 from qompr.protocol.retry import Sent
 from qompr.protocol.retry import run_plan
@@ -124,6 +133,8 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
 
     @override
     def instance_init(self) -> None:
+        self._features = Feature.NONE
+        self._identify: Identify | None = None
         self._connected = False
         self._status_lock = threading.Lock()
         self._pool = _ThreadPool(self)
@@ -144,6 +155,46 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
         return _log.getChild(self.id or "anonymous")
 
     # == Section: life cycle =================================================================
+    def use_extension(
+        self,
+        *,
+        initiator: str | None = None,
+        target_port: int | None = None,
+        test_unit_ready: bool = False,
+    ) -> None:
+        """Ask the helper for qompr's protocol extension on every connection (before
+        ``complete()``; ``qompr-pr-helper`` only).
+
+        :param initiator: the initiator name the helper's backend gives this client's
+            commands (the helper grants it to root and ``--allow-naming-uid`` uids only).
+        :param target_port: the RELATIVE TARGET PORT IDENTIFIER, with *initiator* only.
+        :param test_unit_ready: make :meth:`test_unit_ready` go through the helper.
+        :raises LocalProtocolError: a name or port the extension cannot carry, or a port
+            without a name.
+        :raises StateError: the manager is already connected.
+        """
+        if self._pool.total:
+            raise StateError(
+                f"pr-manager-helper '{self.id}' is already connected",
+                state="completed",
+                required="created",
+            )
+        features = Feature.NONE
+        identify = None
+        if initiator is not None:
+            identify = Identify(initiator, target_port)
+            features |= Feature.QOMPR_NAMING
+        elif target_port is not None:
+            raise LocalProtocolError("a target port is named together with an initiator")
+        if test_unit_ready:
+            features |= Feature.QOMPR_TEST_UNIT_READY
+        self._features, self._identify = features, identify
+
+    @property
+    def extension(self) -> Feature:
+        """The bits of qompr's extension every connection asks for (:meth:`use_extension`)."""
+        return self._features
+
     @override
     def complete(self) -> None:
         """Connect and negotiate now, as QEMU's ``pr_manager_helper_complete``.
@@ -167,7 +218,12 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
             self.status_changed(connected)
 
     def _connect(self) -> HelperClient:
-        client = HelperClient.connect(self.path, timeout=self.connect_timeout)
+        client = HelperClient.connect(
+            self.path,
+            timeout=self.connect_timeout,
+            features=self._features,
+            identify=self._identify,
+        )
         client.sock.settimeout(self.command_timeout)
         self._set_connected(True)
         return client
@@ -216,6 +272,16 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
             pool = self._async_pools[loop] = AsyncPool(self)
         response = await run_plan_async(pool, prepared, self.max_reconnect_attempts)
         return self._result(response)
+
+    @override
+    def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
+        """TEST UNIT READY through the helper, after ``use_extension(test_unit_ready=True)``;
+        else the default answer (INVALID COMMAND OPERATION CODE), as QEMU's protocol carries
+        only PERSISTENT RESERVE IN/OUT.  *nexus* is ignored, as for :meth:`run`."""
+        if not self._features & Feature.QOMPR_TEST_UNIT_READY:
+            return super().test_unit_ready(fd, nexus=nexus)
+        request = HelperRequest(TEST_UNIT_READY_CDB, fd)
+        return self._result(run_plan(self._pool, request, self.max_reconnect_attempts))
 
     def _result(self, response: HelperResponse | None) -> ScsiResult:
         if response is None:  # the connection failed: QEMU's answer

@@ -61,7 +61,12 @@ class AsyncPool:
     async def connect(self) -> AsyncHelperClient | None:
         manager = self.manager
         try:
-            client = await AsyncHelperClient.connect(manager.path, timeout=manager.connect_timeout)
+            client = await AsyncHelperClient.connect(
+                manager.path,
+                timeout=manager.connect_timeout,
+                features=manager.extension,
+                identify=manager._identify,
+            )
         except ConnectError as exc:
             manager.log.debug("reconnect failed: %s", exc)
             return None

@@ -18,10 +18,12 @@ from qompr.protocol.helper import SENSE_SIZE as SENSE_SIZE
 from qompr.protocol.helper import ConnectionClosed as ConnectionClosed
 from qompr.protocol.helper import Event as Event
 from qompr.protocol.helper import Feature as Feature
+from qompr.protocol.helper import Granted as Granted
 from qompr.protocol.helper import Handshake as Handshake
 from qompr.protocol.helper import HelperConnection as HelperConnection
 from qompr.protocol.helper import HelperRequest as HelperRequest
 from qompr.protocol.helper import HelperResponse as HelperResponse
+from qompr.protocol.helper import Identify as Identify
 from qompr.protocol.helper import NeedData as NeedData
 from qompr.protocol.helper import Negotiated as Negotiated
 from qompr.protocol.helper import ReadSpec as ReadSpec
@@ -36,10 +38,12 @@ __all__ = [
     "ConnectionClosed",
     "Event",
     "Feature",
+    "Granted",
     "Handshake",
     "HelperConnection",
     "HelperRequest",
     "HelperResponse",
+    "Identify",
     "NeedData",
     "Negotiated",
     "ReadSpec",

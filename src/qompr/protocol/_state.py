@@ -8,8 +8,10 @@ the roles but no bytes; framing lives in :mod:`qompr.protocol.helper`.
 A transition is triggered by an *event* sent (``send(...)``) or received (``next_event()``)
 in a state.  Two transitions are triggered by bytes rather than events and are marked so:
 the server leaves ``IDLE`` for ``RECV_DATA`` once a PERSISTENT RESERVE OUT CDB with a
-non-zero parameter list length is complete.  Any protocol violation, by either side, moves
-to ``ERROR`` (not listed: it is possible from every state).
+non-zero parameter list length, or the header of qompr's identify message, is complete.
+The ``(qompr)`` transitions, the grant and the identify happen only with qompr's extension
+(:mod:`qompr.protocol.extension`), which QEMU never asks for.  Any protocol violation, by
+either side, moves to ``ERROR`` (not listed: it is possible from every state).
 
 :func:`state_diagram` renders the tables; ``docs/daemon.md`` embeds its output and a test
 checks that the two agree.
@@ -46,6 +48,10 @@ class State(enum.Enum):
     RECV_FEATURES = "RECV_FEATURES"
     #: Client only: the server's mask arrived; the requested mask must be sent.
     REPLY_FEATURES = "REPLY_FEATURES"
+    #: Server only: qompr's extension was requested; the granted mask must be sent.
+    SEND_GRANT = "SEND_GRANT"
+    #: Client only: qompr's extension was requested; the granted mask is awaited.
+    RECV_GRANT = "RECV_GRANT"
     #: Between commands: the client may send one; the server waits for a CDB.
     IDLE = "IDLE"
     #: Server only: a PR OUT CDB arrived; its parameter list is being read.
@@ -69,7 +75,10 @@ Transitions = dict[tuple[State, str, str], State]
 CLIENT_TRANSITIONS: Transitions = {
     (State.RECV_FEATURES, "recv", "Negotiated"): State.REPLY_FEATURES,
     (State.REPLY_FEATURES, "send", "Handshake"): State.IDLE,
+    (State.REPLY_FEATURES, "send", "Handshake (qompr)"): State.RECV_GRANT,
+    (State.RECV_GRANT, "recv", "Granted"): State.IDLE,
     (State.IDLE, "send", "HelperRequest"): State.AWAIT_RESPONSE,
+    (State.IDLE, "send", "Identify"): State.AWAIT_RESPONSE,
     (State.AWAIT_RESPONSE, "recv", "HelperResponse"): State.IDLE,
     (State.IDLE, "recv", "ConnectionClosed"): State.CLOSED,
 }
@@ -77,9 +86,13 @@ CLIENT_TRANSITIONS: Transitions = {
 SERVER_TRANSITIONS: Transitions = {
     (State.SEND_FEATURES, "send", "Handshake"): State.RECV_FEATURES,
     (State.RECV_FEATURES, "recv", "Negotiated"): State.IDLE,
+    (State.RECV_FEATURES, "recv", "Negotiated (qompr)"): State.SEND_GRANT,
+    (State.SEND_GRANT, "send", "Granted"): State.IDLE,
     (State.IDLE, "bytes", "PR OUT CDB"): State.RECV_DATA,
+    (State.IDLE, "bytes", "Identify header"): State.RECV_DATA,
     (State.IDLE, "recv", "HelperRequest"): State.PROCESSING,
     (State.RECV_DATA, "recv", "HelperRequest"): State.PROCESSING,
+    (State.RECV_DATA, "recv", "Identify"): State.PROCESSING,
     (State.PROCESSING, "send", "HelperResponse"): State.IDLE,
     (State.IDLE, "recv", "ConnectionClosed"): State.CLOSED,
 }

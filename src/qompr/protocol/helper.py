@@ -9,7 +9,9 @@ or sleeps; the only system call is closing file descriptors the protocol says to
 Wire format (qemu-pr-facts.md §1.2-1.5; every integer big-endian):
 
 * handshake: the server sends a 4-byte feature mask, the client answers with the 4-byte mask
-  it wants; no feature is defined, so both are 0 and a non-zero request closes;
+  it wants; QEMU defines no feature, so both are 0 and a non-zero request closes (a server
+  built with ``extensions=True`` also takes a request for qompr's own bits and answers it
+  with one more word: :mod:`qompr.protocol.extension`);
 * request: a 16-byte CDB with exactly one fd (SCM_RIGHTS) on its bytes, then for PERSISTENT
   RESERVE OUT the parameter list, whose length is CDB bytes 7-8 (QEMU's ``scsi_cdb_xfer``
   group-2 rule, even though SPC puts a 4-byte length at bytes 5-8);
@@ -46,6 +48,12 @@ from qompr.protocol._state import INITIAL_STATE
 from qompr.protocol._state import TRANSITIONS
 from qompr.protocol._state import Role
 from qompr.protocol._state import State
+from qompr.protocol.extension import IDENTIFY_OPCODE
+from qompr.protocol.extension import QOMPR_FEATURES
+from qompr.protocol.extension import Feature
+from qompr.protocol.extension import Granted
+from qompr.protocol.extension import Identify
+from qompr.protocol.extension import identify_name_length
 from qompr.scsi import HELPER_CDB_SIZE
 from qompr.scsi import Opcode
 from qompr.scsi import transfer_length
@@ -60,10 +68,12 @@ __all__ = [
     "ConnectionClosed",
     "Event",
     "Feature",
+    "Granted",
     "Handshake",
     "HelperConnection",
     "HelperRequest",
     "HelperResponse",
+    "Identify",
     "NeedData",
     "Negotiated",
     "ReadSpec",
@@ -84,14 +94,9 @@ _HEADER = struct.Struct(">ii")
 _FEATURES = struct.Struct(">I")
 
 
-class Feature(enum.IntFlag):
-    """Feature bits of the handshake.  None is defined in QEMU 7.2; 0 is the only value.
-
-    QEMU's unmerged "cleanup" patch would define bit 0 (``PR_HELPER_FEATURE_CLEANUP``,
-    opcode 0xFF); it is not supported here, so requesting it closes, as in 7.2.
-    """
-
-    NONE = 0
+_TUR = 0x00  # TEST UNIT READY (qompr's extension only)
+_QOMPR = int(QOMPR_FEATURES)
+_PR_OPCODES: Final = (int(Opcode.PERSISTENT_RESERVE_IN), int(Opcode.PERSISTENT_RESERVE_OUT))
 
 
 # -- events -------------------------------------------------------------------------------------
@@ -186,10 +191,20 @@ class NeedData(enum.Enum):
 #: Returned by :meth:`HelperConnection.next_event` when more bytes are needed.
 NEED_DATA: Final = NeedData.NEED_DATA
 
-Event: TypeAlias = Handshake | Negotiated | HelperRequest | HelperResponse | ConnectionClosed
+Event: TypeAlias = (
+    Handshake | Negotiated | Granted | Identify | HelperRequest | HelperResponse | ConnectionClosed
+)
 _EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
-    for cls in (Handshake, Negotiated, HelperRequest, HelperResponse, ConnectionClosed)
+    for cls in (
+        Handshake,
+        Negotiated,
+        Granted,
+        Identify,
+        HelperRequest,
+        HelperResponse,
+        ConnectionClosed,
+    )
 }
 
 
@@ -209,7 +224,9 @@ _NOTHING: Final = ReadSpec(0, False)
 # A server's read between two requests: the rest of the 16-byte CDB, with a control buffer.
 _CDB_SPECS: Final = tuple(ReadSpec(HELPER_CDB_SIZE - have, True) for have in range(17))
 # States in which the peer must send next.
-_OWED: Final = frozenset({State.RECV_FEATURES, State.RECV_DATA, State.AWAIT_RESPONSE})
+_OWED: Final = frozenset(
+    {State.RECV_FEATURES, State.RECV_GRANT, State.RECV_DATA, State.AWAIT_RESPONSE}
+)
 _SPECS: dict[tuple[int, bool], ReadSpec] = {}
 
 
@@ -233,9 +250,18 @@ class HelperConnection:
         (``qemu-pr-helper``).
     :param close_fd: how to close a received descriptor the protocol drops
         (:func:`os.close` unless a test substitutes it).
+    :param extensions: server only: whether a client may request qompr's extension
+        (:mod:`qompr.protocol.extension`); without it, any requested bit closes, as in
+        QEMU 7.2.
     """
 
-    def __init__(self, role: Role, *, close_fd: Callable[[int], None] = os.close) -> None:
+    def __init__(
+        self,
+        role: Role,
+        *,
+        close_fd: Callable[[int], None] = os.close,
+        extensions: bool = False,
+    ) -> None:
         self.role = role
         self._close_fd = close_fd
         self._state = INITIAL_STATE[role]
@@ -243,8 +269,13 @@ class HelperConnection:
         self._send_table = {
             (state, _EVENT_TYPES[trigger]): target
             for (state, direction, trigger), target in self._table.items()
-            if direction == "send"
+            if direction == "send" and trigger in _EVENT_TYPES
         }
+        self._extensions = extensions
+        #: The extension bits negotiated (0 unless both ends are qompr's and agreed).
+        self.granted = Feature.NONE
+        self._requested = 0
+        self._first = True  # no message yet after the handshake (an identify may come)
         self._length = 0
         self._buf = bytearray()
         self._pos = 0  # stream offset of self._buf[0]
@@ -254,7 +285,7 @@ class HelperConnection:
         self._cdb = b""
         self._stashed = -1
         self._want = 0
-        self._request: HelperRequest | None = None
+        self._request: HelperRequest | Identify | None = None
         self._header: tuple[int, int, bytes] | None = None
         #: Text of the last protocol error (qemu-pr-helper's wording where it has one).
         self.error: str | None = None
@@ -266,7 +297,7 @@ class HelperConnection:
         return self._state
 
     @property
-    def pending(self) -> HelperRequest | None:
+    def pending(self) -> HelperRequest | Identify | None:
         """The request being processed (server) or awaiting its response (client)."""
         return self._request
 
@@ -303,7 +334,7 @@ class HelperConnection:
             if state is State.RECV_DATA:
                 return _spec(max(0, self._want - have), False)
             return _NOTHING
-        if state is State.RECV_FEATURES:
+        if state is State.RECV_FEATURES or state is State.RECV_GRANT:
             return _spec(max(0, 4 - have), False)
         if state is State.AWAIT_RESPONSE:
             if self._header is None:
@@ -373,9 +404,17 @@ class HelperConnection:
         elif kind is HelperRequest:
             assert isinstance(event, HelperRequest)
             out = self._send_request(event)
-        else:
+        elif kind is Handshake:
             assert isinstance(event, Handshake)
             out = self._send_handshake(event)
+            if self.role is Role.CLIENT and event.features:
+                target = self._table[(self._state, "send", "Handshake (qompr)")]
+        elif kind is Granted:
+            assert isinstance(event, Granted)
+            out = self._send_granted(event)
+        else:
+            assert isinstance(event, Identify)
+            out = self._send_identify(event)
         self._state = target
         return out
 
@@ -423,9 +462,32 @@ class HelperConnection:
 
     def _send_handshake(self, event: Handshake) -> bytes:
         features = int(event.features)
-        if features & ~int(Feature.NONE):
+        # A server announces nothing (qompr's bits are asked for, not announced); a client
+        # may ask for qompr's bits only.
+        allowed = _QOMPR if self.role is Role.CLIENT else 0
+        if features & ~allowed:
             raise LocalProtocolError(f"feature mask {features:#x} is not supported")
+        self._requested = features
         return _FEATURES.pack(features)
+
+    def _send_granted(self, event: Granted) -> bytes:
+        granted = int(event.features)
+        if granted & ~self._requested:
+            raise LocalProtocolError(
+                f"granting {granted:#x}, the client asked for {self._requested:#x}"
+            )
+        self.granted = event.features
+        return event.to_bytes()
+
+    def _send_identify(self, event: Identify) -> bytes:
+        if not self.granted & Feature.QOMPR_NAMING:
+            raise LocalProtocolError("the helper did not grant naming the initiator")
+        if not self._first:
+            raise LocalProtocolError("identify must be the first message of a connection")
+        self._first = False
+        self._request = event
+        self._header = None
+        return event.to_bytes()
 
     # -- server side (qemu-pr-helper: prh_co_entry / prh_read_request) -------------------------
     def _server_event(self, state: State) -> Event | NeedData:
@@ -433,8 +495,13 @@ class HelperConnection:
             requested = self._features()
             if requested is None:
                 return NEED_DATA
-            if requested != 0:  # 7.2 closes on any requested bit
-                raise RemoteProtocolError(f"Unsupported features requested: {requested:#x}")
+            if requested != 0:
+                # 7.2 closes on any requested bit; qompr's server takes its own bits.
+                if not self._extensions or requested & ~_QOMPR:
+                    raise RemoteProtocolError(f"Unsupported features requested: {requested:#x}")
+                self._requested = requested
+                self._go("recv", "Negotiated (qompr)")
+                return Negotiated(requested)
             self._go("recv", "Negotiated")
             return Negotiated(requested)
         if state is State.IDLE:
@@ -447,7 +514,7 @@ class HelperConnection:
             data, fds = self._take(self._want)
             self._drop(fds)  # the parameter list is read without a control buffer
             return self._deliver(data)
-        if state in (State.PROCESSING, State.SEND_FEATURES):
+        if state in (State.PROCESSING, State.SEND_FEATURES, State.SEND_GRANT):
             return NEED_DATA
         raise LocalProtocolError(f"no events in state {state.value}")  # pragma: no cover
 
@@ -491,9 +558,13 @@ class HelperConnection:
 
     def _server_cdb_read(self, cdb: bytes) -> Event | NeedData:
         """The CDB is in: check it as prh_read_request does, then read the parameter list."""
+        first, self._first = self._first, False
+        opcode = cdb[0]
+        if self.granted and opcode not in _PR_OPCODES:
+            return self._server_extension(cdb, opcode, first)
         if self._stashed < 0:
             raise RemoteProtocolError("No file descriptor in request.")
-        if cdb[0] not in (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT):
+        if opcode not in _PR_OPCODES:
             raise RemoteProtocolError("Invalid CDB, closing socket.")
         length = (cdb[7] << 8) | cdb[8]  # scsi_cdb_xfer, group 2 (both opcodes)
         if length > DATA_SIZE:  # qemu-pr-helper closes without a message
@@ -506,7 +577,31 @@ class HelperConnection:
             return self._server_event(State.RECV_DATA)
         return self._deliver(b"")
 
-    def _deliver(self, data: bytes) -> HelperRequest:
+    def _server_extension(self, cdb: bytes, opcode: int, first: bool) -> Event | NeedData:
+        """A message only qompr's extension allows (:mod:`qompr.protocol.extension`)."""
+        if opcode == IDENTIFY_OPCODE and self.granted & Feature.QOMPR_NAMING:
+            if not first:
+                raise RemoteProtocolError("identify after the first message")
+            if self._stashed >= 0:
+                raise RemoteProtocolError("a file descriptor came with identify")
+            self._cdb = cdb
+            self._want = identify_name_length(cdb)
+            self._go("bytes", "Identify header")
+            return self._server_event(State.RECV_DATA)
+        if opcode == _TUR and self.granted & Feature.QOMPR_TEST_UNIT_READY:
+            if self._stashed < 0:
+                raise RemoteProtocolError("No file descriptor in request.")
+            self._cdb = cdb
+            self._length = 0
+            return self._deliver(b"")
+        raise RemoteProtocolError("Invalid CDB, closing socket.")
+
+    def _deliver(self, data: bytes) -> HelperRequest | Identify:
+        if self._cdb[0] == IDENTIFY_OPCODE:
+            identify = Identify.from_bytes(self._cdb + data)
+            self._request = identify
+            self._go("recv", "Identify")
+            return identify
         request = HelperRequest(self._cdb, self._stashed, data)  # CDB: 16 bytes, kept as is
         self._stashed = -1
         self._request = request
@@ -523,7 +618,11 @@ class HelperConnection:
             raise LocalProtocolError(f"sense is {len(event.sense)} bytes, at most {SENSE_SIZE}")
         size = len(event.data)
         # prh_write_response's invariant: data only for a GOOD PR IN, never more than asked.
-        if request.cdb[0] == Opcode.PERSISTENT_RESERVE_IN and event.status == 0:
+        if (
+            type(request) is HelperRequest
+            and request.cdb[0] == Opcode.PERSISTENT_RESERVE_IN
+            and event.status == 0
+        ):
             limit = min(self._length, DATA_SIZE)
             if size > limit:
                 raise LocalProtocolError(f"{size} bytes of data, the request allows {limit}")
@@ -542,6 +641,16 @@ class HelperConnection:
                 return NEED_DATA
             self._go("recv", "Negotiated")
             return Negotiated(supported)
+        if state is State.RECV_GRANT:
+            word = self._features()
+            if word is None:
+                return NEED_DATA
+            granted = Granted.from_bytes(_FEATURES.pack(word))
+            if granted.features & ~self._requested:
+                raise RemoteProtocolError(f"the helper granted {word:#x}, not asked for")
+            self.granted = granted.features
+            self._go("recv", "Granted")
+            return granted
         if state is State.AWAIT_RESPONSE:
             return self._client_response()
         if state in (State.IDLE, State.REPLY_FEATURES):
@@ -556,14 +665,20 @@ class HelperConnection:
         raise LocalProtocolError(f"no events in state {state.value}")  # pragma: no cover
 
     def _send_request(self, event: HelperRequest) -> bytes:
-        if event.opcode not in (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT):
+        if event.opcode not in _PR_OPCODES and not (
+            event.opcode == _TUR and self.granted & Feature.QOMPR_TEST_UNIT_READY
+        ):
             raise LocalProtocolError(f"opcode {event.opcode:#04x} is not PR IN or PR OUT")
         if event.fd < 0:
             raise LocalProtocolError("a request needs a file descriptor")
         length = event.transfer_length
         if length > DATA_SIZE:
             raise LocalProtocolError(f"transfer length {length} exceeds {DATA_SIZE}")
-        if event.opcode == Opcode.PERSISTENT_RESERVE_IN:
+        if event.opcode == _TUR:
+            length = 0
+            if event.data:
+                raise LocalProtocolError("TEST UNIT READY carries no parameter list")
+        elif event.opcode == Opcode.PERSISTENT_RESERVE_IN:
             if event.data:
                 raise LocalProtocolError("PERSISTENT RESERVE IN carries no parameter list")
         elif len(event.data) != length:
@@ -572,6 +687,7 @@ class HelperConnection:
             )
         self._request = event
         self._header = None
+        self._first = False
         return event.cdb + event.data
 
     def _client_response(self) -> Event | NeedData:
@@ -587,16 +703,19 @@ class HelperConnection:
             # QEMU asserts here, so a lying helper aborts it; we call it a broken peer.
             if not 0 <= status <= 0xFF:
                 raise RemoteProtocolError(f"status {status} is not a SCSI status byte")
-            if request.opcode == Opcode.PERSISTENT_RESERVE_IN:
+            if type(request) is HelperRequest and request.opcode == Opcode.PERSISTENT_RESERVE_IN:
                 limit = min(request.transfer_length, DATA_SIZE) if status == 0 else 0
                 if not 0 <= size <= limit:
                     raise RemoteProtocolError(
                         f"the helper announced {size} bytes of data, at most {limit} allowed"
                     )
             elif size != 0:
-                raise RemoteProtocolError(
-                    f"the helper announced {size} bytes of data for PERSISTENT RESERVE OUT"
-                )
+                what = "PERSISTENT RESERVE OUT"
+                if not isinstance(request, HelperRequest):
+                    what = "identify"
+                elif request.opcode == _TUR:
+                    what = "TEST UNIT READY"
+                raise RemoteProtocolError(f"the helper announced {size} bytes of data for {what}")
             self._header = (status, size, head[8:])
         status, size, sense = self._header
         if len(self._buf) < size:

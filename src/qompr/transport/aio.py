@@ -22,13 +22,18 @@ from qompr.protocol import EOF_MESSAGE
 from qompr.protocol import NEED_DATA
 from qompr.protocol import ConnectionClosed
 from qompr.protocol import Feature
+from qompr.protocol import Granted
 from qompr.protocol import Handshake
 from qompr.protocol import HelperConnection
 from qompr.protocol import HelperRequest
 from qompr.protocol import HelperResponse
+from qompr.protocol import Identify
 from qompr.protocol import Negotiated
 from qompr.protocol import ReadSpec
 from qompr.protocol import Role
+from qompr.protocol.extension import identify_refused_text
+from qompr.protocol.extension import no_extension_text
+from qompr.protocol.extension import refusal_text
 from qompr.transport import unix
 from qompr.transport.sync import check_idle
 from qompr.transport.sync import send_some
@@ -107,12 +112,24 @@ class AsyncHelperClient:
         self.supported = 0
 
     @classmethod
-    async def connect(cls, path: str, *, timeout: float | None = None) -> AsyncHelperClient:
+    async def connect(
+        cls,
+        path: str,
+        *,
+        timeout: float | None = None,
+        features: Feature = Feature.NONE,
+        identify: Identify | None = None,
+    ) -> AsyncHelperClient:
         """Connect and negotiate (QEMU's ``pr_manager_helper_initialize``).
 
         :param timeout: for the connect and the handshake together.
+        :param features: qompr's extension bits to ask for (as
+            :meth:`qompr.transport.sync.HelperClient.connect`).
+        :param identify: the initiator (and target port) to name the connection with.
         :raises ConnectError: with QEMU's texts, or a timeout message.
         """
+        if identify is not None:
+            features |= Feature.QOMPR_NAMING
         encoded = check_unix_path(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.setblocking(False)
@@ -127,7 +144,9 @@ class AsyncHelperClient:
                     cause = OSError(err, os.strerror(err))
                     raise ConnectError(f"Failed to connect to '{path}': {os.strerror(err)}", cause)
                 client = cls(sock, path)
-                await client.handshake()
+                await client.handshake(features)
+                if identify is not None:
+                    await client.identify(identify)
         except TimeoutError as exc:
             sock.close()
             raise ConnectError(f"Timed out connecting to '{path}'", exc) from None
@@ -141,22 +160,51 @@ class AsyncHelperClient:
         return self.sock.fileno()
 
     async def handshake(self, features: Feature = Feature.NONE) -> int:
-        """Read the helper's mask and answer with *features*.
+        """Read the helper's mask and answer with *features*; with qompr's bits, read the
+        grant too.
 
-        :raises ConnectError: the helper hung up or broke the protocol.
+        :raises ConnectError: the helper hung up, broke the protocol, or did not grant every
+            bit of *features*.
         """
+        asked = False
         try:
             event = await self._next_event()
             if not isinstance(event, Negotiated):  # pragma: no cover - table guarantees it
                 raise RemoteProtocolError(f"unexpected {event!r} during the handshake")
             self.supported = event.features
             await send_all(self.sock, self.conn.send(Handshake(features)))
+            asked = bool(features)
+            if asked:
+                granted = await self._next_event()
+                assert isinstance(granted, Granted)
+                refused = refusal_text(self.path, features, granted.features, os.geteuid())
+                if refused is not None:
+                    raise ConnectError(refused)
+        except ConnectError:
+            raise
         except RemoteProtocolError as exc:
+            if asked and exc.message == EOF_MESSAGE:
+                raise ConnectError(no_extension_text(self.path), exc) from None
             raise ConnectError(exc.message, exc) from None
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise ConnectError(f"Failed to negotiate with '{self.path}': {reason}", exc) from None
         return self.supported
+
+    async def identify(self, message: Identify) -> None:
+        """Name this connection's initiator (qompr's extension, granted by the handshake).
+
+        :raises ConnectError: the helper refused the name or hung up.
+        """
+        try:
+            await send_all(self.sock, self.conn.send(message))
+            response = await self.read_response()
+        except RemoteProtocolError as exc:
+            raise ConnectError(f"'{self.path}': {exc.message}", exc) from None
+        except OSError as exc:
+            raise ConnectError(f"'{self.path}': naming the initiator failed: {exc}", exc) from None
+        if response.status != 0:
+            raise ConnectError(identify_refused_text(self.path, message))
 
     async def send_request(self, request: HelperRequest) -> None:
         """Send one command with its fd.
@@ -193,18 +241,20 @@ class AsyncHelperClient:
         self.conn.close()
         self.sock.close()
 
-    async def _next_event_or_error(self) -> Negotiated | HelperResponse | ConnectionClosed | None:
+    async def _next_event_or_error(
+        self,
+    ) -> Negotiated | Granted | HelperResponse | ConnectionClosed | None:
         try:
             return await self._next_event()
         except (RemoteProtocolError, OSError):
             return None
 
-    async def _next_event(self) -> Negotiated | HelperResponse | ConnectionClosed:
+    async def _next_event(self) -> Negotiated | Granted | HelperResponse | ConnectionClosed:
         while True:
             event = self.conn.next_event()
             if event is NEED_DATA:
                 data, fds = await recv_spec(self.sock, self.conn.next_read())
                 self.conn.receive_data(data, fds)
                 continue
-            assert isinstance(event, Negotiated | HelperResponse | ConnectionClosed)
+            assert isinstance(event, Negotiated | Granted | HelperResponse | ConnectionClosed)
             return event

@@ -24,12 +24,17 @@ from qompr.protocol import EOF_MESSAGE
 from qompr.protocol import NEED_DATA
 from qompr.protocol import ConnectionClosed
 from qompr.protocol import Feature
+from qompr.protocol import Granted
 from qompr.protocol import Handshake
 from qompr.protocol import HelperConnection
 from qompr.protocol import HelperRequest
 from qompr.protocol import HelperResponse
+from qompr.protocol import Identify
 from qompr.protocol import Negotiated
 from qompr.protocol import Role
+from qompr.protocol.extension import identify_refused_text
+from qompr.protocol.extension import no_extension_text
+from qompr.protocol.extension import refusal_text
 from qompr.transport.unix import check_unix_path
 from qompr.transport.unix import raw_connect
 from qompr.transport.unix import reason
@@ -183,16 +188,31 @@ class HelperClient:
         self.supported = 0
 
     @classmethod
-    def connect(cls, path: str, *, timeout: float | None = None) -> HelperClient:
+    def connect(
+        cls,
+        path: str,
+        *,
+        timeout: float | None = None,
+        features: Feature = Feature.NONE,
+        identify: Identify | None = None,
+    ) -> HelperClient:
         """Connect and negotiate, as QEMU's ``pr_manager_helper_initialize``.
 
         :param timeout: for the connect, the handshake and (afterwards) every read/write.
+        :param features: qompr's extension bits to ask for (:mod:`qompr.protocol.extension`);
+            QEMU asks for none.  Naming is asked for too when *identify* is given.
+        :param identify: the initiator (and target port) to name the connection with.
         :raises ConnectError: QEMU's texts; ``Unexpected end-of-file before all data were
-            read`` when the helper hangs up during the handshake.
+            read`` when the helper hangs up during the handshake; a helper that lacks or
+            refuses the extension asked for, or the name, is an error too.
         """
+        if identify is not None:
+            features |= Feature.QOMPR_NAMING
         client = cls(connect_unix(path, timeout), path)
         try:
-            client.handshake()
+            client.handshake(features)
+            if identify is not None:
+                client.identify(identify)
         except BaseException:
             client.close()
             raise
@@ -203,18 +223,32 @@ class HelperClient:
         return self.sock.fileno()
 
     def handshake(self, features: Feature = Feature.NONE) -> int:
-        """Read the helper's feature mask and answer with *features*.
+        """Read the helper's feature mask and answer with *features*; with qompr's bits,
+        read the grant too.
 
         :returns: the mask the helper announced (QEMU ignores it; so do we).
-        :raises ConnectError: the helper hung up, broke the protocol, or timed out.
+        :raises ConnectError: the helper hung up, broke the protocol, timed out, or did not
+            grant every bit of *features*.
         """
+        asked = False
         try:
             event = self._next_event()
             if not isinstance(event, Negotiated):  # pragma: no cover - table guarantees it
                 raise RemoteProtocolError(f"unexpected {event!r} during the handshake")
             self.supported = event.features
             send_all(self.sock, self.conn.send(Handshake(features)))
+            asked = bool(features)
+            if asked:
+                granted = self._next_event()
+                assert isinstance(granted, Granted)
+                refused = refusal_text(self.path, features, granted.features, os.geteuid())
+                if refused is not None:
+                    raise ConnectError(refused)
+        except ConnectError:
+            raise
         except RemoteProtocolError as exc:
+            if asked and exc.message == EOF_MESSAGE:
+                raise ConnectError(no_extension_text(self.path), exc) from None
             raise ConnectError(exc.message, exc) from None
         except TimeoutError as exc:
             raise ConnectError(f"Timed out negotiating with '{self.path}'", exc) from None
@@ -222,6 +256,21 @@ class HelperClient:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise ConnectError(f"Failed to negotiate with '{self.path}': {reason}", exc) from None
         return self.supported
+
+    def identify(self, message: Identify) -> None:
+        """Name this connection's initiator (qompr's extension, granted by the handshake).
+
+        :raises ConnectError: the helper refused the name, hung up or timed out.
+        """
+        try:
+            send_all(self.sock, self.conn.send(message))
+            response = self.read_response()
+        except RemoteProtocolError as exc:
+            raise ConnectError(f"'{self.path}': {exc.message}", exc) from None
+        except OSError as exc:
+            raise ConnectError(f"'{self.path}': naming the initiator failed: {exc}", exc) from None
+        if response.status != 0:
+            raise ConnectError(identify_refused_text(self.path, message))
 
     def send_request(self, request: HelperRequest) -> None:
         """Send one command, its fd on the CDB.
@@ -275,12 +324,12 @@ class HelperClient:
         self.conn.close()
         self.sock.close()
 
-    def _next_event(self) -> Negotiated | HelperResponse | ConnectionClosed:
+    def _next_event(self) -> Negotiated | Granted | HelperResponse | ConnectionClosed:
         while True:
             event = self.conn.next_event()
             if event is NEED_DATA:
                 data, fds = recv_spec(self.sock, self.conn.next_read())
                 self.conn.receive_data(data, fds)
                 continue
-            assert isinstance(event, Negotiated | HelperResponse | ConnectionClosed)
+            assert isinstance(event, Negotiated | Granted | HelperResponse | ConnectionClosed)
             return event

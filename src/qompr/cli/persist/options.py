@@ -198,7 +198,8 @@ Usage: qompr persist [OPTIONS] [DEVICE]
     --helper=SOCKET            through the qemu-pr-helper listening on SOCKET
     --object=SPEC              through the manager created from an --object
                                string (e.g. pr-manager-emulated,id=e,state=F)
-    --initiator=NAME           I_T nexus: initiator (with --object)
+    --initiator=NAME           I_T nexus: initiator (with --object, or --helper
+                               of a qompr-pr-helper that lets this uid name it)
     --target-port=N            I_T nexus: relative target port (default 1)
     --json                     print the result as JSON
   without --helper or --object the command goes to DEVICE with SG_IO.
@@ -449,12 +450,9 @@ def _check(op: Opts, help_level: int, want: tuple[bool, bool], counts: tuple[int
         err("--helper and --object are alternatives: give one of them\n")
         raise Done(Exit.CONTRADICT)
     names_nexus = op.initiator is not None or op.target_port is not None
-    if names_nexus and op.helper is not None:
-        # Never ignored: the helper protocol carries no nexus, its server names the client.
-        err(
-            "--initiator and --target-port are not supported with --helper: behind a helper,"
-            " the client process is the initiator\n"
-        )
+    if op.target_port is not None and op.initiator is None and op.helper is not None:
+        # Never ignored: qompr's protocol extension names a port together with an initiator.
+        err("--target-port with --helper needs --initiator: the helper names the client\n")
         raise Done(Exit.CONTRADICT)
     if names_nexus and not op.uses_manager:
         err("--initiator and --target-port need a manager (--object)\n")

@@ -75,10 +75,12 @@ Usage: qompr turs [--delay=MS] [--help] [--low] [--number=NUM] [--num=NUM]
   qompr's options:
     --object=SPEC          through the manager an --object string creates
                            (e.g. pr-manager-emulated,id=e,state=F)
-    --initiator=NAME       I_T nexus: initiator (with --object)
+    --helper=SOCKET        through the qompr-pr-helper listening on SOCKET
+                           (qompr's protocol extension: not qemu-pr-helper)
+    --initiator=NAME       I_T nexus: initiator (with --object, or --helper
+                           of a qompr-pr-helper that lets this uid name it)
     --target-port=N        I_T nexus: relative target port (default 1)
-    --helper=SOCKET        not yet: the helper protocol carries only PR IN/OUT
-  without --object the command goes to DEVICE with SG_IO.
+  without --helper or --object the command goes to DEVICE with SG_IO.
 
 Sends SCSI TEST UNIT READY (TUR) to DEVICE, as sg_turs does.  A logical unit
 reports a pending unit attention to it, and so clears it.
@@ -124,7 +126,13 @@ class Opts:
     @property
     def backend(self) -> BackendOptions:
         """The options naming the manager."""
-        return BackendOptions(self.helper, tuple(self.objects), self.initiator, self.target_port)
+        return BackendOptions(
+            self.helper,
+            tuple(self.objects),
+            self.initiator,
+            self.target_port,
+            test_unit_ready=True,
+        )
 
 
 class Done(Exception):  # noqa: N818  (control flow, never escapes run())

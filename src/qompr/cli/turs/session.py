@@ -3,8 +3,9 @@
 
 The TEST UNIT READY commands go through the run's manager (:mod:`qompr.cli.backend`): the
 device itself with SG_IO, or :meth:`~qompr.managers.PRManager.test_unit_ready` of an
-``--object`` manager, on the I_T nexus ``--initiator`` names.  What is printed, and where,
-and the exit status follow sg_turs 3.48 (sg3_utils 1.46).
+``--object`` manager, on the I_T nexus ``--initiator`` names, or of ``--helper``'s
+``pr-manager-helper`` through qompr's protocol extension (``qompr-pr-helper`` only).
+What is printed, and where, and the exit status follow sg_turs 3.48 (sg3_utils 1.46).
 """
 
 from __future__ import annotations
@@ -219,15 +220,15 @@ def _check(op: Opts) -> None:
     if op.version_given:
         err(f"Version string: {SG_TURS_VERSION} (qompr {__version__})\n")
         raise Done(Exit.OK)
-    if op.helper is not None:
-        # Never ignored: qemu-pr-helper's protocol has no TEST UNIT READY to carry it in.
-        err(
-            f"{PROG}: --helper: the helper protocol carries only PERSISTENT RESERVE IN/OUT,"
-            " not TEST UNIT READY\n"
-        )
+    if op.helper is not None and op.objects:
+        err("--helper and --object are alternatives: give one of them\n")
         raise Done(Exit.CONTRADICT)
-    if (op.initiator is not None or op.target_port is not None) and not op.objects:
-        err("--initiator and --target-port need a manager (--object)\n")
+    if op.target_port is not None and op.initiator is None and op.helper is not None:
+        # Never ignored: qompr's protocol extension names a port together with an initiator.
+        err("--target-port with --helper needs --initiator: the helper names the client\n")
+        raise Done(Exit.CONTRADICT)
+    if (op.initiator is not None or op.target_port is not None) and not op.backend.uses_manager:
+        err("--initiator and --target-port need a manager (--object or --helper)\n")
         raise Done(Exit.CONTRADICT)
     if op.device is None:
         err("No DEVICE argument given\n")
