@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """The stores a cluster of daemons shares: an SQLite file (several daemons of one host) and
-PostgreSQL (daemons of any hosts)."""
+PostgreSQL (daemons of any hosts; the suite's throw-away cluster, a fresh database each)."""
 
 from __future__ import annotations
 
@@ -10,27 +10,56 @@ from pathlib import Path
 import attrs
 import pytest
 
+import qompr
+from qompr.errors import QomprError
+from qompr.options import create_objects
+from qompr.testing.postgres import PostgresCluster
+
 #: The stores every cluster test runs on.
 STORES = ("sqlite", "postgresql")
 
 
 @attrs.frozen
 class SharedStore:
-    """A store for a cluster: its ``state`` value and the backend properties that go with it."""
+    """A store for a cluster: its ``state`` value and the backend properties that go with it.
+
+    :param postgres: the PostgreSQL cluster behind it (faults restart it), if any.
+    """
 
     kind: str
     state: str
     extra: str = ""
+    postgres: PostgresCluster | None = None
+
+
+def _probe(state: str, extra: str) -> None:
+    """Skip, saying why, when this branch's pr-manager-emulated cannot open *state*."""
+    tree = qompr.new_tree(load_entrypoints=False)
+    spec = f"pr-manager-emulated,id=probe,state={state}" + (f",{extra}" if extra else "")
+    try:
+        (manager,) = create_objects(tree, [spec])
+    except QomprError as exc:
+        pytest.skip(f"pr-manager-emulated cannot use {state}: {exc.render()}")
+    manager.unparent()
 
 
 def _store(request: pytest.FixtureRequest, kind: str, directory: Path) -> SharedStore:
     if kind == "sqlite":
         # state-sync=normal: survives a killed process (what these tests do), not a power loss.
         return SharedStore(kind, str(directory / "pr.db"), "state-sync=normal")
-    pytest.skip("the PostgreSQL store is not on this branch yet (issue 11, pgstore)")
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    if not cluster.running:
+        cluster.start()  # an earlier test left it down
+    uri = cluster.create_database()
+    extra = "lu-id=path"  # a shared store refuses host-local inode identities
+    _probe(uri, extra)
+    return SharedStore(kind, uri, extra, cluster)
 
 
 @pytest.fixture(params=STORES)
 def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedStore]:
     """A fresh shared store (one test's)."""
-    yield _store(request, request.param, tmp_path)
+    store = _store(request, request.param, tmp_path)
+    yield store
+    if store.postgres is not None and store.postgres.running:
+        store.postgres.drop_database(store.state.rsplit("/", 1)[1])
