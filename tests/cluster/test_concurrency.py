@@ -3,7 +3,7 @@
 logical units for a bounded time; the history must be explained by one serial order per LU
 (:mod:`qompr.testing.checker`).
 
-``QOMPR_CLUSTER_SECONDS`` sets the run's length (default 5 s; the report's runs use more).
+``QOMPR_CLUSTER_SECONDS`` sets the run's length (default 4 s; the report's runs use more).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .harness import backend
 from .harness import lu_file
 from .harness import run_all
 
-SECONDS = float(os.environ.get("QOMPR_CLUSTER_SECONDS", "5"))
+SECONDS = float(os.environ.get("QOMPR_CLUSTER_SECONDS", "4"))
 DAEMONS = 3
 CLIENTS_PER_DAEMON = 3
 LUS = 3

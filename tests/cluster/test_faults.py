@@ -45,7 +45,7 @@ from .test_concurrency import final_reads
 from .test_concurrency import report_line
 from .test_concurrency import requests
 
-SECONDS = max(4.0, float(os.environ.get("QOMPR_CLUSTER_SECONDS", "5")))
+SECONDS = max(3.0, float(os.environ.get("QOMPR_CLUSTER_SECONDS", "4")))
 DAEMONS = 3
 CLIENTS_PER_DAEMON = 2
 #: Deadline for service to come back after a fault (generous: a loaded 2-core machine).
