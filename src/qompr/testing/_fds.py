@@ -15,7 +15,6 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 
 __all__ = ["FD_KINDS", "FdFactory", "loop_device", "open_fd_count"]
 
@@ -118,12 +117,7 @@ class FdFactory:
     def __enter__(self) -> FdFactory:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

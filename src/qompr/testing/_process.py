@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-from types import TracebackType
 from typing import IO
 
 from qompr.testing._errors import HelperExitedError
@@ -118,12 +117,7 @@ class HelperProcess:
     def __enter__(self) -> HelperProcess:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             if self.proc is not None and self.proc.poll() is None:
                 self.stop()

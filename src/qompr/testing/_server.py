@@ -9,7 +9,6 @@ import os
 import socket
 import tempfile
 import threading
-from types import TracebackType
 from typing import Any
 
 from qompr.daemon import HelperServer
@@ -72,12 +71,7 @@ class InProcessServer:
             error, self._error = self._error, None
             raise error
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             if self._thread.is_alive():
                 self.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from collections.abc import Sequence
+from typing import TypeVar
 
 from qompr.errors import ScsiError
 from qompr.scsi import PrInAction
@@ -62,6 +63,9 @@ def new_key(taken: Iterable[int] = ()) -> int:
         key = (KEY_PREFIX << 32) | secrets.randbits(32)
         if key not in used:
             return key
+
+
+_Data = TypeVar("_Data", ReadKeysData, ReadReservationData, ReportCapabilitiesData)
 
 
 class Stop(Exception):  # noqa: N818  (ends the steps; not an error of the caller)
@@ -182,35 +186,32 @@ class Session:
         return self.send(node, f"PR IN {action.name.replace('_', ' ')}", cdb, shield=shield)
 
     def read_keys(self, node: Node, *, shield: bool = False) -> tuple[Answer, ReadKeysData | None]:
-        answer = self.pr_in(node, PrInAction.READ_KEYS, shield=shield)
-        if not answer.ok or answer.result is None:
-            return answer, None
-        try:
-            data = ReadKeysData.from_bytes(answer.result.data)
-        except ScsiError:
-            return answer, None
-        self.generation_seen = data.generation
+        answer, data = self._pr_in_data(node, PrInAction.READ_KEYS, ReadKeysData, shield)
+        if data is not None:
+            self.generation_seen = data.generation
         return answer, data
 
     def read_reservation(
         self, node: Node, *, shield: bool = False
     ) -> tuple[Answer, ReadReservationData | None]:
-        answer = self.pr_in(node, PrInAction.READ_RESERVATION, shield=shield)
-        if not answer.ok or answer.result is None:
-            return answer, None
-        try:
-            return answer, ReadReservationData.from_bytes(answer.result.data)
-        except ScsiError:
-            return answer, None
+        return self._pr_in_data(node, PrInAction.READ_RESERVATION, ReadReservationData, shield)
 
     def capabilities(
         self, node: Node, *, shield: bool = False
     ) -> tuple[Answer, ReportCapabilitiesData | None]:
-        answer = self.pr_in(node, PrInAction.REPORT_CAPABILITIES, shield=shield)
+        return self._pr_in_data(
+            node, PrInAction.REPORT_CAPABILITIES, ReportCapabilitiesData, shield
+        )
+
+    def _pr_in_data(
+        self, node: Node, action: PrInAction, kind: type[_Data], shield: bool
+    ) -> tuple[Answer, _Data | None]:
+        """A PR IN and its data decoded as *kind* (``None`` unless GOOD and well formed)."""
+        answer = self.pr_in(node, action, shield=shield)
         if not answer.ok or answer.result is None:
             return answer, None
         try:
-            return answer, ReportCapabilitiesData.from_bytes(answer.result.data)
+            return answer, kind.from_bytes(answer.result.data)
         except ScsiError:
             return answer, None
 

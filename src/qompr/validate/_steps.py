@@ -95,12 +95,7 @@ class Steps(Session):
         answer = self.out(survivor, PrOutAction.PREEMPT, type_=type_, rk=ks, sark=kv)
         self.alive(answer, survivor, "PREEMPT")
         if not answer.ok:
-            book.fail(
-                "preempt",
-                f"node {survivor.name}: PREEMPT of {victim.name}'s key answered "
-                f"{answer.describe()}",
-                answer_hint(survivor, answer, type_),
-            )
+            self.refused("preempt", survivor, f"PREEMPT of {victim.name}'s key", answer, type_)
             raise Stop("PREEMPT failed")
         if book.has("unit-attention") and "unit-attention" not in self.skip:
             self.probe_ua(victim, mark, "unit-attention", f"{survivor.name}'s PREEMPT")
