@@ -208,6 +208,12 @@ def _add_validate(sub: Any) -> None:
     validate.add_parser(sub)
 
 
+def _add_migrate(sub: Any) -> None:
+    from qompr.cli import migrate
+
+    migrate.add_parser(sub)
+
+
 def _add_turs(sub: Any) -> None:
     from qompr.cli import turs
 
@@ -267,6 +273,9 @@ COMMANDS: dict[str, Command] = {
         _add_validate,
     ),
     "turs": Command("sg_turs's TEST UNIT READY, through any manager", _add_turs, run=_run_turs),
+    "migrate": Command(
+        "hand a VM's SCSI reservation over at a live migration's switch-over", _add_migrate
+    ),
 }
 
 
