@@ -18,6 +18,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from qompr.managers import PRManager
+    from qompr.managers.emulated import Store
+    from qompr.managers.emulated import StoreOptions
     from qompr.qom import Object
     from qompr.scsi import ScsiResult
 
@@ -85,4 +87,17 @@ def qompr_object_deleted(obj: Object, id: str) -> None:
 
     :param obj: the object, already finalized.
     :param id: the id it had.
+    """
+
+
+@hookspec(firstresult=True)
+def qompr_emulated_store(uri: str, options: StoreOptions) -> Store | None:
+    """Open the state store of ``pr-manager-emulated,state=URI`` for a URI scheme qompr
+    does not serve itself (qompr serves file paths and ``postgresql://``).
+
+    Return ``None`` for a scheme you do not serve; the first store returned is used.
+
+    :param uri: the ``state`` property, ``SCHEME://...``.
+    :param options: what the manager's other properties ask (timeout, power_on...).
+    :returns: an object implementing :class:`qompr.managers.emulated.Store`.
     """

@@ -181,6 +181,9 @@ class PostgresCluster:
             "--locale",
             "C",
             "--no-instructions",
+            # A throw-away cluster: initdb's own files need no fsync (the server's commits
+            # still do, fsync=on).
+            "--no-sync",
         )
         conf = "".join(f"{key} = {value}\n" for key, value in _SETTINGS.items())
         conf += f"listen_addresses = '{self.host}'\nport = {self.port}\n"

@@ -12,7 +12,11 @@ Layers, each importing only those before it::
     _engine    the device server: state + command -> result + changes (no I/O)
     _store     the store contract and the memory store (one transaction per command)
     _sqlite    the SQLite store (a file shared by processes)
+    _codec     one logical unit's state as a JSON document (for shared stores)
+    _postgres  the PostgreSQL store (shared by hosts; imported only when used)
+    _open      which store a ``state`` value means (plugins: ``qompr_emulated_store``)
     _identity  logical unit behind an fd, initiator behind a client process
+    _luid      the ``lu-id`` rules: inode, path, wwn (VPD page 83h)
     _manager   the QOM type
 
 SPC-4 clause numbers in this package follow revision 17 (persistent reservations §5.7, PR IN
@@ -32,9 +36,12 @@ from qompr.managers.emulated._identity import nexus_for_peer as nexus_for_peer
 from qompr.managers.emulated._identity import nexus_for_pid as nexus_for_pid
 from qompr.managers.emulated._identity import peer_credentials as peer_credentials
 from qompr.managers.emulated._identity import vm_name as vm_name
+from qompr.managers.emulated._luid import LuIdRule as LuIdRule
+from qompr.managers.emulated._luid import wwn_from_vpd83 as wwn_from_vpd83
 from qompr.managers.emulated._manager import DEFAULT_MAX_REGISTRATIONS as DEFAULT_MAX_REGISTRATIONS
 from qompr.managers.emulated._manager import DEFAULT_TIMEOUT_MS as DEFAULT_TIMEOUT_MS
 from qompr.managers.emulated._manager import PRManagerEmulated as PRManagerEmulated
+from qompr.managers.emulated._open import open_store as open_store
 from qompr.managers.emulated._outcome import EngineOutcome as EngineOutcome
 from qompr.managers.emulated._policy import LIO as LIO
 from qompr.managers.emulated._policy import SPC4 as SPC4
@@ -52,6 +59,7 @@ from qompr.managers.emulated._store import StateFileError as StateFileError
 from qompr.managers.emulated._store import Store as Store
 from qompr.managers.emulated._store import StoreError as StoreError
 from qompr.managers.emulated._store import StoreFailureError as StoreFailureError
+from qompr.managers.emulated._store import StoreOptions as StoreOptions
 from qompr.managers.emulated._store import StoreUnavailableError as StoreUnavailableError
 
 __all__ = [
@@ -67,6 +75,7 @@ __all__ = [
     "EngineOutcome",
     "InitiatorRule",
     "LUState",
+    "LuIdRule",
     "MemoryStore",
     "Mode",
     "PRManagerEmulated",
@@ -80,12 +89,15 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreFailureError",
+    "StoreOptions",
     "StoreUnavailableError",
     "classify",
     "initiator_name",
     "lu_identity",
     "nexus_for_peer",
     "nexus_for_pid",
+    "open_store",
     "peer_credentials",
     "vm_name",
+    "wwn_from_vpd83",
 ]

@@ -3,8 +3,9 @@
 
 Instead of passing PR commands to a disk, this manager answers them itself, for any file
 (an image, a block device), as LIO would (``mode=lio``, the default) or as the letter of
-SPC-4 says (``mode=spc4``).  The state is kept in memory, or with ``state=FILE`` in an SQLite
-file that several processes may share (see :mod:`._store` and :mod:`._sqlite`).
+SPC-4 says (``mode=spc4``).  The state is kept in memory, with ``state=FILE`` in an SQLite
+file that several processes may share, or with ``state=postgresql://...`` in a PostgreSQL
+database that several hosts share (see :mod:`._store`, :mod:`._sqlite`, :mod:`._postgres`).
 ``check_command()`` lets a software target built on qompr enforce the reservations on other
 commands.
 
@@ -33,17 +34,19 @@ from qompr.managers._base import PRManager
 from qompr.managers.emulated._engine import Engine
 from qompr.managers.emulated._engine import EngineConfig
 from qompr.managers.emulated._identity import InitiatorRule
-from qompr.managers.emulated._identity import lu_identity
 from qompr.managers.emulated._identity import nexus_for_pid
+from qompr.managers.emulated._luid import LuIdRule
+from qompr.managers.emulated._luid import LuNamer
+from qompr.managers.emulated._open import open_store
 from qompr.managers.emulated._outcome import EngineOutcome
 from qompr.managers.emulated._policy import Policy
-from qompr.managers.emulated._sqlite import SqliteStore
 from qompr.managers.emulated._state import LUState
 from qompr.managers.emulated._state import StateSnapshot
-from qompr.managers.emulated._store import MemoryStore
 from qompr.managers.emulated._store import Store
 from qompr.managers.emulated._store import StoreFailureError
+from qompr.managers.emulated._store import StoreOptions
 from qompr.managers.emulated._store import StoreUnavailableError
+from qompr.qom import BoolProperty
 from qompr.qom import EnumProperty
 from qompr.qom import IntProperty
 from qompr.qom import LifeState
@@ -90,7 +93,8 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
     """The emulated persistent-reservation manager (see the module docstring)."""
 
     state = StringProperty(
-        description="SQLite file holding the PR state (in memory if unset)",
+        description="where the PR state lives: an SQLite file, a postgresql:// URI shared "
+        "by several hosts, or a plugin's SCHEME:// URI (in memory if unset)",
         setter=_until_complete("state"),
     )
     mode = EnumProperty(
@@ -99,6 +103,21 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         default="lio",
         description="answer as Linux LIO does (lio) or as the letter of SPC-4 says (spc4)",
         setter=_until_complete("mode"),
+    )
+    lu_id = EnumProperty(
+        "PrLuId",
+        [rule.value for rule in LuIdRule],
+        default="inode",
+        description="how an fd becomes a logical unit: its device or inode numbers (inode, "
+        "this host only), its file's canonical path (path), or its SCSI LUN's VPD 83h "
+        "designator (wwn)",
+        setter=_until_complete("lu-id"),
+    )
+    create_schema = BoolProperty(
+        default=False,
+        description="create the PR state database's tables if missing (else 'qompr "
+        "emulated schema --apply URI' must have)",
+        setter=_until_complete("create-schema"),
     )
     lu_name = StringProperty(
         description="name of the one logical unit every fd refers to "
@@ -165,6 +184,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         # Read once at complete() (they cannot change after): a QOM property read costs
         # more than the rest of a READ KEYS.
         self._lu_name: str | None = None
+        self._namer = LuNamer(LuIdRule.INODE)
         self._timeout = DEFAULT_TIMEOUT_MS / 1000
         self._abort_lock = threading.Lock()
         #: Called with the I_T nexuses whose tasks a PREEMPT AND ABORT aborts.
@@ -190,17 +210,29 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
                 default = nexus_for_pid(os.getpid(), self.initiator_rule)
         except ValueError as exc:
             raise ObjectError(f"Invalid pr-manager-emulated configuration: {exc}") from exc
-        store: Store
-        if self.state:
-            store = SqliteStore(
-                self.state,
-                synchronous=self.state_sync,
-                power_on=self.start == "power-cycle",
-                timeout=self.timeout / 1000,
+        options = StoreOptions(
+            timeout=self.timeout / 1000,
+            power_on=self.start == "power-cycle",
+            synchronous=self.state_sync,
+            create_schema=self.create_schema,
+        )
+        store = open_store(self.state or "", options, self.tree.hook)
+        if store.shared and self.lu_id == "inode" and not self.lu_name:
+            store.close()
+            raise ObjectError(
+                f"Property 'pr-manager-emulated.lu-id' cannot be 'inode' with a shared PR "
+                f"state ('{self.id}'): device and inode numbers are this host's own",
+                hint="Use lu-id=path (a shared file system) or lu-id=wwn (a shared SCSI "
+                "LUN), or name the one logical unit with lu-name",
             )
-        else:
-            store = MemoryStore()
+        if store.shared and self.initiator_rule == "pid":
+            log.warning(
+                "%s: initiator-rule=pid names initiators by this host's process ids; with a "
+                "shared PR state use initiator-rule=vm-name or named initiators",
+                self.id,
+            )
         self._engine = Engine(config)
+        self._namer = LuNamer(self.lu_id)
         self._default_nexus = default
         self._lu_name = self.lu_name
         self._timeout = self.timeout / 1000
@@ -223,12 +255,13 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         return self._default_nexus
 
     def logical_unit(self, fd: int) -> str:
-        """The name of the logical unit *fd* refers to (``lu-name`` if set).
+        """The name of the logical unit *fd* refers to (``lu-name`` if set, else by
+        ``lu-id``).
 
         :raises OSError: if *fd* is not open and ``lu-name`` is unset.
         """
         name = self._lu_name if self._lu_name is not None else self.lu_name
-        return name or lu_identity(fd)
+        return name or self._namer(fd)
 
     @override
     def logical_unit_id(self, fd: int) -> str:

@@ -601,6 +601,12 @@ class SqliteStore:
     # -- the Store interface ----------------------------------------------------------------
 
     @property
+    def shared(self) -> bool:
+        """False: processes of one host (a file system's locks across hosts are not
+        trusted; use PostgreSQL)."""
+        return False
+
+    @property
     def cannot_block(self) -> bool:
         """False: a command may wait for the file's lock and for fsync."""
         return False

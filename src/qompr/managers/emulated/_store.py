@@ -4,7 +4,24 @@
 Every store runs a command the same way (:meth:`Store.transact`): hand the current
 :class:`~._state.LUState` of one logical unit to the engine, and apply the
 :class:`~._state.Changes` it returns, atomically.  :class:`MemoryStore` keeps the state in
-this process; :class:`~._sqlite.SqliteStore` in a file that several processes share.
+this process; :class:`~._sqlite.SqliteStore` in a file that several processes share;
+:class:`~._postgres.PostgresStore` in a PostgreSQL database that several hosts share.  Other
+stores come from plugins (the ``qompr_emulated_store`` hook, given :class:`StoreOptions`).
+
+What every store promises (the contract tests in ``tests/managers/emulated/test_contract.py``
+hold all three to it):
+
+* **Serial per logical unit.**  The commands on one logical unit behave as if they ran one
+  at a time, in one order, whichever process or host sent them: ``decide`` sees the state
+  every earlier command left.
+* **Durable before answered.**  :meth:`Store.transact` returns only after the changes are
+  committed as durably as the store promises; if it raises, nothing was applied (or, only
+  for a shared store whose commit was in flight when the deadline passed, the outcome is
+  unknown: documented in ``docs/emulated.md``).
+* **Bounded.**  Given a deadline it returns or raises by then: a store that cannot answer in
+  time raises :class:`StoreUnavailableError`, one that failed :class:`StoreFailureError`.
+* **Reads do not write.**  With ``read_first`` a command that changes nothing (PR IN with no
+  unit attention to report) takes no write lock.
 
 **Power cycles are explicit** (:meth:`Store.power_on`): the state lasts, whatever processes
 come and go, until one is played; APTPL decides what survives it, and every I_T nexus the
@@ -16,6 +33,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Protocol
+
+import attrs
 
 from qompr.errors import QomprError
 from qompr.managers.emulated._outcome import EngineOutcome
@@ -29,6 +48,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreFailureError",
+    "StoreOptions",
     "StoreUnavailableError",
 ]
 
@@ -54,8 +74,37 @@ class StoreFailureError(StoreError):
     file).  The manager answers CHECK CONDITION HARDWARE ERROR 44h/00h."""
 
 
+@attrs.frozen
+class StoreOptions:
+    """What ``pr-manager-emulated`` asks of the store it opens (its properties).
+
+    :param timeout: the longest a command waits for the store when :meth:`Store.transact`
+        is given no deadline, in seconds (``timeout`` property / 1000).
+    :param power_on: play a power cycle when this is the first process to open the state
+        (``start=power-cycle``); a shared store may refuse it (power cycles of a shared
+        logical unit are explicit).
+    :param synchronous: ``"full"`` (durable across power loss) or ``"normal"`` (across a
+        crash of the process), for stores that can choose (``state-sync``).
+    :param create_schema: a database store may create its tables (``create-schema=on``);
+        otherwise it expects them (``qompr emulated schema URI --apply``).
+    :param join: open as a serving process (``False``: for inspection and administration).
+    """
+
+    timeout: float = 5.0
+    power_on: bool = False
+    synchronous: str = "full"
+    create_schema: bool = False
+    join: bool = True
+
+
 class Store(Protocol):
-    """What the manager needs from a store."""
+    """What the manager needs from a store (the contract above)."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether processes on other hosts may share this state.  Logical units must then
+        be named the same on every host, so the manager refuses ``lu-id=inode``."""
+        ...
 
     @property
     def cannot_block(self) -> bool:
@@ -105,6 +154,11 @@ class MemoryStore:
     def __init__(self) -> None:
         self._states: dict[str, LUState] = {}
         self._lock = threading.Lock()
+
+    @property
+    def shared(self) -> bool:
+        """False: one process."""
+        return False
 
     @property
     def cannot_block(self) -> bool:

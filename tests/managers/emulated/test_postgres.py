@@ -1,0 +1,302 @@
+# SPDX-License-Identifier: MIT
+"""pr-manager-emulated on a real PostgreSQL: opening (schema, lu-id), faults (a server that
+stops, crashes or freezes: retryable answers within the timeout, nothing acknowledged lost,
+service back by itself), and stores from plugins."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import qompr
+from qompr.errors import ObjectError
+from qompr.errors import QomprError
+from qompr.managers.emulated import MemoryStore
+from qompr.managers.emulated import PRManagerEmulated
+from qompr.managers.emulated import StateFileError
+from qompr.managers.emulated import Store
+from qompr.managers.emulated import StoreOptions
+from qompr.qom import ObjectTree
+from qompr.scsi import Nexus
+from qompr.scsi import PrInAction
+from qompr.scsi import PrOutAction
+from qompr.scsi import ScsiResult
+from qompr.scsi import SenseCode
+from qompr.testing.postgres import PostgresCluster
+
+from .harness import pr_in
+from .harness import pr_out
+
+psycopg = pytest.importorskip("psycopg", reason="psycopg 3 (qompr[postgresql]) is not installed")
+
+from qompr.managers.emulated._postgres import apply_schema  # noqa: E402
+from qompr.managers.emulated._postgres import redact  # noqa: E402
+from qompr.managers.emulated._postgres import schema_sql  # noqa: E402
+
+RETRYABLE = SenseCode.LUN_COMM_FAILURE  # ABORTED COMMAND 0Bh / 08h / 00h
+
+
+def manager(tree: ObjectTree, state: str, obj_id: str = "pg", **props: Any) -> PRManagerEmulated:
+    props.setdefault("lu_id", "path")
+    obj = tree.object_add("pr-manager-emulated", obj_id, state=state, **props)
+    assert isinstance(obj, PRManagerEmulated)
+    return obj
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Iterator[int]:
+    fd = os.open(tmp_path / "disk.img", os.O_RDWR | os.O_CREAT, 0o600)
+    yield fd
+    os.close(fd)
+
+
+@pytest.fixture(scope="module")
+def fault_cluster() -> Iterator[PostgresCluster]:
+    """A cluster of this module's own, for tests that stop, crash or freeze it."""
+    with PostgresCluster.create() as cluster:
+        apply_schema(cluster.uri())
+        yield cluster
+
+
+@pytest.fixture
+def private_cluster(fault_cluster: PostgresCluster) -> PostgresCluster:
+    """:func:`fault_cluster`, up (an earlier test may have left it down)."""
+    if not fault_cluster.running:
+        fault_cluster.start()
+    return fault_cluster
+
+
+def command(m: PRManagerEmulated, fd: int, nexus: Nexus, cmd: tuple[bytes, bytes]) -> ScsiResult:
+    return m.run(fd, cmd[0], cmd[1], nexus=nexus)
+
+
+# -- opening -----------------------------------------------------------------------------
+
+
+def test_no_schema_no_silent_ddl(tree: ObjectTree, postgres_uri: str) -> None:
+    with pytest.raises(StateFileError, match="has no qompr schema") as info:
+        manager(tree, postgres_uri)
+    assert "qompr emulated schema --apply" in (info.value.hint or "")
+    m = manager(tree, postgres_uri, create_schema=True)
+    assert m.engine is not None
+    tree.object_del("pg")
+    manager(tree, postgres_uri)  # the schema is there now
+
+
+def test_schema_text_is_versioned_and_idempotent(postgres_uri: str) -> None:
+    text = schema_sql()
+    assert "CREATE TABLE IF NOT EXISTS qompr.lu" in text
+    assert "'schema_version', '1'" in text
+    apply_schema(postgres_uri)
+    apply_schema(postgres_uri)
+    with psycopg.connect(postgres_uri) as conn:
+        conn.execute("UPDATE qompr.meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StateFileError, match="schema version 99"):
+        apply_schema(postgres_uri)
+
+
+def test_a_shared_store_refuses_host_local_names(tree: ObjectTree, pg_state_uri: str) -> None:
+    with pytest.raises(ObjectError, match="cannot be .inode. with a shared PR state") as info:
+        manager(tree, pg_state_uri, lu_id="inode")
+    assert "lu-id=path" in (info.value.hint or "")
+    with pytest.raises(StateFileError, match="start=power-cycle"):
+        manager(tree, pg_state_uri, start="power-cycle")
+    # lu-name names one logical unit for every host: allowed with any lu-id.
+    assert manager(tree, pg_state_uri, lu_id="inode", lu_name="shared0").logical_unit(-1)
+
+
+def test_unreachable_database_at_start_is_an_error(tree: ObjectTree) -> None:
+    with pytest.raises(StateFileError, match="Could not open PR state database") as info:
+        manager(tree, "postgresql://qompr:secret@127.0.0.1:1/none", timeout=2000)
+    assert "secret" not in str(info.value)
+    assert redact("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
+
+
+def test_two_managers_share_one_logical_unit_by_path(
+    tree: ObjectTree, pg_state_uri: str, tmp_path: Path
+) -> None:
+    """Two "hosts" open the same image through different paths (a symlink): one LU."""
+    (tmp_path / "disk.img").touch()
+    (tmp_path / "alias.img").symlink_to(tmp_path / "disk.img")
+    one = manager(tree, pg_state_uri, "one", initiator_rule="vm-name")
+    two = manager(tree, pg_state_uri, "two", initiator_rule="vm-name")
+    fd1 = os.open(tmp_path / "disk.img", os.O_RDWR)
+    fd2 = os.open(tmp_path / "alias.img", os.O_RDWR)
+    try:
+        assert one.logical_unit(fd1) == two.logical_unit(fd2) == f"path:{tmp_path}/disk.img"
+        a, b = Nexus("vm:a"), Nexus("vm:b")
+        assert command(one, fd1, a, pr_out(PrOutAction.REGISTER, sark=1)).ok
+        assert command(one, fd1, a, pr_out(PrOutAction.RESERVE, rk=1, pr_type=3)).ok
+        assert command(two, fd2, b, pr_out(PrOutAction.REGISTER, sark=2)).ok
+        assert (
+            command(two, fd2, b, pr_out(PrOutAction.RESERVE, rk=2, pr_type=3))
+            == ScsiResult.conflict()
+        )
+        assert command(two, fd2, b, pr_out(PrOutAction.PREEMPT, rk=2, sark=1, pr_type=3)).ok
+        # a's next command, on the other manager, reports the preemption once.
+        keys = one.run(fd1, pr_in(PrInAction.READ_KEYS), nexus=a)
+        assert keys.sense_code == SenseCode.REGISTRATIONS_PREEMPTED
+        assert one.snapshot(fd1) == two.snapshot(fd2)
+        two.power_cycle(fd2)
+        assert one.unit_attentions(fd1, b) == (qompr.managers.emulated.POWER_ON_OCCURRED,)
+    finally:
+        os.close(fd1)
+        os.close(fd2)
+
+
+# -- faults ------------------------------------------------------------------------------
+
+
+def _timed(m: PRManagerEmulated, fd: int, nexus: Nexus, cmd: tuple[bytes, bytes]) -> float:
+    start = time.monotonic()
+    result = command(m, fd, nexus, cmd)
+    took = time.monotonic() - start
+    assert result.sense_code == RETRYABLE, result
+    return took
+
+
+def test_a_stopped_database_gives_retryable_answers_then_service_resumes(
+    tree: ObjectTree, private_cluster: PostgresCluster, image: int
+) -> None:
+    m = manager(tree, private_cluster.uri(), timeout=1500)
+    a = Nexus("vm:a")
+    assert command(m, image, a, pr_out(PrOutAction.REGISTER, sark=1)).ok
+    private_cluster.stop(mode="fast")
+    # Every command, PR OUT and PR IN alike, is answered in time with the retryable sense.
+    for cmd in (pr_out(PrOutAction.REGISTER, rk=1, sark=2), (pr_in(PrInAction.READ_KEYS), b"")):
+        assert _timed(m, image, a, cmd) < 1.5 + 1.0
+    private_cluster.start()
+    deadline = time.monotonic() + 30
+    while not command(m, image, a, pr_out(PrOutAction.REGISTER, rk=1, sark=2)).ok:
+        assert time.monotonic() < deadline, "service did not resume"
+    assert m.snapshot(image).keys == (2,)
+
+
+def test_a_frozen_database_is_answered_within_the_timeout(
+    tree: ObjectTree, private_cluster: PostgresCluster, image: int
+) -> None:
+    """A server that accepts bytes but never answers (SIGSTOP): no command hangs."""
+    m = manager(tree, private_cluster.uri(), timeout=1000)
+    a = Nexus("vm:a")
+    assert command(m, image, a, pr_out(PrOutAction.REGISTER, sark=1)).ok
+    pids = _server_pids(private_cluster)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for cmd in (
+            pr_out(PrOutAction.REGISTER, rk=1, sark=2),
+            (pr_in(PrInAction.READ_KEYS), b""),
+            pr_out(PrOutAction.RESERVE, rk=1, pr_type=1),
+        ):
+            assert _timed(m, image, a, cmd) < 1.0 + 1.0
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while not command(m, image, a, pr_out(PrOutAction.RESERVE, rk=1, pr_type=1)).ok:
+        assert time.monotonic() < deadline, "service did not resume"
+    snap = m.snapshot(image)
+    # A command answered with the retryable sense while its commit could not happen applied
+    # nothing: the key is still 1 (the REGISTER to 2 above was not applied).
+    assert snap.keys == (1,)
+    assert snap.reservation is not None
+
+
+def _server_pids(cluster: PostgresCluster) -> list[int]:
+    postmaster = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(entry))
+    return pids
+
+
+def test_a_crash_loses_nothing_acknowledged(
+    tree: ObjectTree, private_cluster: PostgresCluster, image: int
+) -> None:
+    """Four threads register one new initiator each per command while the server crashes
+    and recovers (``pg_ctl restart -m immediate``): every answer is GOOD or the retryable
+    sense, and every GOOD registration is there afterwards."""
+    m = manager(tree, private_cluster.uri(), timeout=2000, max_registrations=0)
+    good: list[int] = []
+    other: list[ScsiResult] = []
+    retried = 0
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client(base: int) -> None:
+        nonlocal retried
+        for n in range(base, base + 100_000):
+            if stop.is_set():
+                return
+            result = command(m, image, Nexus(f"vm:{n}"), pr_out(PrOutAction.REGISTER, sark=n))
+            with lock:
+                if result.ok:
+                    good.append(n)
+                elif result.sense_code == RETRYABLE:
+                    retried += 1
+                else:
+                    other.append(result)
+
+    threads = [threading.Thread(target=client, args=(i * 1_000_000 + 1,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        _wait_for(lambda: len(good) >= 20)
+        private_cluster.restart(mode="immediate")
+        before = len(good)
+        _wait_for(lambda: len(good) >= before + 20)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert other == []
+    kept = set(m.snapshot(image).keys)
+    assert set(good) <= kept
+    # Registrations answered with the retryable sense may or may not be there (a commit in
+    # flight when the server died); nothing else is.
+    assert len(kept - set(good)) <= retried
+
+
+def _wait_for(condition: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+# -- stores from plugins -----------------------------------------------------------------
+
+
+def test_a_plugin_serves_another_scheme(tree: ObjectTree) -> None:
+    opened: list[tuple[str, StoreOptions]] = []
+
+    class Plugin:
+        @qompr.hookimpl
+        def qompr_emulated_store(self, uri: str, options: StoreOptions) -> Store | None:
+            if not uri.startswith("mem://"):
+                return None
+            opened.append((uri, options))
+            return MemoryStore()
+
+    pm = qompr.get_plugin_manager(load_entrypoints=False)
+    pm.register(Plugin())
+    hooked = ObjectTree(tree.types, hook=pm.hook)
+    m = hooked.object_add("pr-manager-emulated", "p", state="mem://x", timeout=1234)
+    assert isinstance(m, PRManagerEmulated)
+    assert opened == [("mem://x", StoreOptions(timeout=1.234))]
+    assert m.run(-1, pr_in(PrInAction.READ_KEYS), nexus=Nexus("A")).ok is False  # no fd
+    with pytest.raises(QomprError, match="'etcd://...' is not supported"):
+        hooked.object_add("pr-manager-emulated", "q", state="etcd://cluster/x")
