@@ -40,6 +40,7 @@ from qompr.managers.emulated._luid import LuNamer
 from qompr.managers.emulated._open import open_store
 from qompr.managers.emulated._outcome import EngineOutcome
 from qompr.managers.emulated._policy import Policy
+from qompr.managers.emulated._sqlite import SqliteStore
 from qompr.managers.emulated._state import LUState
 from qompr.managers.emulated._state import StateSnapshot
 from qompr.managers.emulated._store import Store
