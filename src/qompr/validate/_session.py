@@ -287,14 +287,15 @@ class Session:
                 check,
                 f"node {node.name} got no unit attention after {event}",
                 "The node learns it was fenced only when a write fails; SPC-4 has the target "
-                "queue REGISTRATIONS PREEMPTED for it" + _ua_path_note(node),
+                "queue REGISTRATIONS PREEMPTED for it" + multipath_note(node, _UA_MULTIPATH_NOTE),
             )
 
 
-def _ua_path_note(node: Node) -> str:
-    if node.kind is PathKind.MULTIPATH:
-        return (
-            " (libmpathpersist retries unit attentions itself; TEST UNIT READY on the map "
-            "reaches one path)"
-        )
-    return ""
+_UA_MULTIPATH_NOTE = (
+    " (libmpathpersist retries unit attentions itself; TEST UNIT READY on the map reaches one path)"
+)
+
+
+def multipath_note(node: Node, note: str) -> str:
+    """*note* when *node* reaches the LU through dm-multipath, else nothing."""
+    return note if node.kind is PathKind.MULTIPATH else ""

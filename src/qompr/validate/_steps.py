@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from qompr.scsi import PrOutAction
 from qompr.validate._nodes import Node
-from qompr.validate._nodes import PathKind
 from qompr.validate._session import Session
 from qompr.validate._session import Stop
 from qompr.validate._session import all_registrants
+from qompr.validate._session import multipath_note
 from qompr.validate._text import answer_hint
 from qompr.validate._text import keys_text
 from qompr.validate._text import reservation_text
@@ -248,7 +248,7 @@ class Steps(Session):
                 f"REGISTER with APTPL answered {answer.describe()}"
                 + (" although PTPL_C=1" if capable else " (PTPL_C=0)"),
                 "Registrations will not survive a power loss of the target; fence_scsi --aptpl "
-                "and lvmpersist --ptpl need it" + _aptpl_path_note(node),
+                "and lvmpersist --ptpl need it" + multipath_note(node, _APTPL_MULTIPATH_NOTE),
             )
             return
         _, caps = self.capabilities(node)
@@ -327,10 +327,7 @@ class Steps(Session):
         self._removed(survivor, victim, "preempt-abort", "PREEMPT AND ABORT", before)
 
 
-def _aptpl_path_note(node: Node) -> str:
-    if node.kind is PathKind.MULTIPATH:
-        return (
-            "; through multipath, libmpathpersist refuses APTPL while multipath.conf sets no "
-            "reservation_key (seen with multipath-tools 0.9.4)"
-        )
-    return ""
+_APTPL_MULTIPATH_NOTE = (
+    "; through multipath, libmpathpersist refuses APTPL while multipath.conf sets no "
+    "reservation_key (seen with multipath-tools 0.9.4)"
+)
