@@ -32,11 +32,17 @@ hookimpl = pluggy.HookimplMarker("qompr")
 
 
 @hookspec
-def qompr_register_types(register: Callable[[type[Object]], Any]) -> None:
+def qompr_register_types(
+    register: Callable[[type[Object]], Any],
+    register_lazy: Callable[[str, Callable[[], type[Object]]], Any],
+) -> None:
     """Register QOM types: call ``register(cls)`` for each class declared with
     ``qom_type=...``.  Order does not matter; parents are registered before children.
 
     :param register: adds one class to the type registry being built.
+    :param register_lazy: ``register_lazy(name, load)`` adds type *name* by name only;
+        ``load()`` imports and returns its class when a program first looks the type up
+        (so a plugin's heavy module loads only for the programs that use the type).
     """
 
 

@@ -124,10 +124,11 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
 
 
 def build_registry(pm: pluggy.PluginManager) -> TypeRegistry:
-    """Ask every plugin for its types (``qompr_register_types``)."""
+    """Ask every plugin for its types (``qompr_register_types``); those registered by name
+    load when first looked up."""
     classes: list[type[Object]] = []
-    pm.hook.qompr_register_types(register=classes.append)
     registry = TypeRegistry()
+    pm.hook.qompr_register_types(register=classes.append, register_lazy=registry.register_lazy)
     registry.register_all(classes)
     return registry
 

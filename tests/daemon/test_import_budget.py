@@ -52,6 +52,14 @@ DEFAULT_ONLY = NEVER | {
     "qompr.transport.sync",
 }
 
+#: The built-in manager packages: a --backend imports the one it names, and no other.
+MANAGERS = {
+    "qompr.managers._direct",
+    "qompr.managers._helper",
+    "qompr.managers.emulated",
+    "qompr.managers.multipath",
+}
+
 _RUN = """
 import os, socket, sys
 from qompr.daemon import _server
@@ -122,8 +130,16 @@ def test_a_backend_loads_the_object_machinery_but_no_loop_or_entry_point(
     tmp_path: Path,
 ) -> None:
     # --backend builds its manager through -object parsing and the built-in types' plugin,
-    # which registers (so imports) every built-in manager type; no event loop, no entry point.
+    # which registers the built-in manager types by name: only the one named is imported.
+    # No event loop, no entry point.
     ready, served = start_up(tmp_path, "--backend", "pr-manager-emulated,id=emu")
     assert {"qompr.managers.emulated", "qompr.options"} <= ready
     assert ready & NEVER == set()
+    assert ready & MANAGERS == {"qompr.managers.emulated"}
     assert served - ready == set()
+
+
+def test_a_backend_imports_only_the_manager_type_it_names(tmp_path: Path) -> None:
+    ready, _ = start_up(tmp_path, "--backend", "pr-manager-direct,id=d")
+    assert ready & MANAGERS == {"qompr.managers._direct"}
+    assert "sqlite3" not in ready

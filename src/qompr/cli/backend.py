@@ -41,6 +41,7 @@ from qompr.cli.sglib.texts import convert_errno
 from qompr.errors import ConnectError
 from qompr.errors import QomprError
 from qompr.managers import PRManager
+from qompr.managers._builtin import BUILTIN_TYPES
 from qompr.qom import Object
 from qompr.qom import ObjectTree
 from qompr.qom import TypeRegistry
@@ -62,39 +63,6 @@ __all__ = [
     "open_backend",
 ]
 
-
-def _direct() -> type[PRManager]:
-    from qompr.managers import PRManagerDirect
-
-    return PRManagerDirect
-
-
-def _helper() -> type[PRManager]:
-    from qompr.managers import PRManagerHelper
-
-    return PRManagerHelper
-
-
-def _emulated() -> type[PRManager]:
-    from qompr.managers import PRManagerEmulated
-
-    return PRManagerEmulated
-
-
-def _multipath() -> type[PRManager]:
-    from qompr.managers import PRManagerMultipath
-
-    return PRManagerMultipath
-
-
-#: The manager types qompr builds in, each with the function importing its class: a run
-#: naming one imports that manager's module only.
-BUILTIN_TYPES: dict[str, Callable[[], type[PRManager]]] = {
-    "pr-manager-direct": _direct,
-    "pr-manager-helper": _helper,
-    "pr-manager-emulated": _emulated,
-    "pr-manager-multipath": _multipath,
-}
 
 #: Where the types of ``--object`` come from when a spec needs plugins: a plugin manager, or
 #: a function making one (``None``: :func:`qompr.plugins.get_plugin_manager`).
@@ -214,7 +182,9 @@ def _answer(call: Callable[[], ScsiResult], allocation: int) -> Response:
 def builtin_tree(names: Sequence[str]) -> ObjectTree:
     """A tree knowing ``pr-manager`` and the built-in types *names*, without plugins."""
     registry = TypeRegistry()
-    registry.register_all([PRManager, *(BUILTIN_TYPES[name]() for name in names)])
+    registry.register(PRManager)
+    for name in names:
+        registry.register_lazy(name, BUILTIN_TYPES[name])
     return ObjectTree(registry)
 
 

@@ -23,6 +23,7 @@ from qompr.qom._property import LinkProperty as LinkProperty
 from qompr.qom._property import Property as Property
 from qompr.qom._property import SizeProperty as SizeProperty
 from qompr.qom._property import StringProperty as StringProperty
+from qompr.qom._registry import TypeLoader as TypeLoader
 from qompr.qom._registry import TypeRegistry as TypeRegistry
 from qompr.qom._tree import ID_HINT as ID_HINT
 from qompr.qom._tree import ObjectTree as ObjectTree
@@ -47,6 +48,7 @@ __all__ = [
     "SizeProperty",
     "StringProperty",
     "TypeInfo",
+    "TypeLoader",
     "TypeRegistry",
     "argument_bytes",
     "argument_text",

@@ -76,7 +76,7 @@ def visit_object_options(
     if "qom-type" not in remaining:
         raise OptionError("Parameter 'qom-type' is missing")
     qom_type = _expect_str(remaining.pop("qom-type"), "qom-type", flavour)
-    if qom_type not in types.creatable_types():
+    if not types.is_creatable(qom_type):
         raise OptionError(f"Parameter 'qom-type' does not accept value '{qom_type}'")
     if "id" not in remaining:
         raise OptionError("Parameter 'id' is missing")
