@@ -7,9 +7,15 @@
 * ``qompr emulated power-cycle STATE [--lu NAME]``: play a power cycle (every process
   sharing the state sees it at its next command; what APTPL keeps survives, every known
   I_T nexus gets UNIT ATTENTION 29h/01h).
+* ``qompr emulated clear STATE --lu NAME``: an administrator's CLEAR of one logical unit
+  (every registration and the reservation go, every registered I_T nexus gets UNIT
+  ATTENTION 2Ah/03h RESERVATIONS PREEMPTED).
+* ``qompr emulated schema URI [--apply]``: print, or apply, the SQL schema a database store
+  needs.
 
-STATE is what the manager's ``state`` property takes (an SQLite file).  The store is opened
-for administration: no power cycle, and it does not count as a user of the file.
+STATE is what the manager's ``state`` property takes (an SQLite file, a ``postgresql://``
+URI, a plugin's ``SCHEME://`` URI).  The store is opened for administration: no power cycle,
+and it does not count as a user of the file.
 The manager package is imported only when a command runs, so ``qompr --help`` stays cheap.
 """
 
@@ -29,13 +35,31 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser"]
 
+_STATE = "the state: an SQLite file or a postgresql:// URI"
 
-def _open(state: str) -> Store:
-    from qompr.managers.emulated import SqliteStore
 
-    if not os.path.exists(state):
+def _open(args: argparse.Namespace) -> Store:
+    from qompr.managers.emulated import StoreOptions
+    from qompr.managers.emulated import open_store
+    from qompr.managers.emulated._open import is_uri
+
+    state: str = args.state
+    if not is_uri(state) and not os.path.exists(state):
         raise QomprError(f"PR state file '{state}' does not exist")
-    return SqliteStore(state, join=False)
+    pm = args.plugin_manager
+    options = StoreOptions(timeout=args.timeout / 1000, join=False)
+    return open_store(state, options, pm.hook if pm is not None else None)
+
+
+def _known(store: Store, args: argparse.Namespace) -> None:
+    if args.lu is not None and args.lu not in store.logical_units():
+        raise QomprError(f"No logical unit '{args.lu}' in '{_shown(args.state)}'")
+
+
+def _shown(state: str) -> str:
+    from qompr.managers.emulated._open import redact
+
+    return redact(state)
 
 
 def _snapshot_json(name: str, snap: StateSnapshot) -> dict[str, Any]:
@@ -97,7 +121,7 @@ def _print_show(entry: dict[str, Any]) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    store = _open(args.state)
+    store = _open(args)
     try:
         rows: list[dict[str, Any]] = []
         for name in store.logical_units():
@@ -126,13 +150,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    store = _open(args.state)
+    store = _open(args)
     try:
-        names = store.logical_units()
-        if args.lu is not None:
-            if args.lu not in names:
-                raise QomprError(f"No logical unit '{args.lu}' in '{args.state}'")
-            names = [args.lu]
+        _known(store, args)
+        names = store.logical_units() if args.lu is None else [args.lu]
         entries = [_snapshot_json(name, store.snapshot(name)) for name in names]
     finally:
         store.close()
@@ -145,14 +166,61 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_power_cycle(args: argparse.Namespace) -> int:
-    store = _open(args.state)
+    store = _open(args)
     try:
-        if args.lu is not None and args.lu not in store.logical_units():
-            raise QomprError(f"No logical unit '{args.lu}' in '{args.state}'")
+        _known(store, args)
         store.power_on(args.lu)
     finally:
         store.close()
     return 0
+
+
+def run_clear(args: argparse.Namespace) -> int:
+    from qompr.managers.emulated._store import administrator_clear
+
+    store = _open(args)
+    try:
+        _known(store, args)
+        store.transact(args.lu, administrator_clear)
+    finally:
+        store.close()
+    return 0
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    from qompr.managers.emulated._open import is_uri
+
+    uri: str = args.uri
+    if not is_uri(uri) or uri.split("://", 1)[0].lower() not in ("postgresql", "postgres"):
+        raise QomprError(
+            f"'{_shown(uri)}' is not a postgresql:// URI",
+            hint="An SQLite state file makes its own tables; plugin stores document theirs",
+        )
+    try:
+        from qompr.managers.emulated._postgres import apply_schema
+        from qompr.managers.emulated._postgres import schema_sql
+    except ImportError as exc:
+        raise QomprError(
+            f"The PostgreSQL store needs psycopg 3: {exc}",
+            hint="Install it with: pip install 'qompr[postgresql]'",
+        ) from exc
+    if not args.apply:
+        print(schema_sql(), end="")
+        return 0
+    apply_schema(uri, timeout=args.timeout / 1000)
+    print(f"schema applied to {_shown(uri)}")
+    return 0
+
+
+def _common(parser: Any, state_help: str = _STATE) -> None:
+    parser.add_argument("state", metavar="STATE", help=state_help)
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=10000,
+        metavar="MS",
+        help="longest wait for the store, in milliseconds (default 10000)",
+    )
 
 
 def add_parser(sub: Any) -> None:
@@ -161,12 +229,12 @@ def add_parser(sub: Any) -> None:
     actions = emu.add_subparsers(dest="emulated_command", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="list the logical units in a state store")
-    listing.add_argument("state", metavar="STATE", help="the state (an SQLite file)")
+    _common(listing)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=run_list)
 
     show = actions.add_parser("show", help="show registrations, reservation, unit attentions")
-    show.add_argument("state", metavar="STATE", help="the state (an SQLite file)")
+    _common(show)
     show.add_argument("--lu", metavar="NAME", help="only this logical unit")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=run_show)
@@ -176,6 +244,25 @@ def add_parser(sub: Any) -> None:
         help="play a power cycle (APTPL decides what survives; every known I_T nexus "
         "gets UNIT ATTENTION 29h/01h)",
     )
-    cycle.add_argument("state", metavar="STATE", help="the state (an SQLite file)")
+    _common(cycle)
     cycle.add_argument("--lu", metavar="NAME", help="only this logical unit (default: all)")
     cycle.set_defaults(func=run_power_cycle)
+
+    clear = actions.add_parser(
+        "clear",
+        help="clear one logical unit as an administrator (registrations and reservation go; "
+        "registered I_T nexuses get UNIT ATTENTION 2Ah/03h)",
+    )
+    _common(clear)
+    clear.add_argument("--lu", metavar="NAME", required=True, help="the logical unit")
+    clear.set_defaults(func=run_clear)
+
+    schema = actions.add_parser(
+        "schema", help="print (or --apply) the SQL schema of a PostgreSQL state database"
+    )
+    schema.add_argument("uri", metavar="URI", help="a postgresql:// connection URI")
+    schema.add_argument("--apply", action="store_true", help="create the tables (idempotent)")
+    schema.add_argument(
+        "--timeout", type=int, default=30000, metavar="MS", help="longest wait (ms)"
+    )
+    schema.set_defaults(func=run_schema)

@@ -15,7 +15,7 @@ from qompr.managers.emulated._store import StateFileError
 from qompr.managers.emulated._store import Store
 from qompr.managers.emulated._store import StoreOptions
 
-__all__ = ["is_uri", "open_store"]
+__all__ = ["is_uri", "open_store", "redact"]
 
 _SCHEME: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _POSTGRES: Final = frozenset({"postgresql", "postgres"})
@@ -24,6 +24,11 @@ _POSTGRES: Final = frozenset({"postgresql", "postgres"})
 def is_uri(state: str) -> bool:
     """Whether *state* is a ``SCHEME://`` URI rather than a file path."""
     return _SCHEME.match(state) is not None
+
+
+def redact(uri: str) -> str:
+    """*uri* without its password, for messages and logs."""
+    return re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", uri)
 
 
 def open_store(state: str, options: StoreOptions, hook: Any = None) -> Store:

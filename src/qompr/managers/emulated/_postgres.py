@@ -29,7 +29,6 @@ Imported only when a ``postgresql://`` state is used: it needs psycopg 3 (the ex
 from __future__ import annotations
 
 import collections
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from psycopg.types.json import Jsonb
 from qompr.managers.emulated._codec import CodecError
 from qompr.managers.emulated._codec import state_from_document
 from qompr.managers.emulated._codec import state_to_document
+from qompr.managers.emulated._open import redact
 from qompr.managers.emulated._outcome import EngineOutcome
 from qompr.managers.emulated._state import LUState
 from qompr.managers.emulated._state import StateSnapshot
@@ -89,11 +89,6 @@ _T = TypeVar("_T")
 def schema_sql() -> str:
     """The SQL that creates the schema (idempotent)."""
     return _SCHEMA
-
-
-def redact(uri: str) -> str:
-    """*uri* without its password, for messages and logs."""
-    return re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", uri)
 
 
 def _connect(uri: str, timeout: float) -> psycopg.Connection[Any]:

@@ -38,8 +38,12 @@ import attrs
 
 from qompr.errors import QomprError
 from qompr.managers.emulated._outcome import EngineOutcome
+from qompr.managers.emulated._state import GENERATION_MASK
+from qompr.managers.emulated._state import Changes
 from qompr.managers.emulated._state import LUState
 from qompr.managers.emulated._state import StateSnapshot
+from qompr.scsi import ScsiResult
+from qompr.scsi import SenseCode
 
 __all__ = [
     "Decide",
@@ -50,6 +54,7 @@ __all__ = [
     "StoreFailureError",
     "StoreOptions",
     "StoreUnavailableError",
+    "administrator_clear",
 ]
 
 Decide = Callable[[LUState], EngineOutcome]
@@ -142,6 +147,27 @@ class Store(Protocol):
     def close(self) -> None:
         """Release files and locks."""
         ...
+
+
+def administrator_clear(state: LUState) -> EngineOutcome:
+    """What ``qompr emulated clear`` does to a logical unit, as a store decision.
+
+    As a CLEAR (SPC-4 §5.7.11.6) sent by nobody: every registration and the reservation are
+    removed, PRgeneration is incremented, APTPL is turned off, an SPC-2 reservation is
+    released, and every registered I_T nexus gets UNIT ATTENTION 2Ah/03h RESERVATIONS
+    PREEMPTED, so no initiator loses its registration without being told.
+    """
+    return EngineOutcome(
+        ScsiResult.good(),
+        Changes(
+            clear=True,
+            reservation=None,
+            generation=(state.generation + 1) & GENERATION_MASK,
+            aptpl=False,
+            legacy_holder=None,
+            add_ua=tuple((n, SenseCode.RESERVATIONS_PREEMPTED) for n in state.registrations),
+        ),
+    )
 
 
 class MemoryStore:
