@@ -51,7 +51,8 @@ def _store(request: pytest.FixtureRequest, kind: str, directory: Path) -> Shared
     if not cluster.running:
         cluster.start()  # an earlier test left it down
     uri = cluster.create_database()
-    extra = "lu-id=path"  # a shared store refuses host-local inode identities
+    # A shared store refuses host-local inode identities; the fresh database needs the schema.
+    extra = "lu-id=path,create-schema=on"
     _probe(uri, extra)
     return SharedStore(kind, uri, extra, cluster)
 
