@@ -90,3 +90,20 @@ def test_persist_and_turs_with_a_name_fail_clearly(
         )
         assert (done.returncode, done.stdout) == (1, ""), done.stderr
         assert done.stderr == f"{prog}: {text}\n"
+
+
+def test_validate_with_named_nodes_fails_clearly(
+    real_helper: HelperProcess, tmp_path: Path
+) -> None:
+    lu = tmp_path / "lu.img"
+    lu.write_bytes(bytes(4096))
+    argv = ["validate", "--helper", real_helper.path, "--node", "a", "--node", "b", str(lu)]
+    done = subprocess.run(
+        [sys.executable, "-m", "qompr", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (4, "")
+    assert no_extension_text(real_helper.path) in done.stderr

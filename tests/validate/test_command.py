@@ -70,11 +70,8 @@ def test_a_failing_check_exits_1(
     ("argv", "message"),
     [
         (
-            ["--helper", "/run/s.sock", "--node", "a", "--node", "b", "IMG"],
-            "qompr validate: node 'a': naming the initiator of a helper connection needs qompr's "
-            "identity extension of the helper protocol, which pr-manager-helper does not have "
-            "yet\nGive one --helper per node, or one DEVICE per node (a path of its own), "
-            "instead of --node\n",
+            ["--helper", "/a", "--helper", "/b", "--node", "a", "--node", "b", "IMG"],
+            "qompr validate: --node names the initiators of nodes on one --helper: give one\n",
         ),
         (
             ["--helper", "/run/s.sock", "--object", "pr-manager-emulated,id=e", "IMG"],
@@ -95,7 +92,7 @@ def test_a_failing_check_exits_1(
         ),
         (
             ["--node", "a", "--node", "b", "IMG"],
-            "qompr validate: --node names the initiators of an --object manager\n",
+            "qompr validate: --node names the initiators of an --object or --helper manager\n",
         ),
         (
             ["IMG"],

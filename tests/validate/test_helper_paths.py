@@ -147,3 +147,33 @@ def test_an_unreachable_helper_cannot_run(
     out, err = capsys.readouterr()
     assert status == 4 and out == ""
     assert err.startswith(f"qompr validate: node a: Failed to connect to '{gone}'")
+
+
+def test_named_nodes_through_one_helper(
+    emulated_helper: HelperProcess, image: str, pm: pluggy.PluginManager,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    path = emulated_helper.path
+    argv = ["--helper", path, "--node", "alpha", "--node", "beta", image]
+    status = cli.run(argv, plugin_manager=pm)
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    assert f"node alpha: {image} through helper {path} as alpha" in out
+    assert f"node beta: {image} through helper {path} as beta" in out
+    assert "15 PASS, 0 WARN, 0 FAIL, 2 SKIP" in out
+
+
+def test_named_nodes_that_share_a_name_are_one_nexus(
+    emulated_helper: HelperProcess, image: str
+) -> None:
+    """The helper gives the name, not the process: two agents named alike are one node."""
+    nodes = [
+        helper_node(name, emulated_helper.path, image, timeout=10, initiator="same")
+        for name in ("a", "b")
+    ]
+    try:
+        report = Validator(nodes, "wsfc").run()
+    finally:
+        for node in nodes:
+            node.close()
+    assert report.check("distinct-nexus").status is Status.FAIL, report.render()

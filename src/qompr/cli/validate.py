@@ -11,9 +11,11 @@ Nodes come from the options (two or more):
   and DEVICE operands: one node per name, each its own I_T nexus; without ``--node`` (a real
   device manager) one node per DEVICE.
 
-``--node`` with ``--helper`` needs the helper protocol's identity extension (not there yet):
-it is an error, never silently dropped.  The engine is :mod:`qompr.validate`; this module only
-turns the command line into nodes and prints the report (``docs/validate.md``).
+``--node NAME`` (repeatable) with one ``--helper``: one node per name, each naming its
+initiator to the helper (qompr's protocol extension: ``qompr-pr-helper`` only, which lets
+root and ``--allow-naming-uid`` uids do it; against qemu-pr-helper the nodes fail to connect
+and say why).  The engine is :mod:`qompr.validate`; this module only turns the command line
+into nodes and prints the report (``docs/validate.md``).
 """
 
 from __future__ import annotations
@@ -96,7 +98,6 @@ def _build(args: argparse.Namespace, tree: ObjectTree, nodes: list[Node]) -> boo
     from qompr.options import process
     from qompr.scsi import Nexus
     from qompr.validate import device_node
-    from qompr.validate import helper_node
     from qompr.validate import helper_nodes
     from qompr.validate import manager_node
 
@@ -109,10 +110,18 @@ def _build(args: argparse.Namespace, tree: ObjectTree, nodes: list[Node]) -> boo
         nodes.append(device_node(tree, name, path, timeout=timeout))
     if args.helper and args.object:
         raise _UsageError("--helper and --object are alternatives: give one of them")
-    if args.helper:
-        if args.node:
-            # Raises the error that says what is missing (the identity extension).
-            helper_node(args.node[0], args.helper[0], "", timeout=timeout, initiator=args.node[0])
+    if args.helper and args.node:
+        if len(args.helper) != 1:
+            raise _UsageError("--node names the initiators of nodes on one --helper: give one")
+        pairs = _pair(args.node, devices, "--node")
+        nodes.extend(
+            helper_nodes(
+                [(name, args.helper[0], device) for name, device in pairs],
+                timeout=timeout,
+                initiators=[name for name, _ in pairs],
+            )
+        )
+    elif args.helper:
         specs = [
             (next(n for n in names if n not in taken), socket_path, device)
             for socket_path, device in _pair(args.helper, devices, "--helper")
@@ -140,7 +149,7 @@ def _build(args: argparse.Namespace, tree: ObjectTree, nodes: list[Node]) -> boo
                 name = next(n for n in names if n not in taken)
                 nodes.append(manager_node(name, manager, device, nexus=None))
     elif args.node:
-        raise _UsageError("--node names the initiators of an --object manager")
+        raise _UsageError("--node names the initiators of an --object or --helper manager")
     elif devices:
         raise _UsageError(
             "DEVICE operands go with --helper or --object; give --device PATH for SG_IO"
@@ -188,7 +197,7 @@ def _run(args: argparse.Namespace, pm: pluggy.PluginManager | None) -> int:
             return _USAGE
         except QomprError as exc:
             sys.stderr.write(format_error(exc, PROG))
-            return _USAGE if args.node and args.helper else _CANNOT_RUN
+            return _CANNOT_RUN
         except KeyboardInterrupt:
             return _INTERRUPTED
         validator = Validator(
@@ -267,7 +276,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="a node with its own initiator NAME through the --object manager",
+        help="a node with its own initiator NAME through the --object manager, or "
+        "through the one --helper (qompr-pr-helper, which must let this uid name it)",
     )
     parser.add_argument(
         "--force",

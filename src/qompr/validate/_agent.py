@@ -7,6 +7,8 @@ reads one JSON request per line on stdin and answers one JSON line on stdout:
 
 * ``{"op": "open", "socket": S, "device": D, "timeout": T}``: connect a ``pr-manager-helper``
   to S (command timeout T seconds) and open D read-write; ``{"ok": true}`` or ``{"error": E}``;
+  with ``"initiator": NAME`` the connection names its initiator (qompr's protocol extension,
+  ``qompr-pr-helper`` only);
 * ``{"op": "run", "cdb": HEX, "data": HEX}``: execute one command with the fd of D;
   ``{"status": N, "sense": HEX, "data": HEX}`` or ``{"error": E}``.
 
@@ -43,8 +45,13 @@ def _serve(lines: Any, out: Any) -> None:
                 types = TypeRegistry()
                 types.register_all([PRManager, PRManagerHelper])
                 tree = ObjectTree(types)
-                made = tree.object_add("pr-manager-helper", "validate", path=request["socket"])
+                made = tree.object_add(
+                    "pr-manager-helper", "validate", path=request["socket"], complete=False
+                )
                 assert isinstance(made, PRManagerHelper)
+                if request.get("initiator") is not None:
+                    made.use_extension(initiator=str(request["initiator"]))
+                tree.complete(made)
                 made.command_timeout = float(request["timeout"])
                 manager = made
                 fd = os.open(request["device"], os.O_RDWR | os.O_NONBLOCK)

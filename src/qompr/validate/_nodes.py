@@ -465,15 +465,26 @@ class AgentNode(Node):
     :param device: the device the agent opens and passes with each command.
     :param vm_name: the name the agent carries on its command line (``-name guest=...``).
     :param timeout: the helper manager's command timeout.
+    :param initiator: the initiator name its connection gives the helper (qompr's protocol
+        extension, ``qompr-pr-helper`` only), or ``None`` to be named by the helper.
 
     The process starts at once; :meth:`connect` then has it connect and open the device
     (:func:`helper_nodes` starts several before connecting any).
     """
 
     def __init__(
-        self, name: str, socket_path: str, device: str, *, vm_name: str, timeout: float
+        self,
+        name: str,
+        socket_path: str,
+        device: str,
+        *,
+        vm_name: str,
+        timeout: float,
+        initiator: str | None = None,
     ) -> None:
-        super().__init__(name, PathKind.HELPER, f"{device} through helper {socket_path}")
+        who = f" as {initiator}" if initiator is not None else ""
+        super().__init__(name, PathKind.HELPER, f"{device} through helper {socket_path}{who}")
+        self.initiator = initiator
         self.device = device
         self.socket_path = socket_path
         self.vm_name = vm_name
@@ -499,6 +510,7 @@ class AgentNode(Node):
             "socket": self.socket_path,
             "device": self.device,
             "timeout": self._timeout,
+            "initiator": self.initiator,
         }
         try:
             reply = self._ask(request, self._timeout + GRACE, shield=False)
@@ -619,21 +631,15 @@ def helper_node(
     """A node that reaches *device* through the helper at *socket_path* (``--helper``).
 
     :param vm_name: the VM name its agent shows (default ``qompr-validate-<pid>-<name>``).
-    :param initiator: an initiator name for the helper to use; this needs qompr's identity
-        extension of the helper protocol, which ``pr-manager-helper`` does not have yet, so
-        giving one is an error for now.
-    :raises QomprError: if *initiator* is given.
-    :raises ConnectError: if the agent cannot connect to the helper or open the device.
+    :param initiator: an initiator name for the helper to use (qompr's protocol extension:
+        ``qompr-pr-helper`` lets root and ``--allow-naming-uid`` uids name themselves;
+        ``qemu-pr-helper`` refuses, and the node fails to connect saying so).
+    :raises ConnectError: if the agent cannot connect to the helper, name its initiator, or
+        open the device.
     """
-    if initiator is not None:
-        raise QomprError(
-            f"node '{initiator}': naming the initiator of a helper connection needs qompr's "
-            "identity extension of the helper protocol, which pr-manager-helper does not "
-            "have yet",
-            hint="Give one --helper per node, or one DEVICE per node (a path of its own), "
-            "instead of --node",
-        )
-    return helper_nodes([(name, socket_path, device)], timeout=timeout, vm_names=[vm_name])[0]
+    return helper_nodes(
+        [(name, socket_path, device)], timeout=timeout, vm_names=[vm_name], initiators=[initiator]
+    )[0]
 
 
 def helper_nodes(
@@ -641,8 +647,11 @@ def helper_nodes(
     *,
     timeout: float,
     vm_names: Sequence[str | None] = (),
+    initiators: Sequence[str | None] = (),
 ) -> list[AgentNode]:
     """Nodes (name, socket, device) through helpers, their agents started side by side.
+
+    :param initiators: for each node, the initiator name it gives the helper, or ``None``.
 
     :raises ConnectError: if one cannot connect (none is left running then).
     """
@@ -651,7 +660,12 @@ def helper_nodes(
         for index, (name, socket_path, device) in enumerate(specs):
             given = vm_names[index] if index < len(vm_names) else None
             vm = given or f"qompr-validate-{os.getpid()}-{name}"
-            nodes.append(AgentNode(name, socket_path, device, vm_name=vm, timeout=timeout))
+            initiator = initiators[index] if index < len(initiators) else None
+            nodes.append(
+                AgentNode(
+                    name, socket_path, device, vm_name=vm, timeout=timeout, initiator=initiator
+                )
+            )
         for node in nodes:
             node.connect()
     except BaseException:
