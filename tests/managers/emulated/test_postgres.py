@@ -300,3 +300,51 @@ def test_a_plugin_serves_another_scheme(tree: ObjectTree) -> None:
     assert m.run(-1, pr_in(PrInAction.READ_KEYS), nexus=Nexus("A")).ok is False  # no fd
     with pytest.raises(QomprError, match="'etcd://...' is not supported"):
         hooked.object_add("pr-manager-emulated", "q", state="etcd://cluster/x")
+
+
+# -- through qompr-pr-helper ---------------------------------------------------------------
+
+
+def test_two_helper_daemons_share_one_state(pg_state_uri: str, tmp_path: Path) -> None:
+    """The documented command line, twice ("two hosts"): a reservation made through one
+    daemon is seen, and released, through the other."""
+    from qompr.testing import HelperProcess
+    from qompr.testing import connected
+    from qompr.testing import request
+
+    image = tmp_path / "shared.img"
+    image.write_bytes(bytes(4096))
+    backend = f"pr-manager-emulated,id=e,state={pg_state_uri},lu-id=path"
+    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+    one_dir.mkdir()
+    two_dir.mkdir()
+    fd = os.open(image, os.O_RDWR)
+    try:
+        with (
+            HelperProcess.qompr("--backend", backend, workdir=str(one_dir)) as one,
+            HelperProcess.qompr("--backend", backend, workdir=str(two_dir)) as two,
+            connected(one.path) as first,
+            connected(two.path) as second,
+        ):
+            cdb, data = pr_out(PrOutAction.REGISTER, sark=0x1111)
+            assert request(first, cdb.ljust(16, b"\0"), fd, data)[0] == 0
+            cdb, data = pr_out(PrOutAction.RESERVE, rk=0x1111, pr_type=3)
+            assert request(first, cdb.ljust(16, b"\0"), fd, data)[0] == 0
+            status, _, keys = request(second, pr_in(PrInAction.READ_KEYS).ljust(16, b"\0"), fd)
+            assert status == 0
+            assert keys[:16] == bytes.fromhex("00000001 00000008 0000000000001111")
+            status, _, res = request(
+                second, pr_in(PrInAction.READ_RESERVATION).ljust(16, b"\0"), fd
+            )
+            assert status == 0
+            assert res[:24] == bytes.fromhex(
+                "00000001 00000010 0000000000001111 00000000 0003 0000"
+            )
+            # The same client process is the same initiator through either daemon: it holds
+            # the reservation there too, and releases it there.
+            cdb, data = pr_out(PrOutAction.RELEASE, rk=0x1111, pr_type=3)
+            assert request(second, cdb.ljust(16, b"\0"), fd, data)[0] == 0
+            status, _, res = request(first, pr_in(PrInAction.READ_RESERVATION).ljust(16, b"\0"), fd)
+            assert (status, res[4:8]) == (0, bytes(4))
+    finally:
+        os.close(fd)
