@@ -77,7 +77,7 @@ class ClientIdentity:
 
     The server fills it once per connection: the SO_PEERCRED credentials, and for a trusted
     client that named itself through qompr's protocol extension (``docs/daemon.md``,
-    "Who is the initiator") the initiator name and target port it chose.
+    "Identity rules") the initiator name and target port it chose.
 
     :param pid: the client's process id (SO_PEERCRED).
     :param uid: its effective user id.
