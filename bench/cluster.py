@@ -205,7 +205,8 @@ def main() -> int:
                 elif store == "sqlite":
                     spec = f"pr-manager-emulated,id=emu,state={where / 'pr.db'}"
                 elif pg is not None:
-                    spec = f"pr-manager-emulated,id=emu,state={pg.create_database()},lu-id=path"
+                    uri = pg.create_database()
+                    spec = f"pr-manager-emulated,id=emu,state={uri},lu-id=path,create-schema=on"
                 else:
                     continue
                 try:

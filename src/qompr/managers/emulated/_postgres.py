@@ -146,6 +146,7 @@ class _Job:
     deadline: float
     decide: Decide | None = None
     call: Callable[[psycopg.Connection[Any]], Any] | None = None
+    reads: bool = False
     result: Any = None
     error: BaseException | None = None
     taken: bool = False
@@ -186,7 +187,11 @@ class PostgresStore:
         self.uri = uri
         self.timeout = timeout
         self._cond = threading.Condition(threading.Lock())
-        self._items: collections.deque[str | _Job] = collections.deque()
+        # Work for the workers: a call, or a logical unit's turn to read or to write.
+        self._items: collections.deque[tuple[bool, str] | _Job] = collections.deque()
+        #: Reads waiting, per logical unit: one SELECT answers all that wait together
+        #: (each arrived before it was sent, so each sees the state at or after its arrival).
+        self._reads: dict[str, list[_Job]] = {}
         self._writes: dict[str, list[_Job]] = {}
         #: Logical units a worker is writing: their new commands wait for its commit and
         #: go together into the next transaction (group commit).
@@ -234,8 +239,7 @@ class PostgresStore:
         if deadline is None:
             deadline = time.monotonic() + self.timeout
         if read_first:
-            state = self._call(lu, deadline, lambda conn: self._read(conn, lu))
-            outcome = decide(state)
+            outcome = decide(self._read_state(lu, deadline))
             if outcome.changes is None:
                 return outcome
         job = _Job(lu, deadline, decide=decide)
@@ -244,14 +248,25 @@ class PostgresStore:
             queue = self._writes.setdefault(lu, [])
             queue.append(job)
             if len(queue) == 1 and lu not in self._busy:
-                self._items.append(lu)
+                self._items.append((True, lu))
                 self._cond.notify()
         result: EngineOutcome = self._wait(job)
         return result
 
     def snapshot(self, lu: str) -> StateSnapshot:
-        deadline = time.monotonic() + self.timeout
-        return self._call(lu, deadline, lambda conn: self._read(conn, lu)).snapshot()
+        return self._read_state(lu, time.monotonic() + self.timeout).snapshot()
+
+    def _read_state(self, lu: str, deadline: float) -> LUState:
+        job = _Job(lu, deadline, reads=True)
+        with self._cond:
+            self._check_open()
+            queue = self._reads.setdefault(lu, [])
+            queue.append(job)
+            if len(queue) == 1:
+                self._items.append((False, lu))
+                self._cond.notify()
+        state: LUState = self._wait(job)
+        return state
 
     def logical_units(self) -> list[str]:
         def names(conn: psycopg.Connection[Any]) -> list[str]:
@@ -323,14 +338,15 @@ class PostgresStore:
         return job.result
 
     def _withdraw(self, job: _Job) -> None:
-        if job.decide is None:
+        if job.call is not None:
             self._items.remove(job)
             return
-        queue = self._writes.get(job.lu, [])
+        waiting = self._reads if job.reads else self._writes
+        queue = waiting.get(job.lu, [])
         queue.remove(job)
         if not queue:
             # The LU's turn stays in _items; the worker finds no command and skips it.
-            self._writes.pop(job.lu, None)
+            waiting.pop(job.lu, None)
 
     # -- workers' side --------------------------------------------------------------------
 
@@ -344,15 +360,18 @@ class PostgresStore:
                     if self._closing:
                         break
                     item = self._items.popleft()
-                    if isinstance(item, str):
-                        if item in self._busy:
-                            continue  # the worker writing it queues its next turn
-                        batch = self._writes.pop(item, [])
-                        if not batch:
-                            continue
-                        self._busy.add(item)
-                    else:
+                    if isinstance(item, _Job):
                         batch = [item]
+                    elif not item[0]:
+                        batch = self._reads.pop(item[1], [])
+                    elif item[1] in self._busy:
+                        continue  # the worker writing it queues its next turn
+                    else:
+                        batch = self._writes.pop(item[1], [])
+                        if batch:
+                            self._busy.add(item[1])
+                    if not batch:
+                        continue
                     for job in batch:
                         job.taken = True
                 conn = self._serve(conn, batch)
@@ -374,6 +393,10 @@ class PostgresStore:
                     conn = _connect(self.uri, max(0.5, deadline - time.monotonic()))
                 if batch[0].call is not None:
                     batch[0].result = batch[0].call(conn)
+                elif batch[0].reads:
+                    state = self._read(conn, batch[0].lu)
+                    for job in batch:
+                        job.result = state
                 else:
                     self._write_batch(conn, batch)
                 break
@@ -410,7 +433,7 @@ class PostgresStore:
             if batch[0].decide is not None:
                 self._busy.discard(lu)
                 if self._writes.get(lu):
-                    self._items.append(lu)  # what arrived meanwhile: the next transaction
+                    self._items.append((True, lu))  # what arrived meanwhile: the next one
                     self._cond.notify()
         return conn
 
@@ -461,6 +484,13 @@ class PostgresStore:
                 assert row is not None
             version, state = self._state_of(lu, row, cached)
             state = state.copy()  # the cached state is never mutated
+            with self._cond:
+                # The commands that arrived while the lock was awaited (another host's
+                # commit) join this transaction: one commit for all of them.
+                late = self._writes.pop(lu, [])
+                for job in late:
+                    job.taken = True
+                batch.extend(late)
             changed = False
             for job in batch:
                 assert job.decide is not None
