@@ -5,6 +5,7 @@ are not fixtures are ordinary modules in ``tests/_support`` (import them as
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +22,24 @@ from qompr.testing.postgres import PostgresUnavailableError
 # 300 ms.  Behaviour is what the suite asserts; timing targets live in bench/.
 settings.register_profile("qompr", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("qompr")
+
+
+@pytest.fixture(autouse=True)
+def _qompr_logger_restored() -> Iterator[None]:
+    """Put the ``qompr`` logger back as it was after each test.
+
+    ``qompr-pr-helper``'s ``main()`` run in-process (tests/daemon/test_main.py,
+    tests/options/test_hostile.py) sets it up as the daemon's: one handler on the stderr of
+    that moment, a test's capture, and no propagation.  Left so, every later ``qompr.*``
+    record went to that closed stream and logging printed "--- Logging error ---" with the
+    record's traceback (an ``OSError: [Errno 9] Bad file descriptor`` a test logs on
+    purpose) outside any failure, and ``caplog`` saw none of them."""
+    log = logging.getLogger("qompr")
+    handlers, level, propagate = log.handlers[:], log.level, log.propagate
+    yield
+    log.handlers[:] = handlers
+    log.setLevel(level)
+    log.propagate = propagate
 
 
 @pytest.fixture
