@@ -390,3 +390,34 @@ def test_qemu11_with_one_nexus_for_both_qemus(
         assert status == ScsiStatus.GOOD  # preempting itself
     else:
         assert status == ScsiStatus.CHECK_CONDITION  # LIO: TYPE 0
+
+
+def test_a_tracking_failure_never_changes_the_answer(
+    proc: Path, emu: PRManagerEmulated, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(PRTracker):
+        def _update(self, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("tracking bug")
+
+    tracker = Broken(proc=str(proc))
+    assert send(tracker, emu, SRC, PrOutAction.REGISTER, sark=KEY) == ScsiStatus.GOOD
+    assert emu.snapshot(-1).keys == (KEY,)
+    assert "PR tracking failed" in caplog.text
+
+
+def test_hostile_pr_out_is_answered_by_the_target(
+    tracker: PRTracker, emu: PRManagerEmulated
+) -> None:
+    # Short or empty parameter lists, short CDBs, reserved service actions: the target's
+    # answer, nothing tracked, no exception.
+    for cdb, data in (
+        (bytes([0x5F, 0, 0, 0, 0, 0, 0, 0, 8, 0]), bytes(8)),
+        (bytes([0x5F, 4, 0]), b""),
+        (bytes([0x5F, 0x1F, 0xFF, 0, 0, 0, 0, 0, 24, 0]), bytes(24)),
+        (bytes([0x5F]), b""),
+    ):
+        result = tracker.execute(emu, -1, cdb, data, nexus=nexus(SRC), peer=SRC, connection=1)
+        assert not result.ok
+    cdb, data = pr_out_command(PrOutAction.REGISTER, sark=KEY)
+    assert tracker.execute(emu, -1, cdb, data, nexus=None, peer=None, connection=1).ok
+    assert tracker.entries() == []  # no peer credentials: not tracked

@@ -233,8 +233,30 @@ class PRTracker:
             if answer is not None:
                 return answer
         result = manager.execute(fd, cdb, data, nexus=nexus)
-        if result.status != 0:
-            return result
+        if result.status == 0:
+            try:
+                self._observe(
+                    PRPath(manager, fd, nexus), peer, connection=connection, lu=lu,
+                    action=action, pr_type=pr_type, rk=rk, sark=sark,
+                )  # fmt: skip
+            except Exception:  # tracking must never change an answer
+                log.exception("PR tracking failed on %s from pid %d", cdb.hex(), peer.pid)
+        return result
+
+    def _observe(
+        self,
+        path: PRPath,
+        peer: PeerCredentials,
+        *,
+        connection: int,
+        lu: str,
+        action: int,
+        pr_type: int,
+        rk: int,
+        sark: int,
+    ) -> None:
+        """Track what a successful PR OUT did."""
+        nexus = path.nexus
         if action in (_REGISTER, _IGNORE):
             fresh = action == _REGISTER and rk == 0 and sark != 0
             self._update(peer, lu, nexus, connection, key=sark, fresh=fresh)
@@ -247,7 +269,7 @@ class PRTracker:
         elif action in (_PREEMPT, _PREEMPT_ABORT):
             # QEMU 11 reads the reservation back: PREEMPT's outcome depends on the state.
             try:
-                res = read_reservation(PRPath(manager, fd, nexus))
+                res = read_reservation(path)
             except (HandoverError, ValueError):
                 self._update(peer, lu, nexus, connection, stale=True)
             else:
@@ -257,7 +279,6 @@ class PRTracker:
                 self._update(peer, lu, nexus, connection, pr_type=held if mine else 0)
         elif action == _MOVE:
             self._update(peer, lu, nexus, connection, stale=True)
-        return result
 
     def _qemu11_takeover(
         self,
