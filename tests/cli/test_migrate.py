@@ -110,3 +110,15 @@ def test_errors(bed: Bed, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([*args, "--key", "1", "--type", "2"])
     assert "invalid reservation type '2'" in capsys.readouterr().err
+
+
+def test_handover_as_the_destination_qemu(bed: Bed, capsys: pytest.CaptureFixture[str]) -> None:
+    source, destination = bed.qemu("vm1"), bed.qemu("vm1")
+    assert source.out(PrOutAction.REGISTER, sark=KEY) == GOOD
+    assert source.out(PrOutAction.RESERVE, rk=KEY, pr_type=WE_RO) == GOOD
+    args = ["migrate", "handover", "--helper", bed.helper.path, "--device", bed.image]
+    name = f"pid:{destination.pid}"
+    assert main([*args, "--from-control", bed.control, "--pid", str(source.pid),
+                 "--as-initiator", name]) == 0  # fmt: skip
+    assert capsys.readouterr().out.startswith(f"key 0x{KEY:x}: reservation, type 5,")
+    assert full_status(destination) == {tid(name): (KEY, True, WE_RO)}

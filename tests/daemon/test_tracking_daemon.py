@@ -167,3 +167,42 @@ def test_migrate_pr_mode_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == (
         "qompr-pr-helper: invalid --migrate-pr mode 'always' (passthrough or handover)\n"
     )
+
+
+@pytest.mark.parametrize("pr_type", [0, 5, 8])
+def test_vm_manager_speaks_as_the_destination_qemu(bed: Bed, pr_type: int) -> None:
+    # Emulated backend, pid initiators: each QEMU is its own nexus, so the VM manager (this
+    # process, an allowed uid) names the destination QEMU's initiator for the handover.
+    source, node = bed.qemu("vm1"), bed.qemu("node2")
+    assert source.out(PrOutAction.REGISTER, sark=KEY) == GOOD
+    assert node.out(PrOutAction.REGISTER, sark=OTHER) == GOOD
+    if pr_type:
+        assert source.out(PrOutAction.RESERVE, rk=KEY, pr_type=pr_type) == GOOD
+    destination = bed.qemu("vm1")  # the incoming QEMU: connected, silent until it resumes
+    fd = os.open(bed.image, os.O_RDWR)
+    dst = helper_path(bed.helper.path, fd, initiator=f"pid:{destination.pid}")
+    src = helper_path(bed.helper.path, fd, initiator=f"pid:{source.pid}")
+    try:
+        migration = Migration(dst, source=src)
+        migration.prepare(bed.control, pid=source.pid)
+        done = migration.switch_over()
+        assert done.type == pr_type
+        status = full_status(node)
+        assert set(status) == {tid(f"pid:{destination.pid}"), tid(f"pid:{node.pid}")}
+        assert status[tid(f"pid:{destination.pid}")] == (KEY, bool(pr_type), pr_type)
+        # The destination's guest sees its key, and its reservation.
+        keys = ReadKeysData.from_bytes(destination.read(PrInAction.READ_KEYS)).keys
+        assert KEY in keys
+        if pr_type:
+            res = ReadReservationData.from_bytes(destination.read(PrInAction.READ_RESERVATION))
+            assert res.type == pr_type
+        # The migration fails after all: the source gets it back.
+        back = migration.roll_back()
+        assert back is not None and back.type == pr_type
+        status = full_status(node)
+        assert set(status) == {tid(f"pid:{source.pid}"), tid(f"pid:{node.pid}")}
+        assert status[tid(f"pid:{source.pid}")] == (KEY, bool(pr_type), pr_type)
+    finally:
+        close_path(dst)
+        close_path(src)
+        os.close(fd)

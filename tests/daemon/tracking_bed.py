@@ -120,6 +120,7 @@ class Bed:
             f"--backend={backend}",
             f"--control={self.control}",
             f"--migrate-pr={mode}",
+            f"--allow-naming-uid={os.getuid()}",
             workdir=str(tmp),
         )
         self.clients: list[Qemu] = []

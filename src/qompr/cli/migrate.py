@@ -11,6 +11,10 @@
 * ``qompr migrate rollback --helper SOCKET --device PATH --key KEY [--type TYPE] [--json]``:
   the migration failed after the handover: the same through the *source* helper.
 
+``--as-initiator NAME [--as-target-port N]`` (handover, rollback) speaks as that initiator
+through an emulated backend, where each QEMU is its own (qompr's protocol extension; granted
+to root and ``--allow-naming-uid`` users).
+
 The device is opened by this command, with the privileges of whoever runs it (the VM
 manager's script), never by the helper; its fd travels with each command, as QEMU's does.
 The exit status is 0 on success, 1 on an error (the message on stderr).
@@ -123,6 +127,15 @@ def _path(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--device", metavar="PATH", required=True, help="the disk, as this host sees it"
     )
+    parser.add_argument(
+        "--as-initiator",
+        metavar="NAME",
+        help="speak as this initiator (an emulated backend's name of the QEMU, e.g. "
+        "pid:4242; qompr-pr-helper grants it to root and --allow-naming-uid users)",
+    )
+    parser.add_argument(
+        "--as-target-port", metavar="N", type=int, help="with --as-initiator: its target port"
+    )
 
 
 def _tracked_json(entry: TrackedReservation) -> dict[str, Any]:
@@ -174,17 +187,20 @@ def _print_result(result: HandoverResult, as_json: bool) -> None:
         print(f"note: the target held type {result.type}, not {result.type_mismatch}")
 
 
-def _take_over(socket_path: str, device: str, key: int, pr_type: int) -> HandoverResult:
+def _take_over(args: argparse.Namespace, key: int, pr_type: int) -> HandoverResult:
     from qompr.embed import close_path
     from qompr.embed import helper_path
     from qompr.embed import take_over
 
+    device = args.device
     try:
         fd = os.open(device, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise QomprError(f"Could not open '{device}': {exc.strerror}") from None
     try:
-        path = helper_path(socket_path, fd)
+        path = helper_path(
+            args.helper, fd, initiator=args.as_initiator, target_port=args.as_target_port
+        )
         try:
             return take_over(path, key, pr_type)
         finally:
@@ -215,11 +231,11 @@ def run_handover(args: argparse.Namespace) -> int:
         pr_type = entries[0].type if pr_type is None else pr_type
     if key is None:
         raise QomprError("qompr migrate handover: --key or --from-control is needed")
-    _print_result(_take_over(args.helper, args.device, key, pr_type or 0), args.json)
+    _print_result(_take_over(args, key, pr_type or 0), args.json)
     return 0
 
 
 def run_rollback(args: argparse.Namespace) -> int:
     """``qompr migrate rollback``."""
-    _print_result(_take_over(args.helper, args.device, args.key, args.type), args.json)
+    _print_result(_take_over(args, args.key, args.type), args.json)
     return 0

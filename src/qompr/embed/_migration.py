@@ -180,22 +180,35 @@ def query_tracking(
     return [TrackedReservation.from_json(entry) for entry in answer]
 
 
-def helper_path(socket_path: str, fd: int, *, command_timeout: float = 30.0) -> PRPath:
+def helper_path(
+    socket_path: str,
+    fd: int,
+    *,
+    initiator: str | None = None,
+    target_port: int | None = None,
+    command_timeout: float = 30.0,
+) -> PRPath:
     """A path through a helper's socket with an fd the caller holds (the VM manager's own fd
     of the disk, as QEMU passes its own with every command).
 
-    The helper sends the commands on the fd it receives, so through that host's initiator
-    port for a real device.  The caller closes the fd; :func:`close_path` closes the
-    connection.
+    The helper sends the commands on the fd it receives: for a real device, through that
+    host's initiator port, the destination's nexus whoever sends them.  With an emulated
+    backend each client is its own initiator, so the VM manager speaks as the destination
+    QEMU's by naming it (*initiator*, e.g. ``pid:4242`` or ``vm:guest1``), which
+    ``qompr-pr-helper`` grants to root and ``--allow-naming-uid`` users only.  The caller
+    closes the fd; :func:`close_path` closes the connection.
 
     :raises ConnectError: the helper cannot be reached (QEMU's texts).
     """
     types = TypeRegistry()
     types.register_all([PRManager, PRManagerHelper])
     tree = ObjectTree(types)
-    manager = tree.object_add("pr-manager-helper", "migration", path=socket_path)
+    manager = tree.object_add("pr-manager-helper", "migration", path=socket_path, complete=False)
     assert isinstance(manager, PRManagerHelper)
     manager.command_timeout = command_timeout
+    if initiator is not None or target_port is not None:
+        manager.use_extension(initiator=initiator, target_port=target_port)
+    tree.complete(manager)
     return PRPath(manager, fd)
 
 
