@@ -348,3 +348,48 @@ def test_two_helper_daemons_share_one_state(pg_state_uri: str, tmp_path: Path) -
             assert (status, res[4:8]) == (0, bytes(4))
     finally:
         os.close(fd)
+
+
+def test_a_lost_commit_is_looked_up_by_its_token(pg_state_uri: str) -> None:
+    """After a connection lost during COMMIT the store tells committed from not committed
+    by the tokens the row keeps, and says "unknown" past them."""
+    from qompr.managers.emulated import open_store
+    from qompr.managers.emulated._postgres import PostgresStore
+    from qompr.managers.emulated._postgres import _Job
+
+    store = open_store(pg_state_uri, StoreOptions(timeout=10.0))
+    assert isinstance(store, PostgresStore)
+    lu = f"tokens-{time.time_ns()}"
+    try:
+        for key in range(1, 21):
+            result = command_on(
+                store, lu, Nexus(f"vm:{key}"), pr_out(PrOutAction.REGISTER, sark=key)
+            )
+            assert result.ok
+        with psycopg.connect(pg_state_uri) as conn:
+            row = conn.execute(
+                "SELECT version, state->'recent' FROM qompr.lu WHERE name = %s", (lu,)
+            ).fetchone()
+        assert row is not None
+        version, recent = row
+        assert version == 20 and len(recent) == 16
+        deadline = time.monotonic() + 10
+
+        def job(txn: tuple[str, int] | None) -> _Job:
+            return _Job(lu, deadline, txn=txn)
+
+        assert store._resolve(job((recent[0], version)), deadline) is True
+        assert store._resolve(job((recent[15], version - 15)), deadline) is True
+        assert store._resolve(job(("lost", version + 1)), deadline) is False
+        assert store._resolve(job(("lost", version - 16)), deadline) is None
+        assert store._resolve(job(None), deadline) is True  # wrote nothing
+    finally:
+        store.close()
+
+
+def command_on(store: Store, lu: str, nexus: Nexus, cmd: tuple[bytes, bytes]) -> ScsiResult:
+    from qompr.managers.emulated import Engine
+
+    outcome = store.transact(lu, lambda state: Engine().execute(state, nexus, cmd[0], cmd[1]))
+    assert outcome.result is not None
+    return outcome.result

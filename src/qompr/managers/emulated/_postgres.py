@@ -22,13 +22,18 @@ Imported only when a ``postgresql://`` state is used: it needs psycopg 3 (the ex
   fail in time with :class:`~._store.StoreUnavailableError` (retryable), never hang.  A
   transaction whose command gave up is rolled back, not committed.  Broken connections are
   replaced on the next command; serialization failures and deadlocks are retried while time
-  is left.  Only when the connection is lost while ``COMMIT`` is in flight is the outcome
-  unknown (the command may have been applied): the answer is still the retryable one.
+  is left.  When the connection is lost while ``COMMIT`` is in flight, the store reconnects
+  and looks for its transaction's token among the last ones the row keeps (``recent`` in
+  the document): committed, its answers stand; not committed, it runs again.  Only when that
+  cannot be told in time (the database still away) is the outcome unknown, and the answer
+  the retryable one.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -82,6 +87,12 @@ _LOCK: Final = _READ + " FOR UPDATE"
 _CREATE: Final = "INSERT INTO qompr.lu (name) VALUES (%s) ON CONFLICT (name) DO NOTHING"
 _UPDATE: Final = "UPDATE qompr.lu SET version = %s, state = %s, changed = now() WHERE name = %s"
 _WORKERS: Final = 4
+#: How many of the last transactions' tokens a row keeps (to tell, after a connection lost
+#: during COMMIT, whether that commit happened).
+_RECENT: Final = 16
+_TOKENS: Final = itertools.count()
+#: A logical unit's version, its state (never mutated) and its last transactions' tokens.
+_Cached = tuple[int, LUState, list[str]]
 _RETRY_PAUSE: Final = 0.05
 _T = TypeVar("_T")
 
@@ -152,6 +163,8 @@ class _Job:
     taken: bool = False
     abandoned: bool = False
     committing: bool = False
+    #: The token and new version of the transaction writing this batch (its first job's).
+    txn: tuple[str, int] | None = None
     done: threading.Event = attrs.field(factory=threading.Event)
 
 
@@ -196,7 +209,7 @@ class PostgresStore:
         #: Logical units a worker is writing: their new commands wait for its commit and
         #: go together into the next transaction (group commit).
         self._busy: set[str] = set()
-        self._cache: dict[str, tuple[int, LUState]] = {}
+        self._cache: dict[str, _Cached] = {}
         self._closing = False
         name = redact(uri)
         try:
@@ -413,7 +426,16 @@ class PostgresStore:
                     conn.close()
                     conn = None
                 if any(job.committing for job in batch):
-                    break  # the commit may have happened: never run it twice
+                    # The connection died with COMMIT in flight: find out whether it
+                    # happened before anything runs twice.
+                    committed = self._resolve(batch[0], deadline)
+                    if committed is None:
+                        error = self._unavailable(f"{exc} (commit outcome unknown)")
+                        break
+                    if committed:
+                        error = None
+                        break
+                    # Not committed: nothing applied, the batch may run again.
             except (psycopg.Error, CodecError) as exc:
                 error = StoreFailureError(f"PR state database '{redact(self.uri)}': {exc}")
                 if conn is not None and conn.closed:
@@ -437,30 +459,67 @@ class PostgresStore:
                     self._cond.notify()
         return conn
 
-    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+    def _resolve(self, job: _Job, deadline: float) -> bool | None:
+        """Whether the transaction of *job*'s batch, whose COMMIT lost its connection, was
+        committed (``None``: cannot tell by *deadline*).
+
+        Each transaction leaves its token among the last ones in the logical unit's row;
+        the row lock taken here waits for a transaction still finishing on the server.
+        """
+        if job.txn is None:
+            return True  # it wrote nothing: its answers stand whether or not it committed
+        token, version = job.txn
+        try:
+            conn = _connect(self.uri, max(0.5, deadline - time.monotonic()))
+        except psycopg.Error:
+            return None
+        try:
+            with conn.transaction():
+                row = conn.execute(
+                    "SELECT version, state->'recent' FROM qompr.lu WHERE name = %s FOR UPDATE",
+                    (job.lu,),
+                ).fetchone()
+        except psycopg.Error:
+            return None
+        finally:
+            conn.close()
+        if row is None:
+            return False
+        current, recent = int(row[0]), row[1] if isinstance(row[1], list) else []
+        if token in recent:
+            self._forget(job.lu)
+            return True
+        # Not among the last len(recent) commits: not committed if ours would be one of them.
+        return False if current - len(recent) < version else None
+
+    def _forget(self, lu: str) -> None:
+        with self._cond:
+            self._cache.pop(lu, None)
+
+    def _unavailable(self, exc: BaseException | str) -> StoreUnavailableError:
         return StoreUnavailableError(f"PR state database '{redact(self.uri)}': {exc}")
 
-    def _cached(self, lu: str) -> tuple[int, LUState] | None:
+    def _cached(self, lu: str) -> _Cached | None:
         with self._cond:
             return self._cache.get(lu)
 
-    def _publish(self, lu: str, version: int, state: LUState) -> None:
+    def _publish(self, lu: str, entry: _Cached) -> None:
         with self._cond:
             cached = self._cache.get(lu)
-            if cached is None or cached[0] < version:
-                self._cache[lu] = (version, state)
+            if cached is None or cached[0] < entry[0]:
+                self._cache[lu] = entry
 
-    def _state_of(
-        self, lu: str, row: tuple[Any, ...], cached: tuple[int, LUState] | None
-    ) -> tuple[int, LUState]:
+    def _state_of(self, lu: str, row: tuple[Any, ...], cached: _Cached | None) -> _Cached:
         """The state a row read with *cached*'s version holds (no document: *cached*)."""
         version, doc = int(row[0]), row[1]
         if doc is None:
             assert cached is not None and cached[0] == version
             return cached
         state = _decode(doc)
-        self._publish(lu, version, state)
-        return version, state
+        recent = doc.get("recent") if isinstance(doc, dict) else None
+        entry = (version, state, recent if isinstance(recent, list) else [])
+        self._publish(lu, entry)
+        return entry
 
     def _read(self, conn: psycopg.Connection[Any], lu: str) -> LUState:
         cached = self._cached(lu)
@@ -474,6 +533,7 @@ class PostgresStore:
         for job in batch:
             job.result = job.error = None
             job.committing = False
+        batch[0].txn = None
         with conn.transaction():
             cached = self._cached(lu)
             known = -1 if cached is None else cached[0]
@@ -482,7 +542,7 @@ class PostgresStore:
                 conn.execute(_CREATE, (lu,))
                 row = conn.execute(_LOCK, (known, lu)).fetchone()
                 assert row is not None
-            version, state = self._state_of(lu, row, cached)
+            version, state, previous = self._state_of(lu, row, cached)
             state = state.copy()  # the cached state is never mutated
             with self._cond:
                 # The commands that arrived while the lock was awaited (another host's
@@ -504,7 +564,11 @@ class PostgresStore:
                     changed = True
                 job.result = outcome
             if changed:
-                conn.execute(_UPDATE, (version + 1, Jsonb(state_to_document(state)), lu))
+                token = f"{os.getpid()}.{next(_TOKENS)}.{time.time_ns() & 0xFFFFFF:x}"
+                doc = state_to_document(state)
+                doc["recent"] = [token, *previous[: _RECENT - 1]]
+                conn.execute(_UPDATE, (version + 1, Jsonb(doc), lu))
+                batch[0].txn = (token, version + 1)
             with self._cond:
                 if any(job.abandoned for job in batch):
                     raise _AbandonedError  # rolls back: a command that gave up applies nothing
@@ -512,7 +576,7 @@ class PostgresStore:
                     job.committing = True
         # Committed.
         if changed:
-            self._publish(lu, version + 1, state)
+            self._publish(lu, (version + 1, state, doc["recent"]))
 
 
 def _decode(doc: Any) -> LUState:
