@@ -5,6 +5,7 @@ bounds, the client's name from /proc, the query, and QEMU 11's destination seque
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -421,3 +422,26 @@ def test_hostile_pr_out_is_answered_by_the_target(
     cdb, data = pr_out_command(PrOutAction.REGISTER, sark=KEY)
     assert tracker.execute(emu, -1, cdb, data, nexus=None, peer=None, connection=1).ok
     assert tracker.entries() == []  # no peer credentials: not tracked
+
+
+def test_a_full_table_fits_one_control_answer(tmp_path: Path) -> None:
+    from qompr.daemon._control import MAX_PENDING
+    from qompr.daemon._tracking import DEFAULT_MAX_ENTRIES
+
+    # Worst case: every client with a huge, non-ASCII -name and a long initiator name.
+    root = tmp_path / "proc"
+    tracker = PRTracker(proc=str(root))
+    emu = new_tree(load_entrypoints=False).object_add("pr-manager-emulated", "e", lu_name="lu0")
+    assert isinstance(emu, PRManagerEmulated)
+    cdb, data = pr_out_command(PrOutAction.REGISTER, sark=KEY)
+    for i in range(DEFAULT_MAX_ENTRIES + 10):
+        pid = 10_000 + i
+        fake_proc(root, pid, ["qemu", "-name", "guest=" + '\u00e9"\\' * 100_000])
+        peer = PeerCredentials(pid, 0xFFFF_FFFE, 0)
+        who = Nexus("vm:" + "x" * 150 + str(i))
+        assert tracker.execute(emu, -1, cdb, data, nexus=who, peer=peer, connection=i).ok
+    assert len(tracker) == DEFAULT_MAX_ENTRIES
+    answer = json.dumps({"return": tracker.query({}, set(range(10**6)))})
+    assert len(answer) < MAX_PENDING // 2
+    (first, *_) = tracker.entries()
+    assert first.vm is not None and len(first.vm) == 64 and first.vm.isascii()

@@ -29,7 +29,8 @@ target as sent, as qemu-pr-helper sends it.
 Bounds (every client is hostile): at most :attr:`PRTracker.max_entries` entries, of which at
 most :attr:`PRTracker.max_per_client` for one client process; past either the entry changed
 longest ago (of that client, for the second) is forgotten.  An entry whose key and type are
-both 0 is dropped.
+both 0 is dropped.  Names are cut to :data:`MAX_VM_NAME` and :data:`MAX_INITIATOR`
+characters, so that every entry and the whole table have a size bound.
 """
 
 from __future__ import annotations
@@ -56,14 +57,27 @@ if TYPE_CHECKING:
     from qompr.linux import PeerCredentials
     from qompr.scsi import Nexus
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_MAX_PER_CLIENT", "PRTracker", "TrackedEntry"]
+__all__ = [
+    "DEFAULT_MAX_ENTRIES",
+    "DEFAULT_MAX_PER_CLIENT",
+    "MAX_INITIATOR",
+    "MAX_VM_NAME",
+    "PRTracker",
+    "TrackedEntry",
+]
 
 log = logging.getLogger("qompr.daemon")
 
-#: Entries kept at most (about 300 bytes each).
-DEFAULT_MAX_ENTRIES: Final = 4096
+#: Entries kept at most (about 300 bytes each).  An unfiltered ``query-pr-tracking`` answers
+#: them all in one line, which must stay under the control socket's unread-answer bound
+#: (1 MiB): 1,024 entries of at most ~700 bytes of JSON do.
+DEFAULT_MAX_ENTRIES: Final = 1024
 #: Entries one client process may have (QEMU: one per scsi-block disk with reservations).
 DEFAULT_MAX_PER_CLIENT: Final = 256
+
+#: Longest guest name kept (QEMU's -name; libvirt's are short), and longest initiator name.
+MAX_VM_NAME: Final = 64
+MAX_INITIATOR: Final = 256
 
 _REGISTER, _RESERVE, _RELEASE, _CLEAR, _PREEMPT, _PREEMPT_ABORT, _IGNORE, _MOVE = range(8)
 _AR: Final = frozenset({7, 8})
@@ -162,7 +176,9 @@ def _vm_name(pid: int, proc: str) -> str | None:
                 name = part
     if not name:
         return None
-    return name.replace(b"\0", b",").decode(errors="replace")
+    # Printable ASCII, bounded: the name goes into logs and JSON answers.
+    text = name.replace(b"\0", b",")[:MAX_VM_NAME].decode("ascii", errors="replace")
+    return "".join(c if c.isprintable() and c.isascii() else "?" for c in text)
 
 
 class PRTracker:
@@ -356,7 +372,8 @@ class PRTracker:
             entry.connection = connection
             entry.uid = peer.uid
             if nexus is not None:
-                entry.initiator, entry.target_port = nexus.initiator, nexus.target_port
+                entry.initiator = nexus.initiator[:MAX_INITIATOR]
+                entry.target_port = nexus.target_port
             if key is not None:
                 entry.key = key
                 if key == 0:
