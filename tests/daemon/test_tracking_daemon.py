@@ -15,9 +15,11 @@ import pytest
 
 from qompr.embed import ControlError
 from qompr.embed import Migration
+from qompr.embed import PRPath
 from qompr.embed import close_path
 from qompr.embed import helper_path
 from qompr.embed import query_tracking
+from qompr.plugins import new_tree
 from qompr.scsi import PrInAction
 from qompr.scsi import PrOutAction
 from qompr.scsi import PrType
@@ -206,3 +208,17 @@ def test_vm_manager_speaks_as_the_destination_qemu(bed: Bed, pr_type: int) -> No
         close_path(dst)
         close_path(src)
         os.close(fd)
+
+
+def test_prepare_needs_exactly_one_entry(bed: Bed) -> None:
+    first, second = bed.qemu("vm1"), bed.qemu("vm1")
+    assert first.out(PrOutAction.REGISTER, sark=KEY) == GOOD
+    assert second.out(PrOutAction.REGISTER, sark=OTHER) == GOOD
+    unused = new_tree(load_entrypoints=False).object_add("pr-manager-emulated", "e", lu_name="x")
+    migration = Migration(PRPath(unused, -1))  # type: ignore[arg-type]
+    with pytest.raises(ControlError, match="2 tracked registrations match"):
+        migration.prepare(bed.control, vm="vm1")
+    with pytest.raises(ControlError, match="0 tracked registrations match"):
+        migration.prepare(bed.control, vm="vm2")
+    assert migration.prepare(bed.control, pid=second.pid).key == OTHER
+    assert migration.roll_back() is None  # never handed over: nothing to undo
