@@ -11,11 +11,27 @@ never registers (it reads the LU's state with SG_IO).  Each host has its own
 * **QEMU 11's destination sequence** (:mod:`.qemu11_replay`): for each of the six types, the
   not-reserved case (TYPE 0) and a PREEMPT that only removes registrations, the source
   registers (and reserves) through helper A and the destination sends REGISTER + PREEMPT
-  through helper B, once through qompr-pr-helper and once through the real qemu-pr-helper;
+  through helper B, once through qompr-pr-helper and once through the real qemu-pr-helper:
   the answers and the LU's state afterwards must be the same, and what LIO does is pinned.
-* **Live migration of a guest with a reservation** (a second-level guest on QEMU 7.2 whose
-  ``scsi-block`` disk goes through helper A, migrated to a QEMU on host B with qompr's
-  handover at the switch-over) comes with the handover API; the guest's steps are here.
+  A third run sends it to a helper B started with ``--migrate-pr=handover``, which must turn
+  every case into a move (docs/migration.md).
+* **Live migration of a guest with a reservation** (:mod:`.migration_bed`): a second-level
+  guest (:mod:`.nested`) boots on QEMU 7.2 on host A, its ``scsi-block`` disk on path 1
+  through helper A; it registers a key, takes Write Exclusive - Registrants Only and keeps
+  writing (busybox ``dd`` with O_DIRECT: a WRITE of a counter, a READ of the stop-flag
+  block), printing each answer on its console.  Three migrations to a QEMU started with
+  ``-incoming defer -S`` on path 2 / helper B, each stopped at ``pre-switchover``:
+
+  1. cancelled there (``migrate_cancel``): nothing moves, the guest writes on through A;
+  2. completed and handed over, then the destination is killed before it runs: the handover
+     is rolled back and the source resumed (what libvirt does when its Finish phase fails);
+  3. completed, handed over, the destination resumed: the reservation is B's.
+
+  The handover is :class:`qompr.embed.Migration` as a VM manager runs it: key and type from
+  helper A's tracking (``query-pr-tracking`` for the source QEMU's pid), the VM manager's own
+  fds of the disk on each host, sent through each host's helper.  The guest never sees a
+  failed command, and at the end its own READ KEYS / READ RESERVATION (through QEMU on host
+  B) show its key.  The handover's duration is printed (no timing is asserted).
 
 Everything runs in the one boot; the second-level guest boots once (it is what costs: TCG
 inside TCG).
@@ -23,6 +39,7 @@ inside TCG).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -35,7 +52,11 @@ import pytest
 
 from .guest_program import boot
 from .guest_program import load_record
+from .migration_bed import ROUNDS
+from .migration_bed import parse_writes
+from .nested import Step
 from .nested import build_initramfs
+from .nested import parse_console
 from .qemu11_replay import CASES
 from .vmbed import REPO
 from .vmbed import VMResult
@@ -57,14 +78,19 @@ WRITE_MARK = "@@mig w"
 SOCK = {"A": "/run/qompr-a.sock", "B": "/run/qompr-b.sock"}
 CONTROL = {"A": "/run/qompr-a.control", "B": "/run/qompr-b.control"}
 REAL_B_SOCK = "/run/qemu-pr-helper-b.sock"
+#: helper B once more, with --migrate-pr=handover (QEMU 11's sequence made a handover)
+HANDOVER_B_SOCK = "/run/qompr-b-handover.sock"
 
+#: The guest's write loop: busybox dd with O_DIRECT (a static binary: each program start
+#: costs seconds under TCG in TCG) writes the counter to DATA_LBA and reads FLAG_LBA; each
+#: round prints "@@mig w COUNTER WRITE_RC READ_RC UPTIME" on the console.
 _LOOP = (
     "i=0; while [ $i -lt 1000000 ]; do "
     "printf '%-511s\\n' \"qompr-migration $i\" >/tmp/blk; "
-    f"sg_raw -s 512 -i /tmp/blk $D0 2a 00 00 00 00 {DATA_LBA:02x} 00 00 01 00 >/dev/null 2>&1; "
-    "w=$?; rm -f /tmp/flag; "
-    f"sg_raw -r 512 -o /tmp/flag $D0 28 00 00 00 00 {FLAG_LBA:02x} 00 00 01 00 >/dev/null 2>&1; "
-    f'r=$?; echo "{WRITE_MARK} $i $w $r" >/dev/console; '
+    f"dd if=/tmp/blk of=$D0 bs=512 seek={DATA_LBA} count=1 oflag=direct conv=notrunc "
+    "2>/dev/null; w=$?; "
+    f"dd if=$D0 of=/tmp/flag bs=512 skip={FLAG_LBA} count=1 iflag=direct 2>/dev/null; r=$?; "
+    f'read up _ </proc/uptime; echo "{WRITE_MARK} $i $w $r $up" >/dev/console; '
     f"grep -q {STOP.decode()} /tmp/flag && break; i=$((i+1)); done"
 )
 PERSIST = "sg_persist -n"
@@ -97,6 +123,11 @@ def _start_helpers(env: Mapping[str, str]) -> dict[str, subprocess.Popen[str]]:
              f"--control={CONTROL[host]}"],
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+    procs["handover_B"] = subprocess.Popen(
+        [sys.executable, "-m", "qompr.daemon.main", "-k", HANDOVER_B_SOCK,
+         "--migrate-pr=handover"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     procs["real_B"] = subprocess.Popen(
         ["qemu-pr-helper", "-k", REAL_B_SOCK], stderr=subprocess.PIPE, text=True
     )
@@ -114,7 +145,11 @@ def _replays(env: Mapping[str, str]) -> dict[str, Any]:
 
     devs = [env["VMBED_DEV1"], env["VMBED_DEV2"], env["VMBED_DEV3"]]
     paths = path_of_initiators(dict(env))
-    sockets = {"qompr": (SOCK["A"], SOCK["B"]), "real": (env["VMBED_PRH_SOCK"], REAL_B_SOCK)}
+    sockets = {
+        "qompr": (SOCK["A"], SOCK["B"]),
+        "real": (env["VMBED_PRH_SOCK"], REAL_B_SOCK),
+        "qompr_handover": (SOCK["A"], HANDOVER_B_SOCK),
+    }
     out: dict[str, Any] = {}
     for kind, (sock_a, sock_b) in sockets.items():
         out[kind] = {}
@@ -140,12 +175,46 @@ def _replays(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+class _EmbedHandover:
+    """The handover as a VM manager runs it with :mod:`qompr.embed`: its own fds of the disk on
+    both hosts, the helpers' sockets, the source helper's tracking for key and type."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        from qompr.embed import Migration
+        from qompr.embed import helper_path
+
+        self.fds = [os.open(env["VMBED_DEV1"], os.O_RDWR), os.open(env["VMBED_DEV2"], os.O_RDWR)]
+        self.source = helper_path(SOCK["A"], self.fds[0])
+        self.destination = helper_path(SOCK["B"], self.fds[1])
+        self.migration = Migration(self.destination, source=self.source)
+
+    def prepare(self, source_pid: int) -> dict[str, Any]:
+        entry = self.migration.prepare(CONTROL["A"], pid=source_pid)
+        return {"key": entry.key, "type": entry.type, "vm": entry.vm,
+                "connected": entry.connected, "stale": entry.stale}  # fmt: skip
+
+    def switch_over(self) -> dict[str, Any]:
+        return self.migration.switch_over().as_json()
+
+    def roll_back(self) -> dict[str, Any] | None:
+        result = self.migration.roll_back()
+        return None if result is None else result.as_json()
+
+    def close(self) -> None:
+        from qompr.embed import close_path
+
+        close_path(self.source)
+        close_path(self.destination)
+        for fd in self.fds:
+            os.close(fd)
+
+
 def guest_main() -> None:  # pragma: no cover - runs in the VM
     """Start the helpers, replay QEMU 11's sequence, migrate the nested guest; record."""
     from qompr.testing import wait_for_socket
 
     env = os.environ
-    phases = env.get("MIGVM_PHASES", "replay").split(",")
+    phases = env.get("MIGVM_PHASES", "replay,migrate").split(",")
     record: dict[str, Any] = {"phases": phases}
 
     def save() -> None:
@@ -155,13 +224,34 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     procs = _start_helpers(env)
     try:
         start = time.monotonic()
-        for name, path in (("A", SOCK["A"]), ("B", SOCK["B"]), ("real_B", REAL_B_SOCK)):
+        for name, path in (
+            ("A", SOCK["A"]), ("B", SOCK["B"]), ("handover_B", HANDOVER_B_SOCK),
+            ("real_B", REAL_B_SOCK),
+        ):  # fmt: skip
             wait_for_socket(path, 120, procs[name])
         record["helpers_ready_seconds"] = round(time.monotonic() - start, 2)
         if "replay" in phases:
             start = time.monotonic()
             record["replay"] = _replays(env)
             record["replay_seconds"] = round(time.monotonic() - start, 2)
+        if "migrate" in phases:
+            from .migration_bed import migrate_scenario
+
+            def progress(migration: dict[str, Any]) -> None:
+                record["migration"] = migration
+                save()
+
+            start = time.monotonic()
+            record["migration"] = migrate_scenario(
+                env,
+                lambda: _EmbedHandover(env),
+                data_lba=DATA_LBA,
+                flag_lba=FLAG_LBA,
+                helper_a=SOCK["A"],
+                helper_b=SOCK["B"],
+                save_progress=progress,
+            )
+            record["migrate_seconds"] = round(time.monotonic() - start, 1)
         record["done"] = True
     finally:
         for name, proc in procs.items():
@@ -194,7 +284,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> VMResult:
         env={
             "NESTED_KERNEL": str(kernel or f"/boot/vmlinuz-{kver}"),
             "NESTED_INITRD": str(initrd),
-            "MIGVM_PHASES": os.environ.get("MIGVM_PHASES", "replay"),
+            "MIGVM_PHASES": os.environ.get("MIGVM_PHASES", "replay,migrate"),
         },
         cwd=REPO,
         timeout=900,
@@ -302,9 +392,153 @@ def test_lio_preempt_that_only_removes_registrations_removes_the_senders_own(
     assert seen["destination_ua"] == []
 
 
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_handover_mode_makes_every_case_a_move(replays: dict[str, Any], case: str) -> None:
+    """``--migrate-pr=handover`` on helper B: QEMU 11's sequence becomes qompr's handover, so
+    on LIO too the destination ends with the guest's key and its reservation, and the
+    source's registration is gone, TYPE 0 and "nothing reserved" included."""
+    reserved = dict((name, r) for name, r, _ in CASES)[case]
+    seen = replays["qompr_handover"][case]
+    assert seen["steps"]["register"] == {"status": GOOD, "sense": []}
+    assert seen["steps"]["preempt"] == {"status": GOOD, "sense": []}
+    if reserved is None:
+        reservation = None
+    else:
+        reservation = {"key": 0 if reserved in (7, 8) else KEY, "type": reserved}
+    assert seen["state"] == {
+        "keys": [KEY],
+        "reservation": reservation,
+        "registrants": [_registrant(2, reserved is not None)],
+    }
+    assert seen["source_ua"] == [0x06, 0x2A, 0x05]
+    assert seen["destination_ua"] == []
+
+
 def test_replay_timing(record: dict[str, Any]) -> None:
     _phase(record, "replay")
     print(f"\nQEMU 11 replay, 2 x {len(CASES)} cases: {record['replay_seconds']}s",
           file=sys.stderr)  # fmt: skip
     assert record["helpers"]["A"]["rc"] == 0, record["helpers"]["A"]
     assert record["helpers"]["B"]["rc"] == 0, record["helpers"]["B"]
+
+
+# ------------------------------------------------------------------------- the live migration
+
+
+@pytest.fixture(scope="module")
+def migration(record: dict[str, Any]) -> dict[str, Any]:
+    _phase(record, "migrate")
+    result: dict[str, Any] = record["migration"]
+    return result
+
+
+def _writes(console: str) -> list[tuple[int, int, int, float]]:
+    return parse_writes(console)
+
+
+@pytest.fixture(scope="module")
+def nested_steps(migration: dict[str, Any]) -> Mapping[str, Step]:
+    # the guest's console is the source's until the switch, then the destination's
+    text = migration["consoles"]["source"] + migration["consoles"]["destination"]
+    _, steps, done = parse_console(text)
+    assert done, f"the second-level guest did not finish:\n{text[-3000:]}"
+    return steps
+
+
+def test_source_helper_tracked_the_guests_key_and_type(migration: dict[str, Any]) -> None:
+    """query-pr-tracking on helper A's control socket, for the source QEMU's pid: what its
+    guest registered and reserved (what the handover then takes over)."""
+    assert migration["tracked"] == {
+        "key": KEY, "type": WE_RO, "vm": "source", "connected": True, "stale": False
+    }  # fmt: skip
+
+
+def test_guest_registers_and_reserves_through_helper_a(
+    nested_steps: Mapping[str, Step], migration: dict[str, Any]
+) -> None:
+    assert nested_steps["register"].rc == 0, nested_steps["register"]
+    assert nested_steps["reserve"].rc == 0, nested_steps["reserve"]
+    assert migration["state"]["start"] == {
+        "keys": [KEY],
+        "reservation": {"key": KEY, "type": WE_RO},
+        "registrants": [_registrant(1, True)],
+    }
+
+
+def test_cancelled_migration_leaves_the_reservation_with_a(migration: dict[str, Any]) -> None:
+    assert migration["cancel"]["status"] == "cancelled", migration["cancel"]
+    assert migration["state"]["after_cancel"] == migration["state"]["start"]
+    # and the guest wrote on through A afterwards
+    assert migration["cancel"]["writes_after"] >= ROUNDS
+
+
+def test_failed_destination_rolls_the_handover_back(migration: dict[str, Any]) -> None:
+    rollback = migration["rollback"]
+    assert rollback["status"] == "completed", rollback
+    assert migration["state"]["handed_over_then_failed"] == {
+        "keys": [KEY],
+        "reservation": {"key": KEY, "type": WE_RO},
+        "registrants": [_registrant(2, True)],
+    }
+    assert migration["state"]["after_rollback"] == migration["state"]["start"]
+    assert rollback["writes_after"] >= ROUNDS
+
+
+def test_migration_hands_the_reservation_to_b(migration: dict[str, Any]) -> None:
+    assert migration["switch"]["status"] == "completed", migration["switch"]
+    # READ RESERVATION / READ FULL STATUS through the observer: the guest's key, held through
+    # B's nexus; A's registration is gone
+    assert migration["state"]["after_switch"] == {
+        "keys": [KEY],
+        "reservation": {"key": KEY, "type": WE_RO},
+        "registrants": [_registrant(2, True)],
+    }
+    assert migration["switch"]["writes_after"] >= ROUNDS
+
+
+def test_every_guest_write_succeeded(migration: dict[str, Any]) -> None:
+    """Before, during and after each migration, every WRITE and READ the guest sent was
+    GOOD: the handover happened while it was paused, the roll-back before it resumed."""
+    source = _writes(migration["consoles"]["source"])
+    destination = _writes(migration["consoles"]["destination"])
+    assert len(destination) >= 2, migration["consoles"]["destination"][-2000:]
+    failed = [w for w in source + destination if (w[1], w[2]) != (0, 0)]
+    assert not failed, failed
+    # one counter across the switch: no round lost, none repeated (the one line the switch
+    # may cut between the two consoles excepted)
+    numbers = [w[0] for w in source + destination]
+    gaps = [b - a for a, b in itertools.pairwise(numbers)]
+    assert set(gaps) <= {1, 2} and gaps.count(2) <= 1, numbers
+
+
+def test_the_last_write_is_on_the_lu(migration: dict[str, Any]) -> None:
+    last = _writes(migration["consoles"]["destination"])[-1][0]
+    assert migration["data_block"].rstrip() == f"qompr-migration {last}"
+
+
+def test_guest_still_sees_its_key_after_migration(nested_steps: Mapping[str, Step]) -> None:
+    keys, resv = nested_steps["keys_after"], nested_steps["resv_after"]
+    assert keys.rc == 0 and resv.rc == 0, (keys, resv)
+    assert "1 registered reservation key follows" in keys.output and f"{KEY:#x}" in keys.output
+    assert f"Key={KEY:#x}" in resv.output
+    assert "Write Exclusive, registrants only" in resv.output
+
+
+def test_migration_timing(bed: VMResult, record: dict[str, Any], migration: dict[str, Any]) -> None:
+    t = migration["timings"]
+    rounds = _writes(migration["consoles"]["source"])
+    per_round = (rounds[-1][3] - rounds[0][3]) / max(1, len(rounds) - 1)
+    print(
+        f"\nmigration bed: wall {bed.wall_time:.1f}s (helpers ready "
+        f"{record['helpers_ready_seconds']}s, migration part {record['migrate_seconds']}s); "
+        f"nested boot to its disk {t['nested_kernel']}s, to first writes "
+        f"{t['nested_boot']}s, a write-loop round {per_round:.2f}s of guest time; "
+        f"migrations {t['migrate_cancel']}s (cancelled at "
+        f"pre-switchover), {t['migrate_rollback']}s, {t['migrate_switch']}s; QEMU downtime "
+        f"{migration['switch']['downtime_ms']} ms; handover {t['handover']}s (API's own "
+        f"{migration['switch']['handover']['seconds']:.3f}s), rollback {t['rollback']}s; "
+        f"source stopped to destination running {t['switch_total']}s",
+        file=sys.stderr,
+    )
+    assert migration["switch"]["handover"]["method"] == "reservation"
+    assert migration["rollback"]["roll_back"]["method"] == "reservation"
