@@ -160,15 +160,16 @@ def test_failures_are_not_tracked(tracker: PRTracker, emu: PRManagerEmulated) ->
     assert entry(tracker, SRC) == (KEY, 0)
 
 
+@pytest.mark.parametrize("action", [PrOutAction.PREEMPT, PrOutAction.PREEMPT_AND_ABORT])
 @pytest.mark.parametrize("pr_type", ALL_TYPES)
 def test_preempt_reads_the_reservation_back(
-    tracker: PRTracker, emu: PRManagerEmulated, pr_type: int
+    tracker: PRTracker, emu: PRManagerEmulated, pr_type: int, action: PrOutAction
 ) -> None:
     send(tracker, emu, SRC, PrOutAction.REGISTER, sark=KEY)
     send(tracker, emu, NODE, PrOutAction.REGISTER, sark=OTHER)
     send(tracker, emu, NODE, PrOutAction.RESERVE, rk=OTHER, pr_type=int(PrType.WE_RO))
     # SRC preempts NODE's reservation: it now holds one of pr_type.
-    assert send(tracker, emu, SRC, PrOutAction.PREEMPT, rk=KEY, sark=OTHER, pr_type=pr_type) == 0
+    assert send(tracker, emu, SRC, action, rk=KEY, sark=OTHER, pr_type=pr_type) == 0
     assert entry(tracker, SRC) == (KEY, pr_type)
     assert entry(tracker, NODE) == (OTHER, int(PrType.WE_RO))  # stale, as in QEMU
 
@@ -416,6 +417,8 @@ def test_hostile_pr_out_is_answered_by_the_target(
         (bytes([0x5F, 4, 0]), b""),
         (bytes([0x5F, 0x1F, 0xFF, 0, 0, 0, 0, 0, 24, 0]), bytes(24)),
         (bytes([0x5F]), b""),
+        # REPLACE LOST RESERVATION: not tracked by QEMU, refused by LIO.
+        pr_out_command(PrOutAction.REPLACE_LOST_RESERVATION, rk=KEY, pr_type=1),
     ):
         result = tracker.execute(emu, -1, cdb, data, nexus=nexus(SRC), peer=SRC, connection=1)
         assert not result.ok
