@@ -313,9 +313,11 @@ class PostgresStore:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+        # One bound for all: a worker stuck on a frozen server is a daemon thread.
+        deadline = time.monotonic() + self.timeout + 1
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(timeout=self.timeout + 1)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     # -- callers' side --------------------------------------------------------------------
 
