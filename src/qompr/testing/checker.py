@@ -305,10 +305,10 @@ class CheckReport:
 @attrs.define
 class _Frame:
     state: LUState
-    mask: int
     candidates: list[int]
     lo: int  # the first determinate command (in sending order) not yet placed
     first: int  # the first determinate command (in answer order) not yet placed
+    chosen: int  # the command this frame placed (-1: the root)
     next: int = 0
 
 
@@ -336,44 +336,59 @@ class _Search:
         self.determinate = [i for i in range(n) if not unknown[i]]
         self.by_answer = sorted(self.determinate, key=self._answered)
         self.unknown_ids = [i for i in range(n) if unknown[i]]
-        self.all_determinate = sum(1 << i for i in self.determinate)
+        self.placed = bytearray(n)
         self.deepest: tuple[int, list[int], LUState] = (-1, [], LUState())
 
     def _answered(self, i: int) -> float:
         answered = self.ops[i].answered
         return math.inf if answered is None or self.unknown[i] else answered
 
-    def _candidates(self, mask: int, lo: int, first: int) -> tuple[list[int], int, int]:
-        """The commands that may come next after those in *mask*, and the two pointers
-        advanced past what *mask* placed (so each step costs the window, not the history)."""
+    def _candidates(self, lo: int, first: int) -> tuple[list[int], int, int, int]:
+        """The commands that may come next after those placed, the two pointers advanced
+        past what is placed (so a step costs the window, not the history), and the end of
+        the window."""
+        placed = self.placed
         n = len(self.ops)
         unknown = self.unknown
-        while lo < n and (unknown[lo] or mask >> lo & 1):
+        while lo < n and (unknown[lo] or placed[lo]):
             lo += 1
         by_answer = self.by_answer
-        while first < len(by_answer) and mask >> by_answer[first] & 1:
+        while first < len(by_answer) and placed[by_answer[first]]:
             first += 1
         # The earliest answer among the determinate commands not yet placed bounds what may
         # come next: a command sent after that answer cannot precede it.
         bound = self._answered(by_answer[first]) if first < len(by_answer) else math.inf
         hi = bisect.bisect_right(self.invoked, bound)
-        det = [i for i in range(lo, hi) if not unknown[i] and not mask >> i & 1]
+        det = [i for i in range(lo, hi) if not unknown[i] and not placed[i]]
         det.sort(key=self._answered)  # likely commit order first
-        unk = [i for i in self.unknown_ids if i < hi and not mask >> i & 1]
-        return det + unk, lo, first
+        unk = [i for i in self.unknown_ids if i < hi and not placed[i]]
+        return det + unk, lo, first, hi
 
     def run(self) -> list[int]:
+        """The serial order found (indexes into the operations).
+
+        :raises HistoryError: there is none.
+        :raises InconclusiveError: the budget ran out.
+        """
         if not self.determinate:
             return []
-        state0 = LUState.from_snapshot(self.initial)
-        stack = [_Frame(state0, 0, *self._candidates(0, 0, 0))]
+        placed = self.placed
+        unknown = self.unknown
+        remaining = len(self.determinate)
+        candidates, lo, first, _ = self._candidates(0, 0)
+        stack = [_Frame(LUState.from_snapshot(self.initial), candidates, lo, first, -1)]
         order: list[int] = []
-        seen: set[tuple[int, StateSnapshot]] = set()
+        # Memo: (placed set, state) pairs already explored.  Everything determinate before
+        # lo is placed and nothing after the window is, so the window and the few unknown
+        # commands before lo describe the placed set.
+        seen: set[tuple[int, bytes, tuple[int, ...], StateSnapshot]] = set()
         while stack:
             frame = stack[-1]
             if frame.next >= len(frame.candidates):
                 stack.pop()
-                if order:
+                if frame.chosen >= 0:
+                    placed[frame.chosen] = 0
+                    remaining += not unknown[frame.chosen]
                     order.pop()
                 continue
             i = frame.candidates[frame.next]
@@ -387,7 +402,7 @@ class _Search:
             op = self.ops[i]
             outcome = self.engine.execute(frame.state, self.nexus[i], op.cdb, op.data)
             assert outcome.result is not None
-            if self.unknown[i]:
+            if unknown[i]:
                 if outcome.changes is None:
                     continue  # applying it now changes nothing: same as leaving it pending
             elif normalized(outcome.result, op.cdb) != _recorded(op):
@@ -397,15 +412,19 @@ class _Search:
             state = frame.state.copy()
             if outcome.changes is not None:
                 state.apply(outcome.changes)
-            mask = frame.mask | 1 << i
-            key = (mask, state.snapshot())
+            placed[i] = 1
+            candidates, lo, first, hi = self._candidates(frame.lo, frame.first)
+            unknown_placed = tuple(u for u in self.unknown_ids if u < lo and placed[u])
+            key = (lo, bytes(placed[lo:hi]), unknown_placed, state.snapshot())
             if key in seen:
+                placed[i] = 0
                 continue
             seen.add(key)
             order.append(i)
-            if mask & self.all_determinate == self.all_determinate:
+            remaining -= not unknown[i]
+            if not remaining:
                 return order
-            stack.append(_Frame(state, mask, *self._candidates(mask, frame.lo, frame.first)))
+            stack.append(_Frame(state, candidates, lo, first, i))
         raise HistoryError(self._explain())
 
     def _explain(self) -> str:
