@@ -32,6 +32,8 @@ import sys
 import time
 from typing import Any
 
+from qompr.scsi import PrInAction
+from qompr.scsi import PrInCdb
 from qompr.scsi import PrOutAction
 from qompr.testing import PeerClosedError
 from qompr.testing import pr_out_command
@@ -42,6 +44,8 @@ from qompr.testing.checker import Workload
 #: How long one command may take before the connection counts as broken (well above the
 #: store's timeout: a daemon answers by then, or it is gone).
 COMMAND_TIMEOUT = 30.0
+#: Acknowledged commands after the fault that show service resumed.
+_RESUMED = 3
 _REPLY_HEADER = 104
 
 
@@ -106,9 +110,11 @@ def run(agent: Agent, req: dict[str, Any]) -> dict[str, Any]:
     to the first that accepts, in that order (as a multipath-like client would; the same
     ``vm:NAME`` wherever it lands).  ``lus``: the logical units, picked at random per
     command.  ``ledger``: a logical unit where, every ``ledger_every`` commands, the agent
-    registers a growing key (REGISTER AND IGNORE EXISTING KEY, nobody else touches its
-    registration there), so that a lost acknowledgement is plain to count.  ``stop_file``:
-    stop early once this file exists (unused if absent).
+    in turn registers a growing key (REGISTER AND IGNORE EXISTING KEY, nobody else touches
+    its registration there; a lost acknowledgement is plain to count) and reads the
+    registrations (READ FULL STATUS).  ``resume_file``: a file the test creates once a
+    fault is over; the run then goes on past ``seconds`` until a few commands sent after it
+    appeared were acknowledged (at most ``resume_seconds`` more).
     """
     rng = random.Random(req["seed"])
     workload = Workload(agent.initiator, tuple(req["peers"]))
@@ -121,8 +127,16 @@ def run(agent: Agent, req: dict[str, Any]) -> dict[str, Any]:
     ops: list[dict[str, Any]] = []
     connects_failed = 0
     end = time.monotonic() + float(req["seconds"])
+    # After a fault: go on past the end until a few commands were acknowledged after the
+    # fault was over (the test creates resume_file then), within a hard bound.
+    resume_file: str | None = req.get("resume_file")
+    hard_end = end + float(req.get("resume_seconds", 60))
+    resumed = 0 if resume_file else _RESUMED
     count = 0
-    while time.monotonic() < end:
+    over = False  # the fault is over (checked before sending, so the command is after it)
+    while (now := time.monotonic()) < end or (resumed < _RESUMED and now < hard_end):
+        if resume_file and not over:
+            over = os.path.exists(resume_file)
         if agent.sock is None:
             for path in sockets:
                 try:
@@ -135,13 +149,20 @@ def run(agent: Agent, req: dict[str, Any]) -> dict[str, Any]:
                 continue
         count += 1
         if ledger is not None and count % ledger_every == 0:
-            ledger_seq += 1
-            cdb, data = _ledger_register(ledger_base | ledger_seq)
+            # Registrations and reads in turn: a read soon after each registration pins the
+            # order the checker has to find (PR OUT answers carry no data).
+            if count // ledger_every % 2:
+                ledger_seq += 1
+                cdb, data = _ledger_register(ledger_base | ledger_seq)
+            else:
+                cdb, data = PrInCdb(PrInAction.READ_FULL_STATUS, 4096).to_bytes(), b""
             op = agent.command(ledger, cdb, data)
         else:
             cdb, data = workload.command(rng)
             op = agent.command(rng.choice(lus), cdb, data)
         ops.append(op.to_json())
+        if over and op.acknowledged:
+            resumed += 1
     return {"ops": ops, "connects_failed": connects_failed}
 
 
