@@ -252,7 +252,7 @@ def _as_nobody(path: str, requested: int) -> str:
 
 @pytest.mark.parametrize(("listed", "granted"), [((), TUR), ((NOBODY,), NAMING | TUR)])
 def test_other_uids_name_themselves_only_when_listed(
-    tree: ObjectTree, listed: tuple[int, ...], granted: int
+    tree: ObjectTree, listed: tuple[int, ...], granted: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     if os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"):
         pytest.skip("NOT ROOT or no /usr/bin/python3: cannot run a client as nobody")
@@ -260,7 +260,10 @@ def test_other_uids_name_themselves_only_when_listed(
     with InProcessServer.serving(rec, allow_naming_uids=listed) as srv:
         os.chmod(os.path.dirname(srv.path), 0o755)
         os.chmod(srv.path, 0o777)
-        assert _as_nobody(srv.path, NAMING | TUR) == str(granted)
+        with caplog.at_level("INFO", logger="qompr.daemon"):
+            assert _as_nobody(srv.path, NAMING | TUR) == str(granted)
+    refused = f"uid {NOBODY} may not name its initiator (not root, not --allow-naming-uid)"
+    assert (refused in caplog.messages) == (granted == TUR)
 
 
 def test_client_reports_a_refused_name_clearly(tmp_path: Path) -> None:

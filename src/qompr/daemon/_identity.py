@@ -61,6 +61,9 @@ def grant(requested: int, peer: PeerCredentials | None, naming_uids: Collection[
     allowed = Feature.QOMPR_TEST_UNIT_READY
     if may_name(peer, naming_uids):
         allowed |= Feature.QOMPR_NAMING
+    elif requested & Feature.QOMPR_NAMING:
+        uid = "unknown" if peer is None else peer.uid
+        log.info("uid %s may not name its initiator (not root, not --allow-naming-uid)", uid)
     return Granted(Feature(requested) & allowed)
 
 
