@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from qompr.protocol import Identify
 from qompr.testing import HelperProcess
 from qompr.testing import connected
 from qompr.testing import open_fd_count
@@ -51,7 +52,14 @@ def stable_fd_count(pid: int, timeout: float = 10.0) -> int:
 
 
 def _piece(rng: random.Random) -> bytes:
-    choice = rng.randrange(9)
+    choice = rng.randrange(11)
+    if choice == 9:  # a request for qompr's extension (granted: TUR; naming to root only)
+        return rng.choice([0x20000000, 0x40000000, 0x60000000, 0x60000001]).to_bytes(4, "big")
+    if choice == 10:  # its messages: a name (whole, cut, oversized) or TEST UNIT READY
+        name = Identify(f"node{rng.randrange(100)}", rng.choice([None, 2])).to_bytes()
+        huge = bytearray(name[:16])
+        huge[7:9] = rng.randrange(224, 65536).to_bytes(2, "big")
+        return rng.choice([name, name[: rng.randrange(1, len(name))], bytes(huge), bytes(16)])
     if choice == 0:
         return bytes(4)  # a good handshake
     if choice == 1:
