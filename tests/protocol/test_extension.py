@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import struct
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 
 from qompr.errors import LocalProtocolError
 from qompr.errors import RemoteProtocolError
 from qompr.protocol import NEED_DATA
+from qompr.protocol import ConnectionClosed
 from qompr.protocol import Feature
 from qompr.protocol import Granted
 from qompr.protocol import Handshake
@@ -413,3 +418,102 @@ def test_client_sends_tur_only_when_granted() -> None:
     assert conn.send(HelperRequest(bytes(6), 5)) == TUR_CDB
     conn.receive_data(struct.pack(">ii", 0, 1) + bytes(96) + b"x")
     closes(conn, "for TEST UNIT READY")
+
+
+# -- fuzzing the extension's server side ------------------------------------------------------
+
+_EXT_PIECES = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from(
+        [
+            bytes(4),
+            word(0x20000000),
+            word(0x40000000),
+            word(0x60000000),
+            word(0x60000001),
+            TUR_CDB,
+            pr_in(),
+            Identify("node1").to_bytes(),
+            Identify("n" * MAX_NAME, 65535).to_bytes(),
+        ]
+    ),
+    st.integers(0, 0xFFFF).map(
+        lambda n: bytes([0xC1, 0, 0, 0, 0, 0, 0, n >> 8, n & 0xFF]) + bytes(7)
+    ),
+)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    chunks=st.lists(st.tuples(_EXT_PIECES, st.integers(0, 2)), max_size=12),
+    grant_mask=st.sampled_from([0, int(TUR), int(NAMING), int(QOMPR_FEATURES)]),
+    handshake=st.sampled_from([0, 0x20000000, 0x40000000, 0x60000000, 0x60000001]),
+    first=st.sampled_from([(Identify("a", 2).to_bytes(), 0), (TUR_CDB, 1), (pr_in(), 1)]),
+    eof=st.booleans(),
+)
+def test_extension_input_never_crashes_and_never_leaks_an_fd(
+    chunks: list[tuple[bytes, int]],
+    grant_mask: int,
+    handshake: int,
+    first: tuple[bytes, int],
+    eof: bool,
+) -> None:
+    ledger = FdLedger()
+    conn = HelperConnection(Role.SERVER, close_fd=ledger.close, extensions=True)
+    conn.send(Handshake())
+    given_fds: list[int] = []
+    delivered: list[int] = []
+    alive = True
+
+    def drive() -> bool:
+        while True:
+            try:
+                event = conn.next_event()
+            except RemoteProtocolError:
+                return False
+            if event is NEED_DATA:
+                if conn.state is State.SEND_GRANT:
+                    assert isinstance(conn.send(Granted(Feature(grant_mask & requested[0]))), bytes)
+                    continue
+                return True
+            if isinstance(event, ConnectionClosed):
+                return False
+            if isinstance(event, Negotiated):
+                requested[0] = event.features
+                continue
+            if isinstance(event, Identify):
+                assert conn.granted & NAMING
+                assert 1 <= len(event.initiator) <= MAX_NAME
+                conn.send(HelperResponse(0))
+                continue
+            assert isinstance(event, HelperRequest)
+            assert event.opcode in (0x5E, 0x5F) or (event.opcode == 0 and conn.granted & TUR)
+            delivered.append(event.fd)
+            conn.send(HelperResponse(2, b"\x70"))
+
+    requested = [0]
+    for chunk, nfds in [(word(handshake), 0), first, *chunks]:
+        fds = [ledger.new() for _ in range(nfds)]
+        given_fds += fds
+        rest = chunk
+        while alive and (rest or fds):
+            # Read as the daemon reads: what next_read() asks for, fds only when it says so.
+            spec = conn.next_read()
+            size = spec.size or len(rest)
+            piece, rest = rest[:size], rest[size:]
+            if fds and not spec.fds:
+                for fd in fds:  # the kernel drops fds read without a control buffer
+                    ledger.close(fd)
+                fds = []
+            if not piece and not fds:
+                break
+            conn.receive_data(piece, fds)
+            fds = []
+            alive = drive()
+        for fd in fds:  # never sent: the connection was over
+            ledger.close(fd)
+    if eof and alive:
+        conn.receive_data(b"")
+        drive()
+    conn.close()
+    assert sorted(delivered + ledger.closed) == sorted(given_fds)
