@@ -361,7 +361,7 @@ def test_a_lost_commit_is_looked_up_by_its_token(pg_state_uri: str) -> None:
     assert isinstance(store, PostgresStore)
     lu = f"tokens-{time.time_ns()}"
     try:
-        for key in range(1, 21):
+        for key in range(1, 41):
             result = command_on(
                 store, lu, Nexus(f"vm:{key}"), pr_out(PrOutAction.REGISTER, sark=key)
             )
@@ -372,16 +372,16 @@ def test_a_lost_commit_is_looked_up_by_its_token(pg_state_uri: str) -> None:
             ).fetchone()
         assert row is not None
         version, recent = row
-        assert version == 20 and len(recent) == 16
+        assert version == 40 and len(recent) == 32
         deadline = time.monotonic() + 10
 
         def job(txn: tuple[str, int] | None) -> _Job:
             return _Job(lu, deadline, txn=txn)
 
         assert store._resolve(job((recent[0], version)), deadline) is True
-        assert store._resolve(job((recent[15], version - 15)), deadline) is True
+        assert store._resolve(job((recent[31], version - 31)), deadline) is True
         assert store._resolve(job(("lost", version + 1)), deadline) is False
-        assert store._resolve(job(("lost", version - 16)), deadline) is None
+        assert store._resolve(job(("lost", version - 32)), deadline) is None
         assert store._resolve(job(None), deadline) is True  # wrote nothing
     finally:
         store.close()

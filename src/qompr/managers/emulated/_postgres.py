@@ -24,9 +24,10 @@ Imported only when a ``postgresql://`` state is used: it needs psycopg 3 (the ex
   replaced on the next command; serialization failures and deadlocks are retried while time
   is left.  When the connection is lost while ``COMMIT`` is in flight, the store reconnects
   and looks for its transaction's token among the last ones the row keeps (``recent`` in
-  the document): committed, its answers stand; not committed, it runs again.  Only when that
-  cannot be told in time (the database still away) is the outcome unknown, and the answer
-  the retryable one.
+  the document): committed, its answers stand; not committed, it runs again if time is left.
+  Such a command (and only such) waits up to one more timeout for that answer rather than
+  answer "failed" for what may have taken effect; only when even that is not enough (the
+  database still away) is the outcome unknown, and the answer the retryable one.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ _UPDATE: Final = "UPDATE qompr.lu SET version = %s, state = %s, changed = now() 
 _WORKERS: Final = 4
 #: How many of the last transactions' tokens a row keeps (to tell, after a connection lost
 #: during COMMIT, whether that commit happened).
-_RECENT: Final = 16
+_RECENT: Final = 32
 _TOKENS: Final = itertools.count()
 #: A logical unit's version, its state (never mutated) and its last transactions' tokens.
 _Cached = tuple[int, LUState, list[str]]
@@ -335,9 +336,16 @@ class PostgresStore:
         return result
 
     def _wait(self, job: _Job) -> Any:
-        job.done.wait(max(0.0, job.deadline - time.monotonic()))
-        with self._cond:
-            if not job.done.is_set():
+        limit = job.deadline
+        while not job.done.wait(max(0.0, limit - time.monotonic())):
+            with self._cond:
+                if job.done.is_set():
+                    break
+                if job.committing and limit == job.deadline:
+                    # Its COMMIT is in flight: an answer now could be "failed" for a command
+                    # that took effect.  Wait, at most one more timeout, for its fate.
+                    limit = job.deadline + self.timeout
+                    continue
                 if not job.taken:
                     self._withdraw(job)
                     raise StoreUnavailableError(
@@ -430,7 +438,7 @@ class PostgresStore:
                 if any(job.committing for job in batch):
                     # The connection died with COMMIT in flight: find out whether it
                     # happened before anything runs twice.
-                    committed = self._resolve(batch[0], deadline)
+                    committed = self._resolve(batch[0], deadline + self.timeout)
                     if committed is None:
                         error = self._unavailable(f"{exc} (commit outcome unknown)")
                         break
@@ -471,20 +479,20 @@ class PostgresStore:
         if job.txn is None:
             return True  # it wrote nothing: its answers stand whether or not it committed
         token, version = job.txn
-        try:
-            conn = _connect(self.uri, max(0.5, deadline - time.monotonic()))
-        except psycopg.Error:
-            return None
-        try:
-            with conn.transaction():
-                row = conn.execute(
-                    "SELECT version, state->'recent' FROM qompr.lu WHERE name = %s FOR UPDATE",
-                    (job.lu,),
-                ).fetchone()
-        except psycopg.Error:
-            return None
-        finally:
-            conn.close()
+        while True:
+            try:
+                wait = max(0.5, deadline - time.monotonic())
+                with _connect(self.uri, wait) as conn, conn.transaction():
+                    row = conn.execute(
+                        "SELECT version, state->'recent' FROM qompr.lu WHERE name = %s FOR UPDATE",
+                        (job.lu,),
+                    ).fetchone()
+                break
+            except psycopg.Error:
+                # Still away (a server restarting refuses connections for a while).
+                if self._closing or time.monotonic() + _RETRY_PAUSE >= deadline:
+                    return None
+                time.sleep(_RETRY_PAUSE)
         if row is None:
             return False
         current, recent = int(row[0]), row[1] if isinstance(row[1], list) else []
