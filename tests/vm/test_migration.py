@@ -27,11 +27,13 @@ never registers (it reads the LU's state with SG_IO).  Each host has its own
      is rolled back and the source resumed (what libvirt does when its Finish phase fails);
   3. completed, handed over, the destination resumed: the reservation is B's.
 
-  The handover is :class:`qompr.embed.Migration` as a VM manager runs it: key and type from
-  helper A's tracking (``query-pr-tracking`` for the source QEMU's pid), the VM manager's own
-  fds of the disk on each host, sent through each host's helper.  The guest never sees a
-  failed command, and at the end its own READ KEYS / READ RESERVATION (through QEMU on host
-  B) show its key.  The handover's duration is printed (no timing is asserted).
+  The handover is :class:`qompr.embed.Migration` as a VM manager runs it (phases 1 and 3):
+  key and type from helper A's tracking (``query-pr-tracking`` for the source QEMU's pid),
+  the VM manager's own fds of the disk on each host, sent through each host's helper; phase 2
+  runs ``qompr migrate handover --from-control`` and ``qompr migrate rollback`` instead.
+  The guest never sees a failed command, and at the end its own READ KEYS / READ RESERVATION
+  (through QEMU on host B) show its key.  The handover's duration is printed (no timing is
+  asserted).
 
 Everything runs in the one boot; the second-level guest boots once (it is what costs: TCG
 inside TCG).
@@ -209,6 +211,50 @@ class _EmbedHandover:
             os.close(fd)
 
 
+class _CliHandover:
+    """The same with ``qompr migrate`` (a shell-scripted set-up): ``handover --from-control``
+    on host B, ``rollback`` on host A; each opens the device itself."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.source_pid = 0
+        self.key: int | None = None
+        self.type = 0
+
+    def _qompr(self, *argv: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "qompr", "migrate", *argv, "--json"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"qompr migrate {argv[0]}: exit {proc.returncode}: {proc.stderr}")
+        answer: dict[str, Any] = json.loads(proc.stdout)
+        return answer
+
+    def prepare(self, source_pid: int) -> dict[str, Any]:
+        self.source_pid = source_pid
+        return {}
+
+    def switch_over(self) -> dict[str, Any]:
+        result = self._qompr(
+            "handover", "--helper", SOCK["B"], "--device", self.env["VMBED_DEV2"],
+            "--from-control", CONTROL["A"], "--pid", str(self.source_pid),
+        )  # fmt: skip
+        self.key, self.type = int(result["key"], 16), int(result["type"])
+        return result
+
+    def roll_back(self) -> dict[str, Any] | None:
+        if self.key is None:
+            return None
+        return self._qompr(
+            "rollback", "--helper", SOCK["A"], "--device", self.env["VMBED_DEV1"],
+            "--key", f"{self.key:#x}", "--type", str(self.type),
+        )  # fmt: skip
+
+    def close(self) -> None:
+        pass
+
+
 def guest_main() -> None:  # pragma: no cover - runs in the VM
     """Start the helpers, replay QEMU 11's sequence, migrate the nested guest; record."""
     from qompr.testing import wait_for_socket
@@ -244,7 +290,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
             start = time.monotonic()
             record["migration"] = migrate_scenario(
                 env,
-                lambda: _EmbedHandover(env),
+                lambda phase: _CliHandover(env) if phase == "rollback" else _EmbedHandover(env),
                 data_lba=DATA_LBA,
                 flag_lba=FLAG_LBA,
                 helper_a=SOCK["A"],
@@ -287,7 +333,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> VMResult:
             "MIGVM_PHASES": os.environ.get("MIGVM_PHASES", "replay,migrate"),
         },
         cwd=REPO,
-        timeout=900,
+        timeout=1800,
     )
 
 
@@ -467,6 +513,8 @@ def test_guest_registers_and_reserves_through_helper_a(
 
 def test_cancelled_migration_leaves_the_reservation_with_a(migration: dict[str, Any]) -> None:
     assert migration["cancel"]["status"] == "cancelled", migration["cancel"]
+    # Migration.roll_back() before any switch_over(): nothing to undo
+    assert migration["cancel"]["roll_back"] is None
     assert migration["state"]["after_cancel"] == migration["state"]["start"]
     # and the guest wrote on through A afterwards
     assert migration["cancel"]["writes_after"] >= ROUNDS
@@ -536,7 +584,8 @@ def test_migration_timing(bed: VMResult, record: dict[str, Any], migration: dict
         f"migrations {t['migrate_cancel']}s (cancelled at "
         f"pre-switchover), {t['migrate_rollback']}s, {t['migrate_switch']}s; QEMU downtime "
         f"{migration['switch']['downtime_ms']} ms; handover {t['handover']}s (API's own "
-        f"{migration['switch']['handover']['seconds']:.3f}s), rollback {t['rollback']}s; "
+        f"{migration['switch']['handover']['seconds']:.3f}s), rollback {t['rollback']}s "
+        "(a qompr migrate process); "
         f"source stopped to destination running {t['switch_total']}s",
         file=sys.stderr,
     )
