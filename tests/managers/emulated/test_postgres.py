@@ -393,3 +393,29 @@ def command_on(store: Store, lu: str, nexus: Nexus, cmd: tuple[bytes, bytes]) ->
     outcome = store.transact(lu, lambda state: Engine().execute(state, nexus, cmd[0], cmd[1]))
     assert outcome.result is not None
     return outcome.result
+
+
+def test_a_corrupt_document_is_a_target_failure_not_a_dead_worker(
+    tree: ObjectTree, pg_state_uri: str, image: int
+) -> None:
+    m = manager(tree, pg_state_uri, initiator_rule="vm-name")
+    a = Nexus("vm:a")
+    assert command(m, image, a, pr_out(PrOutAction.REGISTER, sark=1)).ok
+    lu = m.logical_unit(image)
+    with psycopg.connect(pg_state_uri, autocommit=True) as conn:
+        good = conn.execute("SELECT state FROM qompr.lu WHERE name = %s", (lu,)).fetchone()
+        conn.execute(
+            "UPDATE qompr.lu SET state = '{\"v\": 99}', version = version + 1 WHERE name = %s",
+            (lu,),
+        )
+        # More failing commands than workers: none of them may cost a worker.
+        for _ in range(6):
+            answer = command(m, image, a, pr_out(PrOutAction.REGISTER, rk=1, sark=2))
+            assert answer.sense_code == SenseCode.TARGET_FAILURE
+        assert good is not None
+        conn.execute(
+            "UPDATE qompr.lu SET state = %s, version = version + 1 WHERE name = %s",
+            (psycopg.types.json.Jsonb(good[0]), lu),
+        )
+    assert command(m, image, a, pr_out(PrOutAction.REGISTER, rk=1, sark=2)).ok
+    assert m.snapshot(image).keys == (2,)

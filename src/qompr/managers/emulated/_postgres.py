@@ -451,6 +451,12 @@ class PostgresStore:
                 if conn is not None and conn.closed:
                     conn = None
                 break
+            except Exception as exc:  # a bug here must not cost a worker or stall its LU
+                error = StoreFailureError(f"PR state database '{redact(self.uri)}': {exc!r}")
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                break
             if self._closing or time.monotonic() + _RETRY_PAUSE >= deadline:
                 break
             time.sleep(_RETRY_PAUSE)
