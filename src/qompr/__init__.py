@@ -19,8 +19,9 @@ importing the other).  ``[tool.importlinter]`` in pyproject.toml enforces this p
     qompr.scsi                     SCSI values and codecs (no I/O)
     qompr.options                  -object strings (QemuOpts, keyval, JSON) to objects and back
     qompr.qom                      object model: types, properties, /objects (knows no SCSI)
-    qompr.errors | qompr._compat | qompr._getopt
+    qompr.errors | qompr._compat | qompr._getopt | qompr._lazy
                                    the exception root | Python-version shims | glibc getopt_long
+                                   | names a package loads on first use
 
 The hook specifications name manager types in their signatures for the type checker only.
 ``qompr`` itself (:func:`new_tree`, :func:`get_plugin_manager`, ``hookimpl``) is a facade

@@ -9,10 +9,10 @@ emulated engine or libmpathpersist's bindings).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 from typing import Any
 
+from qompr._lazy import load as _load
 from qompr.managers._base import PR_IN as PR_IN
 from qompr.managers._base import PR_OUT as PR_OUT
 from qompr.managers._base import TEST_UNIT_READY_CDB as TEST_UNIT_READY_CDB
@@ -69,9 +69,4 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qompr.managers' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _load(__name__, _LAZY, name)

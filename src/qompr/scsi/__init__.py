@@ -25,9 +25,10 @@ SPC-4 clause numbers in the docstrings follow revision 37 (PR IN is §6.15, PR O
 byte layouts themselves come from ``spc4-pr.md`` §1 and QEMU's facts in ``qemu-pr-facts.md``.
 """
 
-import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
+
+from qompr._lazy import load as _load
 
 if _TYPE_CHECKING:
     from qompr.scsi._cdb import HELPER_CDB_SIZE as HELPER_CDB_SIZE
@@ -169,12 +170,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> _Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qompr.scsi' has no attribute '{name}'")
-    value = vars(_importlib.import_module(module))[name]
-    globals()[name] = value
-    return value
+    return _load(__name__, _LAZY, name)
 
 
 def __dir__() -> list[str]:

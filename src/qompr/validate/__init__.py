@@ -32,9 +32,10 @@ Layering: above the managers (it drives them through :class:`~qompr.managers.PRM
 only), below the command line.
 """
 
-import importlib
 from typing import TYPE_CHECKING
 from typing import Any
+
+from qompr._lazy import load as _load
 
 if TYPE_CHECKING:
     from qompr.validate._model import CHECKS as CHECKS
@@ -114,9 +115,4 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qompr.validate' has no attribute '{name}'")
-    value = vars(importlib.import_module(module))[name]
-    globals()[name] = value
-    return value
+    return _load(__name__, _LAZY, name)
