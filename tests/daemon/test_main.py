@@ -93,6 +93,12 @@ def test_an_old_file_at_the_socket_path_is_replaced(tmp_path: Path) -> None:
 def test_pidfile_is_written_locked_and_left_behind(tmp_path: Path) -> None:
     pidfile = tmp_path / "helper.pid"
     with daemon(tmp_path, "-f", str(pidfile)) as helper:
+        # The socket listens before the pid file is written (qemu-pr-helper's order too), so
+        # a ready socket does not mean a written pid file yet: wait for the file's newline.
+        deadline = time.monotonic() + 20
+        while not (pidfile.exists() and pidfile.read_text().endswith("\n")):
+            assert time.monotonic() < deadline, "the pid file was never written"
+            time.sleep(0.01)
         assert pidfile.read_text() == f"{helper.pid}\n"
         assert oct(pidfile.stat().st_mode & 0o777) == "0o600"
         second = subprocess.run(
