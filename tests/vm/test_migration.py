@@ -320,8 +320,8 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> VMResult:
     kernel = ensure_vmlinux(kver)
     directory = tmp_path_factory.mktemp("migration")
     directory.chmod(0o755)
-    initrd = build_initramfs(kver, STEPS, ["/usr/bin/sg_persist", "/usr/bin/sg_raw"],
-                             directory / "initrd.cpio", disks=1)  # fmt: skip
+    initrd = build_initramfs(kver, STEPS, ["/usr/bin/sg_persist"], directory / "initrd.cpio",
+                             disks=1)  # fmt: skip
     return boot(
         GUEST_SCRIPT,
         RESULT,
@@ -462,7 +462,7 @@ def test_handover_mode_makes_every_case_a_move(replays: dict[str, Any], case: st
 
 def test_replay_timing(record: dict[str, Any]) -> None:
     _phase(record, "replay")
-    print(f"\nQEMU 11 replay, 2 x {len(CASES)} cases: {record['replay_seconds']}s",
+    print(f"\nQEMU 11 replay, 3 helper set-ups x {len(CASES)} cases: {record['replay_seconds']}s",
           file=sys.stderr)  # fmt: skip
     assert record["helpers"]["A"]["rc"] == 0, record["helpers"]["A"]
     assert record["helpers"]["B"]["rc"] == 0, record["helpers"]["B"]
