@@ -237,7 +237,11 @@ def main() -> int:
         )
     for note in notes:
         print(note)
-    print(f"\n{NCPU} CPUs, {args.seconds:g} s per figure; memory x3 = three unshared states")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\n{NCPU} CPUs (load average {load}), {args.seconds:g} s per figure; "
+        "memory x3 = three unshared states"
+    )
     return 0
 
 

@@ -43,7 +43,14 @@ KEEP = [] if os.geteuid() == 0 else ["--keep-privileges"]
 ANSWER_DEADLINE = 60.0
 
 
-def backend(state: str, *, timeout_ms: int = 2000, extra: str = "") -> str:
+#: The store timeout of runs without faults: generous, so that a loaded machine never turns
+#: a slow command into a retryable answer there.
+CALM_TIMEOUT_MS = 30_000
+#: The store timeout of runs with faults: an outage is answered (retryably) this soon.
+FAULT_TIMEOUT_MS = 2_000
+
+
+def backend(state: str, *, timeout_ms: int = CALM_TIMEOUT_MS, extra: str = "") -> str:
     """The ``--backend`` object every daemon of a cluster on *state* runs."""
     spec = f"pr-manager-emulated,id=emu,state={state},initiator-rule=vm-name,timeout={timeout_ms}"
     return spec + (f",{extra}" if extra else "")

@@ -37,6 +37,7 @@ from qompr.testing.checker import check
 
 from .conftest import SharedStore
 from .conftest import _store
+from .harness import FAULT_TIMEOUT_MS
 from .harness import AgentProcess
 from .harness import Agents
 from .harness import Cluster
@@ -95,7 +96,7 @@ def fault_run(
     lus = [lu_file(workdir, f"lu{i}") for i in range(2)]
     ledger = lu_file(workdir, "ledger")
     names = [f"f{i}" for i in range(DAEMONS * CLIENTS_PER_DAEMON)]
-    spec = backend(store.state, extra=store.extra)
+    spec = backend(store.state, timeout_ms=FAULT_TIMEOUT_MS, extra=store.extra)
     with Cluster(spec, workdir, DAEMONS) as cluster, Agents(names) as agents:
         members: list[AgentProcess] = list(agents)
         resume_file = workdir / "fault-over"
