@@ -17,9 +17,8 @@ from typing import Any
 import pluggy
 
 if TYPE_CHECKING:
+    import qompr.managers
     from qompr.managers import PRManager
-    from qompr.managers.emulated import Store
-    from qompr.managers.emulated import StoreOptions
     from qompr.qom import Object
     from qompr.scsi import ScsiResult
 
@@ -97,7 +96,9 @@ def qompr_object_deleted(obj: Object, id: str) -> None:
 
 
 @hookspec(firstresult=True)
-def qompr_emulated_store(uri: str, options: StoreOptions) -> Store | None:
+def qompr_emulated_store(
+    uri: str, options: qompr.managers.emulated.StoreOptions
+) -> qompr.managers.emulated.Store | None:
     """Open the state store of ``pr-manager-emulated,state=URI`` for a URI scheme qompr
     does not serve itself (qompr serves file paths and ``postgresql://``).
 
