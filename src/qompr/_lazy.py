@@ -28,6 +28,6 @@ def load(package: str, table: Mapping[str, str], name: str) -> Any:
     module = table.get(name)
     if module is None:
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = vars(importlib.import_module(module))[name]  # defined there, not found by duck typing
     setattr(sys.modules[package], name, value)  # found without __getattr__ next time
     return value

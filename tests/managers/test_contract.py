@@ -131,8 +131,6 @@ ALLOWED = {
     # QOM's class machinery reads its own class attributes while a class is being defined.
     ("qom/_object.py", "getattr(cls, '__qom_properties__', {})"),
     ("qom/_object.py", "getattr(cls, '__qom_info__', None)"),
-    # The lazy loader of the built-in managers (a module __getattr__).
-    ("managers/__init__.py", "getattr(importlib.import_module(module), name)"),
     # Statistics count the worker threads the executor started (not a manager ability).
     ("daemon/_server.py", "getattr(self._executor, '_threads', ())"),
 }
