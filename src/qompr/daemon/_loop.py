@@ -18,11 +18,13 @@ from other threads.
 from __future__ import annotations
 
 import collections
+import contextlib
 import heapq
 import logging
 import os
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +83,10 @@ class Loop:
         self._running = False
         self._stop = False
         self._closed = False
+        # Held while writing the wake-up byte and while closing the pipe: a worker thread that
+        # saw the loop open must not write into an fd number that close() has freed and the
+        # process has since reused for another file.
+        self._wake_lock = threading.RLock()  # re-entrant: stop() may run in a signal handler
 
     # == readiness =============================================================================
     def add_reader(self, fd: int, callback: Callback, *args: Any) -> None:
@@ -158,14 +164,12 @@ class Loop:
         self._wake()
 
     def _wake(self) -> None:
-        if self._closed:
-            return  # the fd number may belong to another file by now
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, InterruptedError):
-            pass  # the pipe is full: the loop is awake anyway
-        except OSError:
-            pass  # closed: nobody to wake
+        with self._wake_lock:
+            if self._closed:
+                return  # the fd number may belong to another file by now
+            # A full pipe means the loop is awake anyway.
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                os.write(self._wake_w, b"\0")
 
     def run(self) -> None:
         """Run callbacks until :meth:`stop` (at once if it was called before)."""
@@ -241,13 +245,15 @@ class Loop:
 
     def close(self) -> None:
         """Release the selector, the wake-up pipe and the signal handlers."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._wake_lock:
+            if self._closed:
+                return
+            self._closed = True
         for signum, old in self._old_handlers.items():
             signal.signal(signum, old)
         if self._old_wakeup_fd is not None:
             signal.set_wakeup_fd(self._old_wakeup_fd)
         self._epoll.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        with self._wake_lock:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
