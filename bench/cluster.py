@@ -67,11 +67,13 @@ def _connect(path: str) -> socket.socket:
     return sock
 
 
-def _drive(job: tuple[list[str], str, float, str, int], go: Any, out: Any) -> None:
-    """One client process: a connection per path in *paths*, one command in flight each."""
-    paths, kind, seconds, lu, seed = job
+def _drive(job: tuple[list[str], str, float, list[str], int], go: Any, out: Any) -> None:
+    """One client process: a connection per path in *paths*, one command in flight each,
+    connection i on logical unit i modulo the LUs."""
+    paths, kind, seconds, lus, seed = job
     socks = [_connect(path) for path in paths]
-    fd = os.open(lu, os.O_RDWR)
+    lu_fds = [os.open(lu, os.O_RDWR) for lu in lus]
+    fds = {sock: lu_fds[(seed + i) % len(lu_fds)] for i, sock in enumerate(socks)}
     sel = selectors.DefaultSelector()
     requests: dict[socket.socket, list[bytes]] = {}
     turn: dict[socket.socket, int] = {}
@@ -93,7 +95,7 @@ def _drive(job: tuple[list[str], str, float, str, int], go: Any, out: Any) -> No
         reqs = requests[sock]
         turn[sock] += 1
         sent[sock] = time.perf_counter()
-        socket.send_fds(sock, [reqs[turn[sock] % len(reqs)]], [fd])
+        socket.send_fds(sock, [reqs[turn[sock] % len(reqs)]], [fds[sock]])
 
     for sock in socks:
         send(sock)
@@ -117,10 +119,11 @@ def _drive(job: tuple[list[str], str, float, str, int], go: Any, out: Any) -> No
     out.put((latencies, errors))
     for sock in socks:
         sock.close()
-    os.close(fd)
+    for fd in lu_fds:
+        os.close(fd)
 
 
-def measure(paths: list[str], kind: str, seconds: float, lu: str) -> dict[str, float]:
+def measure(paths: list[str], kind: str, seconds: float, lus: list[str]) -> dict[str, float]:
     """Commands per second and latency percentiles, one connection per entry of *paths*."""
     procs = min(len(paths), NCPU)
     shares = [paths[i::procs] for i in range(procs)]
@@ -128,7 +131,7 @@ def measure(paths: list[str], kind: str, seconds: float, lu: str) -> dict[str, f
     go = ctx.Event()
     out: Any = ctx.Queue()
     workers = [
-        ctx.Process(target=_drive, args=((share, kind, seconds, lu, seed), go, out))
+        ctx.Process(target=_drive, args=((share, kind, seconds, lus, seed), go, out))
         for seed, share in enumerate(shares)
     ]
     for w in workers:
@@ -182,6 +185,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--stores", default=",".join(STORES))
+    parser.add_argument(
+        "--lus",
+        type=int,
+        default=1,
+        help="logical units the connections spread over (default 1: every command on one "
+        "LU, whose commands the store runs one at a time, across daemons too)",
+    )
     args = parser.parse_args()
     stores = args.stores.split(",")
     rows: list[tuple[str, int, int, dict[str, float], dict[str, float]]] = []
@@ -198,8 +208,11 @@ def main() -> int:
             for ndaemons in DAEMONS:
                 where = tmp / f"{store}-{ndaemons}"
                 where.mkdir()
-                lu = where / "lu.img"
-                lu.write_bytes(bytes(4096))
+                lus = []
+                for index in range(args.lus):
+                    lu = where / f"lu{index}.img"
+                    lu.write_bytes(bytes(4096))
+                    lus.append(str(lu))
                 if store == "memory":
                     spec = "pr-manager-emulated,id=emu"
                 elif store == "sqlite":
@@ -213,8 +226,8 @@ def main() -> int:
                     with daemons(spec, ndaemons, where) as paths:
                         for clients in CLIENTS:
                             spread = [paths[i % len(paths)] for i in range(clients)]
-                            out = measure(spread, "out", args.seconds, str(lu))
-                            pin = measure(spread, "in", args.seconds, str(lu))
+                            out = measure(spread, "out", args.seconds, lus)
+                            pin = measure(spread, "in", args.seconds, lus)
                             rows.append((store, ndaemons, clients, out, pin))
                             print(f"  {store} x{ndaemons} {clients} clients done", file=sys.stderr)
                 except QomprError as exc:
@@ -239,8 +252,8 @@ def main() -> int:
         print(note)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"\n{NCPU} CPUs (load average {load}), {args.seconds:g} s per figure; "
-        "memory x3 = three unshared states"
+        f"\n{NCPU} CPUs (load average {load}), {args.seconds:g} s per figure, "
+        f"{args.lus} logical unit(s); memory x3 = three unshared states"
     )
     return 0
 
