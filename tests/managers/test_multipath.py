@@ -258,7 +258,7 @@ def iscsi(name: str = "iqn.2024-01.org.example:host1", first: int = 0x05) -> byt
 
 # -- ABI layouts --------------------------------------------------------------------------------
 
-#: sizeof / offsetof on x86-64, from qemu-pr-facts.md §5 and <linux/dm-ioctl.h>.
+#: sizeof / offsetof on x86-64, from docs/reference/libmpathpersist.md §4 and <linux/dm-ioctl.h>.
 EXPECTED_LAYOUT: dict[str, int] = {
     "prin_readdescr": 8200,
     "prin_readdescr.prgeneration": 0,
@@ -1002,7 +1002,7 @@ def test_test_unit_ready_goes_out_with_a_6_byte_cdb(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(_sgio, "sg_io", fake_sg_io)
     assert _sgio.send_test_unit_ready(5).ok
-    # qemu-pr-helper says cmd_len 16 for its 6-byte array (hazard §1.14)
+    # qemu-pr-helper says cmd_len 16 for its 6-byte array (docs/reference/qemu-pr-helper.md §14)
     assert seen == [(bytes(6), Direction.NONE, 6)]
 
 

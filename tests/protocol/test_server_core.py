@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The server side of the sans-IO core, against qemu-pr-helper 7.2's rules (facts §1.2-1.6)."""
+"""The server side of the sans-IO core, against qemu-pr-helper 7.2's rules
+(docs/reference/qemu-pr-helper.md §2-§6)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""PERSISTENT RESERVE IN/OUT CDBs and QEMU's transfer-length rule (spc4-pr.md §1.1, §1.2)."""
+"""PERSISTENT RESERVE IN/OUT CDBs and QEMU's transfer-length rule (docs/reference/spc4-pr.md §1.1,
+§1.2)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def test_prin_decodes_fields() -> None:
 
 @pytest.mark.parametrize("action", range(4, 32))
 def test_prin_reserved_service_action_is_a_plain_int(action: int) -> None:
-    # 04h-1Fh are reserved: decoded as data, the engine answers 24/00 (spc4-pr.md §1.1).
+    # 04h-1Fh are reserved: decoded as data, the engine answers 24/00 (docs/reference/spc4-pr.md
+    # §1.1).
     cdb = PrInCdb.from_bytes(bytes((0x5E, action, 0, 0, 0, 0, 0, 0, 8, 0)))
     assert cdb.service_action == action
     assert not isinstance(cdb.service_action, PrInAction)
@@ -125,7 +127,8 @@ def test_prout_reserve_vector() -> None:
 
 
 def test_prout_scope_and_type_nibbles_are_not_swapped() -> None:
-    # spc4-pr.md test 16: RESERVE SCOPE=1 TYPE=1; LIO reads SCOPE unshifted, same effect.
+    # docs/reference/spc4-pr.md §7 #16: RESERVE SCOPE=1 TYPE=1; LIO reads SCOPE unshifted, same
+    # effect.
     cdb = PrOutCdb.from_bytes(bytes.fromhex("5f 01 13 00 00 00 00 00 18 00"))
     assert cdb.scope == 1
     assert cdb.type is PrType.EA
@@ -151,7 +154,7 @@ def test_prout_parameter_list_length_is_32_bits_but_qemu_moves_16() -> None:
     raw = bytes.fromhex("5f 00 00 00 00 00 01 00 18 00")
     cdb = PrOutCdb.from_bytes(raw)
     assert cdb.parameter_list_length == 0x10018
-    assert cdb.transfer_length == 0x18  # qemu-pr-facts.md §1.5: bytes 7-8 only
+    assert cdb.transfer_length == 0x18  # docs/reference/qemu-pr-helper.md §5: bytes 7-8 only
     assert transfer_length(raw) == cdb.transfer_length
 
 

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Enum values that must match the wire (spc4-pr.md §0-§1, qemu-pr-facts.md §1.1, §1.8)."""
+"""Enum values that must match the wire (docs/reference/spc4-pr.md §0-§1,
+docs/reference/qemu-pr-helper.md §1, §8)."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ def test_identity_is_transport_id_and_port() -> None:
     assert Nexus("A") != Nexus("B")
     assert Nexus("A") != Nexus("A", 2)
     assert Nexus("x", transport_id=tid) == Nexus("y", transport_id=tid)
-    # A new ISID is a different I_T nexus (spc4-pr.md §2.1).
+    # A new ISID is a different I_T nexus (docs/reference/spc4-pr.md §2.1).
     assert Nexus("x", transport_id=tid) != Nexus("x", transport_id=tid.without_isid())
     assert Nexus("A") == Nexus("other label", transport_id=derive_transport_id("A"))
     assert len({Nexus("A"), Nexus("A"), Nexus("B")}) == 2

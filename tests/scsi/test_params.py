@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""PR OUT parameter lists (spc4-pr.md §1.3, §1.4, §3.0, §5)."""
+"""PR OUT parameter lists (docs/reference/spc4-pr.md §1.3, §1.4, §3.0, §5)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_spec_i_pt_with_empty_list_is_28_bytes() -> None:
     assert PrOutParameters.from_bytes(raw).transport_ids == ()
 
 
-# -- basic list: length errors (spc4-pr.md test 11, 17) -------------------------------------------
+# -- basic list: length errors (docs/reference/spc4-pr.md §7 #11, #17) -----------------------------
 
 
 @pytest.mark.parametrize("length", [0, 15, 16, 23])
@@ -111,7 +111,8 @@ def test_spec_i_pt_shorter_than_28() -> None:
 
 
 def test_spec_i_pt_length_field_mismatch() -> None:
-    # spc4-pr.md test 17: TRANSPORTID PARAMETER DATA LENGTH = L + 4 for a list of 28 + L.
+    # docs/reference/spc4-pr.md §7 #17: TRANSPORTID PARAMETER DATA LENGTH = L + 4 for a list of 28 +
+    # L.
     tid = TID_C.to_bytes()
     raw = bytes(basic(0, K_B, 0x08)) + (len(tid) + 4).to_bytes(4, "big") + tid
     with pytest.raises(TransportIDLengthError) as info:
@@ -156,7 +157,8 @@ def test_validators() -> None:
 
 
 def test_register_and_move_vector() -> None:
-    # spc4-pr.md test 65: UNREG=1 is byte 17 = 02h; RTPI at 18-19; TransportID length at 20-23.
+    # docs/reference/spc4-pr.md §7 #65: UNREG=1 is byte 17 = 02h; RTPI at 18-19; TransportID length
+    # at 20-23.
     params = RegisterAndMoveParameters(
         reservation_key=K_A, sa_key=K_B, unreg=True, relative_target_port=1, transport_id=TID_C
     )
@@ -225,7 +227,7 @@ def test_dispatch() -> None:
 )
 @pytest.mark.parametrize("length", [24, 28])
 def test_spec_i_pt_only_with_register(action: int, length: int) -> None:
-    # spc4-pr.md test 12 / §3.0 step 6: SPEC_I_PT with anything but REGISTER is 26/00.
+    # docs/reference/spc4-pr.md §7 #12 / §3.0 step 6: SPEC_I_PT with anything but REGISTER is 26/00.
     raw = bytes(basic(K_A, 0, 0x08)).ljust(length, b"\0")
     with pytest.raises(ParameterListError) as info:
         decode_pr_out_parameters(action, raw)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""PR IN parameter data (spc4-pr.md §1.5; tests 1, 10, 18, 35, 70-74)."""
+"""PR IN parameter data (docs/reference/spc4-pr.md §1.5; §7 #1, #10, #18, #35, #70-74)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ TID_B = TransportID.iscsi("iqn.2003-01.org.linux:bbb", 0x400001370001)
 
 
 def test_read_keys_empty() -> None:
-    # spc4-pr.md test 1: gen 0, ADDITIONAL LENGTH 0, 8 bytes.
+    # docs/reference/spc4-pr.md §7 #1: gen 0, ADDITIONAL LENGTH 0, 8 bytes.
     data = ReadKeysData(0, ())
     assert data.to_bytes() == bytes(8)
     assert ReadKeysData.from_bytes(bytes(8)) == data
@@ -51,7 +51,8 @@ def test_read_keys_vector() -> None:
 
 @pytest.mark.parametrize(("cut", "keys"), [(8, ()), (12, ()), (16, (K_A,)), (23, (K_A,))])
 def test_read_keys_truncated(cut: int, keys: tuple[int, ...]) -> None:
-    # spc4-pr.md test 70: allocation 8 gives the header only; ADDITIONAL LENGTH says 16.
+    # docs/reference/spc4-pr.md §7 #70: allocation 8 gives the header only; ADDITIONAL LENGTH says
+    # 16.
     raw = ReadKeysData(7, (K_A, K_B)).to_bytes()
     assert int.from_bytes(raw[4:8], "big") == 16
     assert ReadKeysData.from_bytes(raw[:cut]) == ReadKeysData(7, keys)
@@ -90,7 +91,7 @@ def test_read_reservation_none() -> None:
 
 
 def test_read_reservation_we_vector() -> None:
-    # spc4-pr.md test 18: ADDITIONAL LENGTH 16, key K_A at 8-15, byte 21 = 01h.
+    # docs/reference/spc4-pr.md §7 #18: ADDITIONAL LENGTH 16, key K_A at 8-15, byte 21 = 01h.
     data = ReadReservationData(2, type=PrType.WE, reservation_key=K_A)
     raw = data.to_bytes()
     assert len(raw) == 24
@@ -153,7 +154,7 @@ def test_read_reservation_validator() -> None:
 
 
 def test_report_capabilities_lio_bytes() -> None:
-    # spc4-pr.md §1.5 / §8 and test 10.
+    # docs/reference/spc4-pr.md §1.5 / §8 and §7 #10.
     assert ReportCapabilitiesData.lio().to_bytes() == bytes.fromhex("00 08 1d 90 ea 01 00 00")
     assert ReportCapabilitiesData.lio(ptpl_a=True).to_bytes() == bytes.fromhex(
         "00 08 1d 91 ea 01 00 00"
@@ -209,7 +210,7 @@ def test_report_capabilities_refuses(raw: str) -> None:
 
 
 def test_full_status_descriptor_vector() -> None:
-    # spc4-pr.md test 73: byte 12 = 00h, RTPI 0001h, ADDITIONAL DESCRIPTOR LENGTH 48.
+    # docs/reference/spc4-pr.md §7 #73: byte 12 = 00h, RTPI 0001h, ADDITIONAL DESCRIPTOR LENGTH 48.
     data = ReadFullStatusData(4, (FullStatusDescriptor(K_A, TID_A, relative_target_port=1),))
     raw = data.to_bytes()
     assert raw[0:8] == bytes.fromhex("00000004 00000048")  # 24 + 48 = 72 = 48h
@@ -226,7 +227,8 @@ def test_full_status_descriptor_vector() -> None:
 
 
 def test_full_status_all_registrants_holders() -> None:
-    # spc4-pr.md test 35 and §6: EA_AR gives R_HOLDER to every registrant; ALL_TG_PT RTPI 0.
+    # docs/reference/spc4-pr.md §7 #35 and §6: EA_AR gives R_HOLDER to every registrant; ALL_TG_PT
+    # RTPI 0.
     descriptors = (
         FullStatusDescriptor(K_A, TID_A, r_holder=True, type=PrType.EA_AR, relative_target_port=1),
         FullStatusDescriptor(K_B, TID_B, all_tg_pt=True, r_holder=True, type=PrType.EA_AR),
@@ -242,7 +244,8 @@ def test_full_status_all_registrants_holders() -> None:
 
 
 def test_full_status_truncated() -> None:
-    # spc4-pr.md test 74: ADDITIONAL LENGTH counts both descriptors (SPC), data fits one.
+    # docs/reference/spc4-pr.md §7 #74: ADDITIONAL LENGTH counts both descriptors (SPC), data fits
+    # one.
     data = ReadFullStatusData(
         0,
         (

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Sense codes and sense data (qemu-pr-facts.md §1.9; spc4-pr.md §0)."""
+"""Sense codes and sense data (docs/reference/qemu-pr-helper.md §9; docs/reference/spc4-pr.md
+§0)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from qompr.scsi import sense_length
 from .strategies import sense_codes
 from .strategies import sense_data
 
-# QEMU's SENSE_CODE table, transcribed from qemu-pr-facts.md §1.9, plus spc4-pr.md §0.
+# QEMU's SENSE_CODE table, transcribed from docs/reference/qemu-pr-helper.md §9, plus
+# docs/reference/spc4-pr.md §0.
 TABLE = [
     ("NO_SENSE", 0x00, 0x00, 0x00),
     ("NOT_READY", 0x02, 0x04, 0x00),

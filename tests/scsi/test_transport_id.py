@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""TransportIDs for FC, SAS and iSCSI (spc4-pr.md §1.6)."""
+"""TransportIDs for FC, SAS and iSCSI (docs/reference/spc4-pr.md §1.6)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from qompr.scsi import TransportIDError
 
 from .strategies import transport_ids
 
-IQN25 = "iqn.2003-01.org.linux:abc"  # 25 characters, as in spc4-pr.md test 73
+IQN25 = "iqn.2003-01.org.linux:abc"  # 25 characters, as in docs/reference/spc4-pr.md §7 #73
 WWPN = 0x21000024FF000001
 SAS = 0x5000C50012345678
 
@@ -24,7 +24,8 @@ SAS = 0x5000C50012345678
 
 
 def test_iscsi_port_id_as_lio_writes_it() -> None:
-    # spc4-pr.md §1.6 and test 73: 25 + 5 + 12 + 1 = 43, padded to 44; 48 bytes in total.
+    # docs/reference/spc4-pr.md §1.6 and §7 #73: 25 + 5 + 12 + 1 = 43, padded to 44; 48 bytes in
+    # total.
     assert len(IQN25) == 25
     tid = TransportID.iscsi(IQN25, 0x400001370000)
     raw = tid.to_bytes()

@@ -594,7 +594,7 @@ def normalize_pr_in(
     included (both sides use tcm_loop's SAS TransportIDs).
     """
     if action == PrInAction.REPORT_CAPABILITIES:
-        return {"data": data.hex()}  # no PRgeneration in this one (SPC-4 §6.13.4)
+        return {"data": data.hex()}  # no PRgeneration in this one (SPC-4 §6.15.4)
     out: dict[str, Any] = {"generation": _generation(data, base)}
     if action != PrInAction.READ_FULL_STATUS:
         out["rest"] = data[4:].hex()

@@ -32,7 +32,7 @@ __all__ = [
     "sense_triplet",
 ]
 
-# PR OUT service actions (SPC-4 table 174)
+# PR OUT service actions (SPC-4 §6.16.2)
 REGISTER, RESERVE, PREEMPT, REGISTER_IGNORE = 0, 1, 4, 6
 READ_KEYS, READ_RESERVATION, READ_FULL_STATUS = 0, 1, 3
 TEST_UNIT_READY = bytes(6)
@@ -60,7 +60,7 @@ def sense_triplet(sense: bytes) -> list[int]:
 
 
 def parse_full_status(data: bytes) -> list[dict[str, Any]]:
-    """READ FULL STATUS descriptors (SPC-4 §6.14.5): key, holder, type, SAS address."""
+    """READ FULL STATUS descriptors (SPC-4 §6.15.5): key, holder, type, SAS address."""
     (length,) = struct.unpack_from(">I", data, 4)
     out: list[dict[str, Any]] = []
     pos, end = 8, min(len(data), 8 + length)

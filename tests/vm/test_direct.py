@@ -13,7 +13,7 @@ Sequence: READ KEYS / READ RESERVATION / REPORT CAPABILITIES / READ FULL STATUS 
 LU (and the allocation length cut); REGISTER, REGISTER AND IGNORE EXISTING KEY, unregister;
 for every type (WE, EA, WE_RO, EA_RO, WE_AR, EA_AR): RESERVE, the reservation as the other
 paths see it, WRITE(10)/READ(10) through the holder, a registrant and a non-registrant (the
-RESERVATION CONFLICTs of SPC-4 table 52), RESERVE again / another type / from another path,
+RESERVATION CONFLICTs of SPC-4 §5.12.1), RESERVE again / another type / from another path,
 READ FULL STATUS, RELEASE from a non-holder, with the wrong type, and for real, with the
 UNIT ATTENTIONs each path gets; PREEMPT for every type (of another path's reservation, of
 all registrants with SARK 0, of one's own reservation to change its type, and the refused
@@ -246,7 +246,7 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     note("register", [m_out(0, 0, sark=K1), m_out(1, 0, sark=K2)])
     note("registered", {"state": keys_resv(), "sg_keys": _sh(f"sg_persist -n -k {devs[2]}"),
                         "manager_keys": m_in(2, 0)})  # fmt: skip
-    # the allocation length cut: LIO writes no partial key or descriptor (spc4-pr.md)
+    # the allocation length cut: LIO writes no partial key or descriptor (docs/reference/spc4-pr.md)
     note("cut", {
         "keys12": m_in(0, 0, 12),
         "keys12_raw": _raw_in(sgs[2], 0, 12),
@@ -538,7 +538,7 @@ def full_status(data_hex: str) -> list[dict[str, Any]]:
 
 
 def sas_tid(address: int) -> str:
-    """A SAS TransportID (SPC-4 table 508): protocol 6, format 0, the address at bytes 4-11."""
+    """A SAS TransportID (SPC-4 §7.6.4.7): protocol 6, format 0, the address at bytes 4-11."""
     return (bytes((0x06, 0, 0, 0)) + address.to_bytes(8, "big") + bytes(12)).hex()
 
 
@@ -599,7 +599,7 @@ def test_register_register_and_ignore_and_unregister(seen: dict[str, Any]) -> No
 def test_reserve_each_type_as_every_path_sees_it(seen: dict[str, Any], prtype: int) -> None:
     step = seen[f"type{prtype}"]
     assert status(step["reserve"]) == GOOD_
-    # SPC-4 5.13.10: an all-registrants reservation has RESERVATION KEY 0
+    # SPC-4 §5.12.10: an all-registrants reservation has RESERVATION KEY 0
     key = 0 if prtype in ALL_REGISTRANTS else K1
     assert reservation(step["resv_manager_p2"]["data"]) == (key, prtype)
     assert step["resv_manager_p2"]["data"] == step["resv_raw_p3"]["data"]
@@ -607,7 +607,8 @@ def test_reserve_each_type_as_every_path_sees_it(seen: dict[str, Any], prtype: i
     assert f"Key={key:#x}\n" in step["sg_resv"] and step["sg_resv"].endswith(description)
 
 
-# SPC-4 table 52 (5.13.1): WRITE(10) and READ(10) through (holder, registrant, non-registrant)
+# SPC-4 §5.12.1 (allowed commands): WRITE(10) and READ(10) through (holder, registrant,
+# non-registrant)
 ACCESS = {
     1: ((GOOD, GOOD), (RESERVATION_CONFLICT, GOOD), (RESERVATION_CONFLICT, GOOD)),
     3: ((GOOD, GOOD), (RESERVATION_CONFLICT,) * 2, (RESERVATION_CONFLICT,) * 2),
@@ -633,7 +634,7 @@ def test_reserve_again_another_type_and_from_other_paths(seen: dict[str, Any], p
     step = seen[f"type{prtype}"]
     assert status(step["reserve_again"]) == GOOD_  # the same type and scope from the holder
     assert status(step["reserve_other_type"]) == CONFLICT
-    # every registrant holds an all-registrants reservation (SPC-4 5.13.10)
+    # every registrant holds an all-registrants reservation (SPC-4 §5.12.10)
     expected = GOOD_ if prtype in ALL_REGISTRANTS else CONFLICT
     assert status(step["reserve_from_p2"]) == expected
     assert status(step["reserve_unregistered"]) == CONFLICT
@@ -665,7 +666,7 @@ def test_release(seen: dict[str, Any], prtype: int) -> None:
         assert status(step["release"]) == (CHECK_CONDITION, UA_RESERVATIONS_RELEASED)
         assert step["ua"] == [[], [], []]
     else:
-        # a registrant that does not hold it: GOOD, nothing happens (SPC-4 5.13.11.2.2)
+        # a registrant that does not hold it: GOOD, nothing happens (SPC-4 §5.12.11.2.2)
         assert step["after_release_p2"]["resv"] != ""
         assert status(step["release"]) == GOOD_
         # registrants-only types tell the other registrants; WE and EA tell nobody

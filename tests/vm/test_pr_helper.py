@@ -23,7 +23,7 @@ code, the 96 sense bytes, size and data).  The host-side tests assert on that re
   are compared relative to a READ KEYS taken just before each run; every other byte must be
   identical, sense bytes 18-95 included.  The one allowed difference is qemu-pr-helper's:
   on its read-only-fd path it builds 18 bytes of sense and sends whatever its stack held after
-  them (qemu-pr-facts.md §1.14); there ours must send zeros and bytes 0-17 must match.
+  them (docs/reference/qemu-pr-helper.md §14); there ours must send zeros and bytes 0-17 must match.
 * Errno mapping on a real device: path 3's SCSI device is set offline (sysfs ``state``) under
   fds opened before, so SG_IO itself fails (ENODEV from sd, ENXIO from sg) and each helper's
   ``scsi_sense_from_errno`` decides; qemu-pr-helper 7.2 answers I/O PROCESS TERMINATED for
@@ -82,9 +82,9 @@ GOOD = 0x00
 CHECK_CONDITION = 0x02
 RESERVATION_CONFLICT = 0x18
 PR_IN, PR_OUT = 0x5E, 0x5F
-# PR OUT parameter list flags (SPC-4 §6.15.3, byte 20)
+# PR OUT parameter list flags (SPC-4 §6.16.3, byte 20)
 SPEC_I_PT, ALL_TG_PT, APTPL = 0x08, 0x04, 0x01
-# PR types (SPC-4 table 170)
+# PR types (SPC-4 §6.15.3.3)
 WE, EA, WE_RO, EA_RO, WE_AR, EA_AR = 1, 3, 5, 6, 7, 8
 K1, K2, K3, K3B, KX = 0xA1A1, 0xA2A2, 0xA3A3, 0xB3B3, 0x5A5A
 CAP_SYS_RAWIO = 17
@@ -117,7 +117,7 @@ def sas_tid(address: int) -> bytes:
 
 
 def move_params(rk: int, sark: int, rtpi: int, tid: bytes, *, unreg: bool = False) -> bytes:
-    """REGISTER AND MOVE's parameter list (SPC-4 §6.15.4: UNREG in byte 17, RTPI 18-19)."""
+    """REGISTER AND MOVE's parameter list (SPC-4 §6.16.4: UNREG in byte 17, RTPI 18-19)."""
     return struct.pack(">QQxBHI", rk, sark, 0x02 if unreg else 0, rtpi, len(tid)) + tid
 
 
@@ -360,7 +360,8 @@ def offline_sequence() -> list[Step]:
 
 
 def transfer_length(cdb: bytes) -> int:
-    """The helper protocol's length: CDB bytes 7-8 for PR IN/OUT (qemu-pr-facts.md §1.5)."""
+    """The helper protocol's length: CDB bytes 7-8 for PR IN/OUT (docs/reference/qemu-pr-helper.md
+    §5)."""
     return int.from_bytes(cdb[7:9], "big")
 
 
@@ -382,10 +383,11 @@ def _recv(sock: socket.socket, size: int) -> bytes:
 
 
 class RawPeer:
-    """QEMU's side of the helper protocol, raw (scsi/pr-manager-helper.c; facts §1.2-1.4):
-    4 feature bytes in, 4 zero bytes out, then per request the 16-byte CDB with the fd, the
-    PR OUT parameter list as long as CDB bytes 7-8 say, and the 104-byte header plus data
-    back.  After the helper hangs up, the next request connects again (as QEMU does)."""
+    """QEMU's side of the helper protocol, raw (scsi/pr-manager-helper.c;
+    docs/reference/qemu-pr-helper.md §2-§4): 4 feature bytes in, 4 zero bytes out, then per request
+    the 16-byte CDB with the fd, the PR OUT parameter list as long as CDB bytes 7-8 say, and the
+    104-byte header plus data back.  After the helper hangs up, the next request connects again (as
+    QEMU does)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -445,7 +447,7 @@ def _direct_out(node: str, action: int, data: bytes) -> int:
 
 
 def _full_status(node: str) -> list[dict[str, int]]:
-    """READ FULL STATUS descriptors straight through SG_IO (SPC-4 §6.14.5)."""
+    """READ FULL STATUS descriptors straight through SG_IO (SPC-4 §6.15.5)."""
     data = sg_io(node, pin(3, 8192)[:10], data_in_len=8192).data
     length = int.from_bytes(data[4:8], "big")
     out, at = [], 8
@@ -504,7 +506,7 @@ def reset(devs: list[str]) -> dict[str, Any]:
         statuses = []
         for _ in range(10):
             # REGISTER AND IGNORE EXISTING KEY with SARK 0 unregisters whatever key the
-            # nexus holds (SPC-4 §5.7.7); an ALL_TG_PT registration needs ALL_TG_PT again.
+            # nexus holds (SPC-4 §5.12.7); an ALL_TG_PT registration needs ALL_TG_PT again.
             got = sg_io(node, pout(6)[:10], data_out=params())
             statuses.append(got.status)
             if got.status == CHECK_CONDITION and got.sense[2:3] == b"\x05":
@@ -782,7 +784,7 @@ def sense_code(reply: dict[str, Any]) -> tuple[int, int, int]:
 
 def relative_data(reply: dict[str, Any], base: int) -> str:
     """PR IN data with PRgeneration (bytes 0-3 of READ KEYS, READ RESERVATION and READ FULL
-    STATUS, SPC-4 §6.14) made relative to *base*, the generation when the run started."""
+    STATUS, SPC-4 §6.15) made relative to *base*, the generation when the run started."""
     cdb, data = bytes.fromhex(reply["cdb"]), bytes.fromhex(reply.get("data", ""))
     if cdb[0] == PR_IN and cdb[1] & 0x1F in (0, 1, 3) and len(data) >= 4:
         generation = (int.from_bytes(data[:4], "big") - base) & 0xFFFFFFFF
@@ -791,8 +793,9 @@ def relative_data(reply: dict[str, Any], base: int) -> str:
 
 
 def is_stack_leak(real: dict[str, Any], ours: dict[str, Any]) -> bool:
-    """qemu-pr-helper's documented defect (facts §1.14): PR OUT on a read-only fd gets 18
-    built sense bytes and then uninitialised stack; ours must send the same 18 and zeros."""
+    """qemu-pr-helper's documented defect (docs/reference/qemu-pr-helper.md §14): PR OUT on a
+    read-only fd gets 18 built sense bytes and then uninitialised stack; ours must send the same 18
+    and zeros."""
     return (
         real["kind"].endswith("-ro")
         and bytes.fromhex(real["cdb"])[0] == PR_OUT
@@ -957,7 +960,7 @@ EXPECTED_DEV: dict[str, Any] = {
     "rcap_alloc7": GOOD,
     "pin_sa4": (0x5, 0x24, 0),
     "pin_sa1f": (0x5, 0x24, 0),
-    # a transfer length above 8192 makes both helpers hang up (facts §1.6)
+    # a transfer length above 8192 makes both helpers hang up (docs/reference/qemu-pr-helper.md §6)
     "pin_alloc8193": CLOSED,
     "pin_alloc65535": CLOSED,
     "rk_after_close": GOOD,
@@ -976,12 +979,12 @@ EXPECTED_DEV: dict[str, Any] = {
     "resv1_we_again": GOOD,
     "resv2_ea_conflict": CONFLICT,
     "rel2_not_holder": GOOD,
-    # SPC-4 §5.7.11.2 (RESERVATIONS RELEASED, 2A/04) on the other registrants
+    # SPC-4 §5.12.11.2.2 (RESERVATIONS RELEASED, 2A/04) on the other registrants
     "ua_release_p2": (0x6, 0x2A, 0x04),
     "after_ua_p2": GOOD,
     "ua_release_p3": (0x6, 0x2A, 0x04),
     "preempt2_holder": GOOD,
-    # SPC-4 §5.7.11.4: REGISTRATIONS PREEMPTED (2A/05) for the preempted nexus only
+    # SPC-4 §5.12.11.2.4: REGISTRATIONS PREEMPTED (2A/05) for the preempted nexus only
     "ua_preempt_p1": (0x6, 0x2A, 0x05),
     "ua_preempt_p3": GOOD,
     "preempt_by_unregistered": CONFLICT,
@@ -998,10 +1001,11 @@ EXPECTED_DEV: dict[str, Any] = {
     "move_unreg_to_p3": GOOD,
     "clear_wrong_key": CONFLICT,
     "clear3": GOOD,
-    # SPC-4 §5.7.10: CLEAR gives the other registrants RESERVATIONS PREEMPTED (2A/03)
+    # SPC-4 §5.12.11.2.7: CLEAR gives the other registrants RESERVATIONS PREEMPTED (2A/03)
     "ua_clear_p2": (0x6, 0x2A, 0x03),
     "no_ua_unregistered_p1": GOOD,
-    # LIO: unregistered, no reservation -> LOGICAL UNIT COMMUNICATION FAILURE (spc4-pr §3.0)
+    # LIO: unregistered, no reservation -> LOGICAL UNIT COMMUNICATION FAILURE
+    # (docs/reference/spc4-pr.md §3.0)
     "clear_unregistered": (0x2, 0x08, 0),
     "release_unregistered": (0x2, 0x08, 0),
     "preempt_unregistered": CONFLICT,

@@ -4,8 +4,8 @@
 qemu-pr-helper (after listening, daemonizing and writing its pid file) clears every
 capability, keeps ``CAP_SYS_RAWIO`` (plus ``CAP_SYS_ADMIN`` with multipath) in the effective
 and permitted sets, and calls ``capng_change_id(uid, gid, CAPNG_DROP_SUPP_GRP |
-CAPNG_CLEAR_BOUNDING)`` (qemu-pr-facts.md §1.11).  :func:`drop_privileges` does the same
-steps with raw system calls: keep-caps across the uid change, ``setresgid``, ``setgroups(0)``,
+CAPNG_CLEAR_BOUNDING)`` (docs/reference/qemu-pr-helper.md §11).  :func:`drop_privileges` does the
+same steps with raw system calls: keep-caps across the uid change, ``setresgid``, ``setgroups(0)``,
 clear the bounding set, ``setresuid``, then ``capset``.
 """
 

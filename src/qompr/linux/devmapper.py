@@ -3,12 +3,13 @@
 
 qemu-pr-helper issues ``DM_TABLE_STATUS`` (with ``DM_NOFLUSH_FLAG``) on /dev/mapper/control
 for the fd's ``st_rdev`` and looks at the first target's type: ``multipath`` means yes; the
-error ENXIO means "not a device-mapper device" (qemu-pr-facts.md §1.10).  qompr asks the same
-question, but first looks in sysfs: a block device that sysfs shows without a ``dm/`` directory
-is not a device-mapper device, and device-mapper (which may not even be loaded) is not asked.
+error ENXIO means "not a device-mapper device" (docs/reference/qemu-pr-helper.md §10).  qompr asks
+the same question, but first looks in sysfs: a block device that sysfs shows without a ``dm/``
+directory is not a device-mapper device, and device-mapper (which may not even be loaded) is not
+asked.
 
 Fixed here: qemu-pr-helper calls ``exit()`` on any other ioctl error, and on a failure to open
-/dev/mapper/control at start-up (hazard §1.14).  :func:`is_multipath` raises
+/dev/mapper/control at start-up (docs/reference/qemu-pr-helper.md §14).  :func:`is_multipath` raises
 :class:`~qompr.errors.ConnectError` instead, so a daemon answers that one command (for example
 with LOGICAL UNIT COMMUNICATION FAILURE) and goes on.  An fd that is not a block device is
 answered without asking device-mapper either (the ioctl would say ENXIO for it).

@@ -10,7 +10,7 @@ every other nexus (the source), with commands sent through the destination only:
    belief; the target's answer is what moves);
 2. REGISTER (RK=0) with a *temporary* key nobody holds (REGISTER AND IGNORE EXISTING KEY when
    the destination is registered already, as after QEMU 11's own REGISTER);
-3. PREEMPT with RK = the temporary key, SARK = the guest's key.  SPC-4 §5.7.11.4: when the
+3. PREEMPT with RK = the temporary key, SARK = the guest's key.  SPC-4 §5.12.11.2.4: when the
    guest holds a reservation that is not all-registrants, SARK is the holder's key, so the
    reservation moves to the sender (TYPE = the one held: no RESERVATIONS RELEASED unit
    attention) and every *other* registration with that key goes; otherwise only the
@@ -18,9 +18,9 @@ every other nexus (the source), with commands sent through the destination only:
    with RK = SARK would remove the sender's own on SPC-4 targets and on LIO).  An
    all-registrants reservation stays, the destination being a registrant;
 4. REGISTER (RK = the temporary key, SARK = the guest's key): the destination's key becomes the
-   guest's; a reservation it holds stays with it (§5.7.7).
+   guest's; a reservation it holds stays with it (§5.12.7).
 
-Destination-side PREEMPT rather than source-side REGISTER AND MOVE (SPC-4 §5.7.8, made for
+Destination-side PREEMPT rather than source-side REGISTER AND MOVE (SPC-4 §5.12.8, made for
 moving a reservation): MOVE needs the source's nexus alive, a non all-registrants reservation
 that exists, the destination's TransportID known to the source, and a target that has it (CTL
 and SPDK do not); PREEMPT is mandatory and covers "registered but nothing reserved", all six
@@ -304,7 +304,7 @@ def take_over(
     temp = _temporary_key(key, set(keys))
     had_key = bool(registered)
     if registered is None:
-        # REGISTER with RK=0 succeeds only for an unregistered nexus (SPC-4 §5.7.7).
+        # REGISTER with RK=0 succeeds only for an unregistered nexus (SPC-4 §5.12.7).
         result = run.out("REGISTER", PrOutAction.REGISTER, 0, 0, temp)
         if result.status == ScsiStatus.RESERVATION_CONFLICT:
             # Registered already, with some key: re-key it, and count to learn whether it
@@ -337,7 +337,7 @@ def take_over(
         # (a reservation the guest holds): the reservation moves to the sender with TYPE,
         # the one held (so no RESERVATIONS RELEASED unit attention).  Otherwise only the
         # registrations with the guest's key go, the sender's (temporary) one stays, and
-        # TYPE must still be valid for LIO (spc4-pr §3.6 step 1).
+        # TYPE must still be valid for LIO (docs/reference/spc4-pr.md §3.6 step 1).
         moves = _held_by(res, key)
         run.must("PREEMPT", PrOutAction.PREEMPT, held or reservation_type or _WE, temp, key)
         run.must("REGISTER", PrOutAction.REGISTER, 0, temp, key)

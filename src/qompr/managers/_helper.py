@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """``pr-manager-helper``: hands PR commands to a qemu-pr-helper over its unix socket.
 
-Wire behaviour is QEMU's client (scsi/pr-manager-helper.c; qemu-pr-facts.md §1.12):
+Wire behaviour is QEMU's client (scsi/pr-manager-helper.c; docs/reference/qemu-pr-helper.md §12):
 
 * ``complete()`` connects and negotiates, so creation fails with QEMU's message when the
   helper cannot be reached;

@@ -40,7 +40,7 @@ class Role(enum.Enum):
 
 
 class State(enum.Enum):
-    """Where a connection is in the protocol (qemu-pr-facts.md §1.2-1.4)."""
+    """Where a connection is in the protocol (docs/reference/qemu-pr-helper.md §2-§4)."""
 
     #: Server only: the 4-byte feature mask must be sent first.
     SEND_FEATURES = "SEND_FEATURES"

@@ -6,7 +6,7 @@ Bring your own socket: feed received bytes and file descriptors to
 and turn events into bytes with :meth:`~HelperConnection.send`.  Nothing here reads, writes
 or sleeps; the only system call is closing file descriptors the protocol says to drop.
 
-Wire format (qemu-pr-facts.md §1.2-1.5; every integer big-endian):
+Wire format (docs/reference/qemu-pr-helper.md §2-§5; every integer big-endian):
 
 * handshake: the server sends a 4-byte feature mask, the client answers with the 4-byte mask
   it wants; QEMU defines no feature, so both are 0 and a non-zero request closes (a server
@@ -158,7 +158,8 @@ class HelperRequest:
 
     @property
     def transfer_length(self) -> int:
-        """QEMU's ``scsi_cdb_xfer``: bytes 7-8 for PR IN and PR OUT alike (§1.5)."""
+        """QEMU's ``scsi_cdb_xfer``: bytes 7-8 for PR IN and PR OUT alike
+        (docs/reference/qemu-pr-helper.md §5)."""
         return transfer_length(self.cdb)
 
 

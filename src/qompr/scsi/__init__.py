@@ -22,7 +22,8 @@ PR IN data classes.
 
 Decoding hostile bytes raises nothing but :class:`qompr.errors.ScsiError` (or a subclass).
 SPC-4 clause numbers in the docstrings follow revision 37 (PR IN is §6.15, PR OUT §6.16); the
-byte layouts themselves come from ``spc4-pr.md`` §1 and QEMU's facts in ``qemu-pr-facts.md``.
+byte layouts themselves come from ``docs/reference/spc4-pr.md`` §1 and QEMU's facts in
+``docs/reference/qemu-pr-helper.md``.
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING

@@ -5,7 +5,7 @@ Design rule: decoding a CDB raises :class:`~qompr.scsi.CdbError` only for bytes 
 a CDB of that opcode at all (empty, wrong opcode, shorter than 10 bytes, junk after byte 9).
 Reserved service actions, reserved bits, obsolete SCOPE and TYPE values are returned as values
 (plain :class:`int` where the enum has no member), because *which* sense to answer with is a
-policy decision of the engine (SPC-4 versus LIO; spc4-pr.md §1.1, §1.2, §5).
+policy decision of the engine (SPC-4 versus LIO; docs/reference/spc4-pr.md §1.1, §1.2, §5).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class PrOutCdb:
 
         PERSISTENT RESERVE OUT is a group-2 opcode, so QEMU and qemu-pr-helper take the 16-bit
         value at bytes 7-8 and ignore bytes 5-6 of the PARAMETER LIST LENGTH
-        (qemu-pr-facts.md §1.5).  The two differ when the length is 64 KiB or more.
+        (docs/reference/qemu-pr-helper.md §5).  The two differ when the length is 64 KiB or more.
         """
         return self.parameter_list_length & 0xFFFF
 
@@ -176,7 +176,8 @@ class PrOutCdb:
 
 
 def transfer_length(cdb: bytes) -> int:
-    """The data length a CDB implies, by QEMU's ``scsi_cdb_xfer`` group rule (§1.5).
+    """The data length a CDB implies, by QEMU's ``scsi_cdb_xfer`` group rule
+    (docs/reference/qemu-pr-helper.md §5).
 
     The group is the top 3 bits of byte 0:
 

@@ -29,9 +29,9 @@ __all__ = [
 class Opcode(enum.IntEnum):
     """Operation codes (CDB byte 0) that matter to a PR device server (SPC-4, SBC-3).
 
-    The list covers every command named by the reservation-conflict table (spc4-pr.md §4).
-    Short aliases (``READ_CAPACITY``, ``MODE_SENSE``, ``SYNCHRONIZE_CACHE``, ``READ_CAPACITY_16``)
-    name the same values as their long forms.
+    The list covers every command named by the reservation-conflict table (docs/reference/spc4-pr.md
+    §4). Short aliases (``READ_CAPACITY``, ``MODE_SENSE``, ``SYNCHRONIZE_CACHE``,
+    ``READ_CAPACITY_16``) name the same values as their long forms.
     """
 
     TEST_UNIT_READY = 0x00
@@ -141,7 +141,7 @@ class PrInAction(enum.IntEnum):
 
 
 class PrOutAction(enum.IntEnum):
-    """PERSISTENT RESERVE OUT service actions (SPC-4 §6.16.1); 09h-1Fh are reserved."""
+    """PERSISTENT RESERVE OUT service actions (SPC-4 §6.16.2); 09h-1Fh are reserved."""
 
     REGISTER = 0x00
     RESERVE = 0x01
@@ -155,7 +155,7 @@ class PrOutAction(enum.IntEnum):
 
 
 class PrScope(enum.IntEnum):
-    """The SCOPE nibble (SPC-4 §6.16.2).  Only ``LU_SCOPE`` is meaningful; 3h-Fh are reserved."""
+    """The SCOPE nibble (SPC-4 §6.15.3.2).  Only ``LU_SCOPE`` is meaningful; 3h-Fh are reserved."""
 
     LU_SCOPE = 0x0
     EXTENT_SCOPE = 0x1  # obsolete
@@ -163,7 +163,7 @@ class PrScope(enum.IntEnum):
 
 
 class PrType(enum.IntEnum):
-    """Persistent reservation TYPE values (SPC-4 §6.16.2, table "TYPE field").
+    """Persistent reservation TYPE values (SPC-4 §6.15.3.3).
 
     0h, 2h and 4h are obsolete and 9h-Fh reserved; they are not members.
     """
@@ -222,7 +222,7 @@ _TYPE_TEXT = {
 class PrTypeMask(enum.IntFlag):
     """PERSISTENT RESERVATION TYPE MASK of REPORT CAPABILITIES, bytes 4-5 as a 16-bit value.
 
-    SPC-4 §6.15.3: byte 4 holds WR_EX_AR 80h, EX_AC_RO 40h, WR_EX_RO 20h, EX_AC 08h, WR_EX 02h;
+    SPC-4 §6.15.4: byte 4 holds WR_EX_AR 80h, EX_AC_RO 40h, WR_EX_RO 20h, EX_AC 08h, WR_EX 02h;
     byte 5 holds EX_AC_AR 01h.
     """
 

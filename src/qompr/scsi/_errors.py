@@ -10,8 +10,8 @@ All derive from :class:`qompr.errors.ScsiError`::
           └── TransportIDError         a TransportID or TransportID list: 26/00
                └── TransportIDLengthError  a TransportID list whose length disagrees: 26/00
 
-Each carries :attr:`~CdbError.sense_code`, the answer LIO gives (spc4-pr.md §3.0, §5), which is
-also SPC-4's answer except where :class:`TransportIDLengthError` says otherwise.
+Each carries :attr:`~CdbError.sense_code`, the answer LIO gives (docs/reference/spc4-pr.md §3.0,
+§5), which is also SPC-4's answer except where :class:`TransportIDLengthError` says otherwise.
 :class:`ParameterListError` also carries the keys from the list when the list was long enough
 to hold them, because LIO checks the RESERVATION KEY before it looks at TransportIDs.
 """
@@ -77,7 +77,7 @@ class ParameterListLengthError(ParameterListError):
     """The parameter list has the wrong length for its kind: PARAMETER LIST LENGTH ERROR 1A/00.
 
     Raised when the list is shorter than 24 bytes (any service action), or when SPEC_I_PT=0 and
-    the list is not exactly 24 bytes (spc4-pr.md §3.0 steps 5 and 7, §5).
+    the list is not exactly 24 bytes (docs/reference/spc4-pr.md §3.0 steps 5 and 7, §5).
     """
 
     default_sense_code = SenseCode.INVALID_PARAM_LEN
@@ -96,6 +96,6 @@ class TransportIDLengthError(TransportIDError):
     Raised for SPEC_I_PT=1 lists shorter than 28 bytes or whose length is not 28 + the
     TransportID data length, and for REGISTER AND MOVE lists whose length is not 24 + that
     length.  LIO answers 26/00 in every case (the :attr:`sense_code` given here).  SCST answers
-    1A/00 when a SPEC_I_PT list is too short, the "natural" code spc4-pr.md §3.1 mentions; a
-    strict-SPC engine may map this class to :attr:`SenseCode.INVALID_PARAM_LEN` instead.
+    1A/00 when a SPEC_I_PT list is too short, the "natural" code docs/reference/spc4-pr.md §3.1
+    mentions; a strict-SPC engine may map this class to :attr:`SenseCode.INVALID_PARAM_LEN` instead.
     """

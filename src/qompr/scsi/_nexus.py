@@ -2,8 +2,9 @@
 """The I_T nexus: which initiator port talks through which target port (SAM-5).
 
 Persistent reservations are kept per I_T nexus, whose identity is the pair (initiator port
-TransportID, RELATIVE TARGET PORT IDENTIFIER) (spc4-pr.md §2.1).  :class:`Nexus` therefore
-compares and hashes by exactly that pair; :attr:`Nexus.initiator` is a label for humans and logs.
+TransportID, RELATIVE TARGET PORT IDENTIFIER) (docs/reference/spc4-pr.md §2.1).  :class:`Nexus`
+therefore compares and hashes by exactly that pair; :attr:`Nexus.initiator` is a label for humans
+and logs.
 """
 
 from __future__ import annotations

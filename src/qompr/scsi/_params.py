@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""PERSISTENT RESERVE OUT parameter lists (SPC-4 §6.16.3, §6.16.4; spc4-pr.md §1.3, §1.4).
+"""PERSISTENT RESERVE OUT parameter lists (SPC-4 §6.16.3, §6.16.4; docs/reference/spc4-pr.md §1.3,
+§1.4).
 
 Two layouts exist:
 
@@ -8,8 +9,8 @@ Two layouts exist:
 * the **REGISTER AND MOVE** list: flags in byte 17 (not 20), the destination RELATIVE TARGET
   PORT IDENTIFIER at 18-19, and the TransportID length at 20-23.
 
-Length checks follow LIO's order (spc4-pr.md §3.0 steps 5-7): fewer than 24 bytes, or a
-SPEC_I_PT=0 basic list that is not exactly 24 bytes, is a :class:`ParameterListLengthError`
+Length checks follow LIO's order (docs/reference/spc4-pr.md §3.0 steps 5-7): fewer than 24 bytes, or
+a SPEC_I_PT=0 basic list that is not exactly 24 bytes, is a :class:`ParameterListLengthError`
 (1A/00).  A TransportID list whose length field disagrees is a :class:`TransportIDLengthError`
 and a bad TransportID a :class:`TransportIDError` (both 26/00).  Every
 :class:`ParameterListError` carries the RESERVATION KEY and SERVICE ACTION RESERVATION KEY when
@@ -267,7 +268,7 @@ def decode_pr_out_parameters(
     REGISTER AND MOVE gets :class:`RegisterAndMoveParameters`; every other service action,
     reserved ones included, the basic list.  Before the basic list's own checks, SPEC_I_PT=1
     with a service action other than REGISTER is refused with INVALID FIELD IN PARAMETER LIST
-    (spc4-pr.md §3.0 step 6; §5).
+    (docs/reference/spc4-pr.md §3.0 step 6; §5).
 
     :raises ParameterListError: (or a subclass) as :meth:`PrOutParameters.from_bytes` and
         :meth:`RegisterAndMoveParameters.from_bytes` describe.

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""PERSISTENT RESERVE IN parameter data (SPC-4 §6.15.2-§6.15.5; spc4-pr.md §1.5).
+"""PERSISTENT RESERVE IN parameter data (SPC-4 §6.15.2-§6.15.5; docs/reference/spc4-pr.md §1.5).
 
 ``to_bytes`` always produces the *full* data, with the ADDITIONAL LENGTH (or LENGTH) field
 counting all of it; the device server then returns at most ALLOCATION LENGTH bytes of it, and
@@ -216,7 +216,8 @@ class ReportCapabilitiesData:
 
     @classmethod
     def lio(cls, *, ptpl_a: bool = False) -> Self:
-        """What LIO reports: ``00 08 1D 90|PTPL_A EA 01 00 00`` (spc4-pr.md §1.5, §8)."""
+        """What LIO reports: ``00 08 1D 90|PTPL_A EA 01 00 00`` (docs/reference/spc4-pr.md §1.5,
+        §8)."""
         return cls(
             crh=True,
             sip_c=True,

@@ -63,7 +63,7 @@ class SenseCode:
     asc: int = attrs.field(validator=uint(8))
     ascq: int = attrs.field(validator=uint(8))
 
-    # QEMU's SENSE_CODE table (scsi/utils.c); qemu-pr-facts.md §1.9.
+    # QEMU's SENSE_CODE table (scsi/utils.c); docs/reference/qemu-pr-helper.md §9.
     NO_SENSE: ClassVar[SenseCode]
     NOT_READY: ClassVar[SenseCode]
     LUN_NOT_READY: ClassVar[SenseCode]
@@ -87,7 +87,7 @@ class SenseCode:
     I_T_NEXUS_LOSS: ClassVar[SenseCode]
     COMMAND_TIMEOUT: ClassVar[SenseCode]
     COMMAND_ABORTED: ClassVar[SenseCode]
-    # SPC-4 persistent reservations; spc4-pr.md §0.
+    # SPC-4 persistent reservations; docs/reference/spc4-pr.md §0.
     INVALID_RELEASE: ClassVar[SenseCode]
     INSUFFICIENT_REGISTRATION_RESOURCES: ClassVar[SenseCode]
     RESERVATIONS_PREEMPTED: ClassVar[SenseCode]
@@ -165,7 +165,7 @@ _TABLE: dict[str, tuple[SenseKey, int, int]] = {
     "I_T_NEXUS_LOSS": (SenseKey.ABORTED_COMMAND, 0x29, 0x07),
     "COMMAND_TIMEOUT": (SenseKey.ABORTED_COMMAND, 0x2E, 0x02),
     "COMMAND_ABORTED": (SenseKey.ABORTED_COMMAND, 0x2F, 0x02),
-    # spc4-pr.md §0 "Status and sense constants".
+    # docs/reference/spc4-pr.md §0 "Status and sense constants".
     "INVALID_RELEASE": (SenseKey.ILLEGAL_REQUEST, 0x26, 0x04),
     "INSUFFICIENT_REGISTRATION_RESOURCES": (SenseKey.ILLEGAL_REQUEST, 0x55, 0x04),
     "RESERVATIONS_PREEMPTED": (SenseKey.UNIT_ATTENTION, 0x2A, 0x03),

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""TransportIDs for Fibre Channel, SAS and iSCSI (SPC-4 §7.6.4; spc4-pr.md §1.6).
+"""TransportIDs for Fibre Channel, SAS and iSCSI (SPC-4 §7.6.4; docs/reference/spc4-pr.md §1.6).
 
 Byte 0 of every TransportID holds the FORMAT CODE (bits 7-6) and the PROTOCOL IDENTIFIER
 (bits 3-0); bits 5-4 are reserved and ignored when decoding, as QEMU's multipath path does.

@@ -22,7 +22,7 @@ File format (TOML, ``qompr/testing/scenarios/*.toml``)::
     [[scenario]]
     id = "register-new"                 # unique
     title = "..."
-    ref = "spc4-pr.md §7 #2"            # where the expectation comes from
+    ref = "docs/reference/spc4-pr.md §7 #2"            # where the expectation comes from
     initiators = ["A", "B", "C"]        # optional, this default
     ports = 1                           # optional: number of target ports
     modes = ["lio", "spc4"]             # optional: the modes the scenario applies to

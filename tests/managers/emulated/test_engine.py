@@ -65,7 +65,7 @@ def registered(engine: Engine, *pairs: tuple[Nexus, int]) -> LUState:
     return state
 
 
-# -- READ FULL STATUS layout (spc4-pr.md §7 #73, #74) ---------------------------------------
+# -- READ FULL STATUS layout (docs/reference/spc4-pr.md §7 #73, #74) -------------------------------
 
 IQN25 = "iqn.2003-01.org.linux:abcd"[:25]
 
@@ -128,7 +128,7 @@ def test_read_keys_of_many_registrants_is_in_order() -> None:
     assert struct.unpack(f">II{count}Q", data) == (300, 8 * 300, *range(1000, 1300))
 
 
-# -- access tables (spc4-pr.md §4), transcribed independently of _access.py ----------------
+# -- access tables (docs/reference/spc4-pr.md §4), transcribed independently of _access.py ---------
 
 # Columns: WE R, WE U, EA R, EA U, WE_RO R, WE_RO U, EA_RO R, EA_RO U, WE_AR R, WE_AR U,
 # EA_AR R, EA_AR U.  "X>Y" means SPC says X and LIO does Y (the reference's "X→Y").
@@ -464,7 +464,7 @@ def test_result_statuses_are_exact() -> None:
 
 @pytest.mark.parametrize("mode", ["lio", "spc4"])
 def test_new_isid_is_a_new_unregistered_nexus(mode: str) -> None:
-    """spc4-pr.md §7 #78: a re-login with a new ISID is another initiator port."""
+    """docs/reference/spc4-pr.md §7 #78: a re-login with a new ISID is another initiator port."""
     engine = ENGINES[mode]
     old = Nexus("A", transport_id=TransportID.iscsi("iqn.1994-05.com.example:a", isid=1))
     new = Nexus("A", transport_id=TransportID.iscsi("iqn.1994-05.com.example:a", isid=2))
@@ -509,7 +509,7 @@ def test_reporting_a_unit_attention_clears_the_queue_in_lio_mode(
 
 @pytest.mark.parametrize("policy", [LIO, SPC4])
 def test_all_tg_pt_registrant_holds_only_through_the_reserving_port(policy: Policy) -> None:
-    """SPC-4 §5.7.10: the holder is one I_T nexus, also for an ALL_TG_PT registrant."""
+    """SPC-4 §5.12.10: the holder is one I_T nexus, also for an ALL_TG_PT registrant."""
     engine = Engine(EngineConfig(policy, (1, 2)))
     state = LUState()
     assert send(engine, state, A, pr_out(PrOutAction.REGISTER, sark=K_A, all_tg_pt=True)).ok

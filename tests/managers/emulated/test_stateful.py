@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 """Hypothesis stateful test: the engine against a small, independent reference model.
 
-The model below is written from spc4-pr.md in the plainest way (lists and names, no shared
-code with the engine).  Three initiators on one port send random PR OUT commands with keys
+The model below is written from docs/reference/spc4-pr.md in the plainest way (lists and names, no
+shared code with the engine).  Three initiators on one port send random PR OUT commands with keys
 from a small set (so keys collide), TEST UNIT READY and WRITE; after every command the
 answer, the registrations in order, the reservation, PRgeneration, APTPL and every unit
 attention queue must agree.  It runs in both modes.

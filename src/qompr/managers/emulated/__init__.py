@@ -19,9 +19,8 @@ Layers, each importing only those before it::
     _luid      the ``lu-id`` rules: inode, path, wwn (VPD page 83h)
     _manager   the QOM type
 
-SPC-4 clause numbers in this package follow revision 17 (persistent reservations §5.7, PR IN
-§6.13, PR OUT §6.14), as LIO's comments and ``spc4-pr.md`` cite them; ``qompr.scsi`` uses
-revision 37 numbering (§5.12, §6.15, §6.16) for the same text.  See ``docs/emulated.md``.
+SPC-4 clause numbers follow revision 37, as everywhere in qompr (persistent reservations
+§5.12, PR IN §6.15, PR OUT §6.16; ``docs/reference/README.md``).  See ``docs/emulated.md``.
 """
 
 from qompr.managers.emulated._access import AccessClass as AccessClass

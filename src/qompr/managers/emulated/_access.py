@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""Which commands a reservation lets through: SPC-4 §5.7.1 table and LIO's version of it.
+"""Which commands a reservation lets through: SPC-4 §5.12.1 table and LIO's version of it.
 
-Design (spc4-pr.md §4):
+Design (docs/reference/spc4-pr.md §4):
 
 * Every CDB falls into one :class:`AccessClass` (:func:`classify`).
 * For each class, :data:`SPC4_ACCESS` and :data:`LIO_ACCESS` hold a row of 12 letters, ``A``
@@ -87,19 +87,20 @@ _COLUMN: Final = {key: index for index, key in enumerate(COLUMNS)}
 
 _ALL: Final = "AAAAAAAAAAAA"
 _NONE: Final = "CCCCCCCCCCCC"
-# SPC-4 rows (spc4-pr.md §4, the SPC values):
+# SPC-4 rows (docs/reference/spc4-pr.md §4, the SPC values):
 #   WE R, WE U, EA R, EA U, WE_RO R, WE_RO U, EA_RO R, EA_RO U, WE_AR R, WE_AR U, EA_AR R, EA_AR U
 _SPC_READ: Final = "AACCAAACAAAC"  # readable unless exclusive access (registrants of RO/AR ok)
 _SPC_WRITE: Final = "CCCCACACACAC"  # only registrants of RO/AR types
 _REGISTRANTS: Final = "ACACACACACAC"
 
-#: LIO's generic rule by data direction (``core_scsi3_pr_seq_non_holder``, spc4-pr.md §4).
+#: LIO's generic rule by data direction (``core_scsi3_pr_seq_non_holder``, docs/reference/spc4-pr.md
+#: §4).
 LIO_DATA_IN: Final = "AACCAAACAAAC"
 LIO_DATA_OUT: Final = "CCCCACACACAC"
 LIO_NO_DATA: Final = "CACCAAACAAAC"
 
-#: SPC-4's table (SPC-4 §5.7.1 "SPC commands that are allowed in the presence of various
-#: reservations" and the SBC-3 equivalent, as spc4-pr.md §4 reconstructs them).
+#: SPC-4's table (SPC-4 §5.12.1 "SPC commands that are allowed in the presence of various
+#: reservations" and the SBC-3 equivalent, as docs/reference/spc4-pr.md §4 reconstructs them).
 SPC4_ACCESS: Final[dict[AccessClass, str]] = {
     AccessClass.ALWAYS: _ALL,
     AccessClass.READ_CAPACITY: _ALL,
@@ -115,7 +116,7 @@ SPC4_ACCESS: Final[dict[AccessClass, str]] = {
     AccessClass.PR_RESERVED: _ALL,
 }
 
-#: LIO's table.  Differences from SPC-4 are scenarios 45-49 of spc4-pr.md §7.
+#: LIO's table.  Differences from SPC-4 are scenarios 45-49 of docs/reference/spc4-pr.md §7.
 LIO_ACCESS: Final[dict[AccessClass, str]] = {
     AccessClass.ALWAYS: _ALL,
     AccessClass.READ_CAPACITY: LIO_DATA_IN,  # not on LIO's list: data-in rule (scenario 45)

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The PERSISTENT RESERVE OUT service actions (SPC-4 §5.7.7-§5.7.11, spc4-pr.md §3.1-§3.8).
+"""The PERSISTENT RESERVE OUT service actions (SPC-4 §5.12.7-§5.7.11, docs/reference/spc4-pr.md
+§3.1-§3.8).
 
 :class:`ServiceActions` is the part of :class:`~._engine.Engine` that decides what REGISTER,
 RESERVE, RELEASE, CLEAR, PREEMPT (AND ABORT) and REGISTER AND MOVE do once the CDB and the
@@ -56,12 +57,12 @@ class ServiceActions:
         self._ports = frozenset(self.config.target_ports)
 
     def is_holder(self, state: LUState, nexus: Nexus) -> bool:
-        """Whether *nexus* holds the reservation (SPC-4 §5.7.10).
+        """Whether *nexus* holds the reservation (SPC-4 §5.12.10).
 
         Under WE_AR/EA_AR every registrant holds it; otherwise exactly one I_T nexus does,
         the one that reserved (or received it by REGISTER AND MOVE), even when its initiator
         registered with ALL_TG_PT=1: through its other target ports it is a registered
-        non-holder (SPC-4 §5.7.10; LIO compares the registration itself, observed on Linux
+        non-holder (SPC-4 §5.12.10; LIO compares the registration itself, observed on Linux
         6.1 with one initiator through two tcm_loop target ports).
         """
         res = state.reservation
@@ -93,7 +94,7 @@ class ServiceActions:
         limit = self.config.max_registrations
         return not limit or len(state.registrations) + extra <= limit
 
-    # SPC-4 §5.7.7 and spc4-pr.md §3.1 / §3.2.
+    # SPC-4 §5.12.7 and docs/reference/spc4-pr.md §3.1 / §3.2.
     def _register(
         self,
         state: LUState,
@@ -128,7 +129,7 @@ class ServiceActions:
             if room is not None and len(targets) > room:
                 return no_room
             if spec_i_pt:
-                # SPC-4 §6.14.3: also register every I_T nexus the TransportIDs name, on the
+                # SPC-4 §6.16.3: also register every I_T nexus the TransportIDs name, on the
                 # receiving port (on every port with ALL_TG_PT), all or nothing.
                 seen = set(targets)
                 ports = sorted(self._ports) if params.all_tg_pt else [nexus.target_port]
@@ -175,7 +176,7 @@ class ServiceActions:
                     aptpl=params.aptpl,
                 ),
             )
-        # Unregister (SPC-4 §5.7.11.3).
+        # Unregister (SPC-4 §5.12.11.2.3).
         res = state.reservation
         if (
             policy.lio_port_quirks
@@ -238,7 +239,7 @@ class ServiceActions:
             return None, ua_to(others, UA_RELEASED)
         return None, ()
 
-    # SPC-4 §5.7.9 and spc4-pr.md §3.3.
+    # SPC-4 §5.12.9 and docs/reference/spc4-pr.md §3.3.
     def _reserve(
         self, state: LUState, nexus: Nexus, cdb: OutCdb, reg: Registration | None, rk: int
     ) -> EngineOutcome:
@@ -258,7 +259,7 @@ class ServiceActions:
             return EngineOutcome(GOOD)  # same type and scope from a holder: nothing changes
         return EngineOutcome(GOOD, Changes(reservation=Reservation(pr_type, nexus)))
 
-    # SPC-4 §5.7.11.2 and spc4-pr.md §3.4.
+    # SPC-4 §5.12.11.2.2 and docs/reference/spc4-pr.md §3.4.
     def _release(
         self, state: LUState, nexus: Nexus, cdb: OutCdb, reg: Registration | None, rk: int
     ) -> EngineOutcome:
@@ -280,7 +281,7 @@ class ServiceActions:
             uas = ua_to((n for n in state.registrations if n != nexus), UA_RELEASED)
         return EngineOutcome(GOOD, Changes(reservation=None, add_ua=uas))
 
-    # SPC-4 §5.7.11.6 and spc4-pr.md §3.5.
+    # SPC-4 §5.12.11.2.7 and docs/reference/spc4-pr.md §3.5.
     def _clear(
         self, state: LUState, nexus: Nexus, reg: Registration | None, rk: int
     ) -> EngineOutcome:
@@ -300,7 +301,7 @@ class ServiceActions:
             ),
         )
 
-    # SPC-4 §5.7.11.4 / §5.7.11.5 and spc4-pr.md §3.6 / §3.7.
+    # SPC-4 §5.12.11.2.4 / §5.12.11.2.6 and docs/reference/spc4-pr.md §3.6 / §3.7.
     def _preempt(
         self,
         state: LUState,
@@ -389,7 +390,7 @@ class ServiceActions:
             aborted=aborted,
         )
 
-    # SPC-4 §5.7.8 and spc4-pr.md §3.8.
+    # SPC-4 §5.12.8 and docs/reference/spc4-pr.md §3.8.
     def _register_and_move(
         self,
         state: LUState,

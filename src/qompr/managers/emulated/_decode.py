@@ -23,7 +23,7 @@ def tid_bytes(tid: TransportID) -> bytes:
 
 @functools.lru_cache(maxsize=2)
 def capabilities(ptpl_a: bool) -> bytes:
-    # spc4-pr.md §1.5 / §8: exactly LIO's 00 08 1D 90|PTPL_A EA 01 00 00.
+    # docs/reference/spc4-pr.md §1.5 / §8: exactly LIO's 00 08 1D 90|PTPL_A EA 01 00 00.
     return ReportCapabilitiesData.lio(ptpl_a=ptpl_a).to_bytes()
 
 
@@ -31,7 +31,8 @@ SUPPORTED_ACTIONS: Final = frozenset(
     int(a) for a in PrOutAction if a != PrOutAction.REPLACE_LOST_RESERVATION
 )
 REGISTERS: Final = frozenset({PrOutAction.REGISTER, PrOutAction.REGISTER_AND_IGNORE_EXISTING_KEY})
-# The smallest allocation length LIO accepts per PR IN service action (spc4-pr.md §1.1).
+# The smallest allocation length LIO accepts per PR IN service action (docs/reference/spc4-pr.md
+# §1.1).
 PR_IN_MINIMUM: Final[dict[int, int]] = {
     PrInAction.READ_KEYS: 8,
     PrInAction.READ_RESERVATION: 8,
@@ -52,7 +53,7 @@ class OutCdb(NamedTuple):
 
 
 class BasicParameters(NamedTuple):
-    """The basic PR OUT parameter list fields REGISTER uses (SPC-4 §6.14.3)."""
+    """The basic PR OUT parameter list fields REGISTER uses (SPC-4 §6.16.3)."""
 
     rk: int
     sark: int

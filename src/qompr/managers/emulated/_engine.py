@@ -9,17 +9,17 @@ a nexus and a command, and returns an :class:`~._outcome.EngineOutcome`: the SCS
 :class:`~._state.Changes` to apply.  The store applies them (and writes them to its file in one
 transaction), so a command is applied wholly or not at all.
 
-Rule 2 - the order of checks is LIO's (spc4-pr.md §3.0, §4 "Precedence"):
+Rule 2 - the order of checks is LIO's (docs/reference/spc4-pr.md §3.0, §4 "Precedence"):
 
 1. a CDB that cannot be decoded (CHECK CONDITION 24/00 or 20/00);
 2. a pending unit attention, reported and cleared (every command except INQUIRY,
-   REPORT LUNS and REQUEST SENSE, PR IN/OUT included; SPC-4 §5.9, UA_INTLCK_CTRL=00b);
+   REPORT LUNS and REQUEST SENSE, PR IN/OUT included; SAM-5, UA_INTLCK_CTRL=00b);
 3. the reservation access check for non-holders (§4 tables in :mod:`._access`);
 4. an SPC-2 reservation (RESERVATION CONFLICT for every PR IN/OUT);
 5. the PR OUT parameter list length and SPEC_I_PT checks;
 6. the service-action handler, whose own order of checks follows LIO's handler.
 
-With ``mode=spc4`` (:data:`~._policy.SPC4`) step 6 is preceded by SPC-4 §5.7.1's general
+With ``mode=spc4`` (:data:`~._policy.SPC4`) step 6 is preceded by SPC-4 §5.12.1's general
 key rule: an unregistered nexus, or a wrong RESERVATION KEY, is a RESERVATION CONFLICT.
 
 Rule 3 - every departure from SPC-4 is a :class:`~._policy.Policy` switch, named where used.
@@ -97,7 +97,7 @@ class Engine(ServiceActions):
         """Execute a command the persistent-reservation engine implements.
 
         Those are PERSISTENT RESERVE IN/OUT, the SPC-2 RESERVE/RELEASE(6/10) (with CRH=1,
-        SPC-4 §5.7.3) and REQUEST SENSE (which returns a pending unit attention as its
+        SPC-4 §5.12.3) and REQUEST SENSE (which returns a pending unit attention as its
         data).  Other opcodes answer INVALID COMMAND OPERATION CODE; use :meth:`admit` for
         them.
 
@@ -148,7 +148,7 @@ class Engine(ServiceActions):
         op = cdb[0]
         legacy = state.legacy_holder
         if legacy is not None:
-            # SPC-2 §5.5.1: the reserving nexus may do anything but PR IN/OUT (SPC-4 §5.7.3
+            # SPC-2 §5.5.1: the reserving nexus may do anything but PR IN/OUT (SPC-4 §5.12.3
             # and LIO refuse those even to it); others get only a few commands through.
             if legacy == nexus:
                 if op in (Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT):
@@ -179,7 +179,7 @@ class Engine(ServiceActions):
         return Changes(consume_ua=nexus, consume_all_ua=self.policy.ua_report_clears_queue)
 
     def _request_sense(self, state: LUState, nexus: Nexus, cdb: bytes) -> EngineOutcome:
-        # SPC-4 §6.29: REQUEST SENSE returns (and clears) a pending unit attention; byte 1
+        # SPC-4 §6.39: REQUEST SENSE returns (and clears) a pending unit attention; byte 1
         # bit 0 DESC selects descriptor format, byte 4 is the ALLOCATION LENGTH.
         descriptor = len(cdb) > 1 and bool(cdb[1] & 0x01)
         alloc = cdb[4] if len(cdb) > 4 else 0
@@ -194,7 +194,7 @@ class Engine(ServiceActions):
     # -- SPC-2 RESERVE / RELEASE -----------------------------------------------------------
 
     def _legacy_passes(self, state: LUState, nexus: Nexus) -> bool:
-        """SPC-4 §5.7.3 (CRH=1): RESERVE/RELEASE(6/10) when PR state exists.
+        """SPC-4 §5.12.3 (CRH=1): RESERVE/RELEASE(6/10) when PR state exists.
 
         SPC: the holder, and registrants under RO/AR types, complete with GOOD and no effect;
         everyone else conflicts.  LIO: only the registration LIO records as holder.
@@ -243,9 +243,10 @@ class Engine(ServiceActions):
             return EngineOutcome(CONFLICT)
         minimum = PR_IN_MINIMUM.get(action)
         if minimum is None:
-            return EngineOutcome(check(SenseCode.INVALID_FIELD))  # SPC-4 §6.13.1: 04h-1Fh reserved
+            return EngineOutcome(check(SenseCode.INVALID_FIELD))  # SPC-4 §6.15.1: 04h-1Fh reserved
         if policy.prin_minimum_allocation and alloc < minimum:
-            # [LIO≠SPC] spc4-pr.md §1.1: LIO refuses short allocation lengths, 0 included.
+            # [LIO≠SPC] docs/reference/spc4-pr.md §1.1: LIO refuses short allocation lengths, 0
+            # included.
             return EngineOutcome(check(SenseCode.INVALID_FIELD))
         if action == PrInAction.READ_KEYS:
             data = self.read_keys_data(state, alloc)
@@ -258,7 +259,7 @@ class Engine(ServiceActions):
         return EngineOutcome(ScsiResult.good(data))
 
     def read_keys_data(self, state: LUState, alloc: int = 0xFFFF) -> bytes:
-        """READ KEYS parameter data (SPC-4 §6.13.2), cut to *alloc* bytes.
+        """READ KEYS parameter data (SPC-4 §6.15.2), cut to *alloc* bytes.
 
         The ADDITIONAL LENGTH always counts every key.  [LIO≠SPC] LIO writes no partial
         key: the bytes of a key that does not fit whole are left zero.
@@ -274,7 +275,7 @@ class Engine(ServiceActions):
         return data[:alloc]
 
     def read_reservation_data(self, state: LUState, alloc: int = 0xFFFF) -> bytes:
-        """READ RESERVATION parameter data (SPC-4 §6.13.3), cut to *alloc* bytes.
+        """READ RESERVATION parameter data (SPC-4 §6.15.3), cut to *alloc* bytes.
 
         The key is 0 for the all-registrants types.  [LIO≠SPC] with a reservation and an
         allocation length of 8-21 LIO writes only the header and leaves the key blank.
@@ -294,7 +295,7 @@ class Engine(ServiceActions):
         return data[:alloc]
 
     def read_full_status_data(self, state: LUState, alloc: int = 0xFFFF) -> bytes:
-        """READ FULL STATUS parameter data (SPC-4 §6.13.5), cut to *alloc* bytes.
+        """READ FULL STATUS parameter data (SPC-4 §6.15.5), cut to *alloc* bytes.
 
         One descriptor per registration, in registration order.  R_HOLDER is set for the
         holder and, under WE_AR/EA_AR, for every registrant.  A registration made with
@@ -340,17 +341,17 @@ class Engine(ServiceActions):
         action = cdb.service_action
         known = action in SUPPORTED_ACTIONS
         if not known and policy.key_check_first:
-            # SPC-4 §6.14.1: reserved service action (REPLACE LOST RESERVATION is optional
-            # and not supported: RLR_C=0, spc4-pr.md §3.9).
+            # SPC-4 §6.16.1: reserved service action (REPLACE LOST RESERVATION is optional
+            # and not supported: RLR_C=0, docs/reference/spc4-pr.md §3.9).
             return EngineOutcome(check(SenseCode.INVALID_FIELD))
-        # §3.0 step 3: the reservation access check for non-holders (SPC-4 §5.7.1 table).
+        # §3.0 step 3: the reservation access check for non-holders (SPC-4 §5.12.1 table).
         reg = state.registrations.get(nexus)
         if state.reservation is not None and not self.is_holder(state, nexus):
             conflict = self.check_conflict(state, nexus, raw)
             if conflict is not None:
                 return EngineOutcome(conflict)
         if state.legacy_holder is not None:
-            return EngineOutcome(CONFLICT)  # SPC-4 §5.7.3: an SPC-2 reservation is held
+            return EngineOutcome(CONFLICT)  # SPC-4 §5.12.3: an SPC-2 reservation is held
         # §3.0 steps 5-7: parameter list length and SPEC_I_PT.
         plen = cdb.parameter_list_length
         params = bytes(data[:plen])
@@ -375,7 +376,7 @@ class Engine(ServiceActions):
         ) and cdb.type not in VALID_TYPES:
             return EngineOutcome(check(SenseCode.INVALID_FIELD))
         if policy.key_check_first:
-            # SPC-4 §5.7.1 / §6.14.2 RESERVATION KEY: the general rule, before anything else.
+            # SPC-4 §5.12.1 / §6.16.3 RESERVATION KEY: the general rule, before anything else.
             if reg is None:
                 if action == PrOutAction.REGISTER:
                     if rk != 0:

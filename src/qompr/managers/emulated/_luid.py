@@ -34,8 +34,9 @@ __all__ = [
 
 _INQUIRY_VPD83: Final = bytes((0x12, 0x01, 0x83, 0x10, 0x00, 0x00))  # 4096-byte allocation
 _INQUIRY_TIMEOUT_MS: Final = 5000
-# Designator types (SPC-4 table 459), best first: a worldwide name, then what is unique only
-# with its vendor.  Only designators of the logical unit itself (ASSOCIATION 00b) count.
+# Designator types (SPC-4 §7.8.6, the Device Identification VPD page), best first: a worldwide
+# name, then what is unique only with its vendor.  Only designators of the logical unit itself
+# (ASSOCIATION 00b) count.
 _PREFERENCE: Final = {
     0x3: "naa",  # NAA (IEEE company id based): what Linux shows as /dev/disk/by-id/wwn-0x...
     0x2: "eui",  # EUI-64 based

@@ -372,7 +372,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         """May another command (READ, WRITE, TEST UNIT READY...) run on *fd*?
 
         A pending unit attention is reported (and cleared) first, as LIO does, then the
-        reservation is checked (SPC-4 §5.7.1 table, or LIO's).
+        reservation is checked (SPC-4 §5.12.1 table, or LIO's).
 
         :returns: ``None`` if the command may proceed, else the result to complete it with
             (CHECK CONDITION UNIT ATTENTION or RESERVATION CONFLICT).

@@ -75,7 +75,7 @@ class EngineOutcome:
     :param result: the SCSI result; ``None`` only from :meth:`Engine.admit`, meaning the
         command may go on to the medium.
     :param changes: the state changes to apply, or ``None`` for none.
-    :param aborted: the I_T nexuses whose tasks a PREEMPT AND ABORT aborts (SPC-4 §5.7.11.5).
+    :param aborted: the I_T nexuses whose tasks a PREEMPT AND ABORT aborts (SPC-4 §5.12.11.2.6).
     """
 
     result: ScsiResult | None

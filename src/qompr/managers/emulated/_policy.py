@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: MIT
 """Where the emulated device server answers like LIO and where like the letter of SPC-4.
 
-Every field of :class:`Policy` is one item of spc4-pr.md §8 ("practical recommendations for a
-match-LIO mode"), i.e. one place marked **[LIO≠SPC]** in the reference.  :data:`LIO` is the
-default (``mode=lio``) and :data:`SPC4` the strict letter (``mode=spc4``).  Nothing else in the
-engine depends on the mode.
+Every field of :class:`Policy` is one item of docs/reference/spc4-pr.md §8 ("practical
+recommendations for a match-LIO mode"), i.e. one place marked **[LIO≠SPC]** in the reference.
+:data:`LIO` is the default (``mode=lio``) and :data:`SPC4` the strict letter (``mode=spc4``).
+Nothing else in the engine depends on the mode.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ class Mode(enum.Enum):
 
 @attrs.frozen
 class Policy:
-    """One switch per LIO departure from SPC-4 (spc4-pr.md §8).
+    """One switch per LIO departure from SPC-4 (docs/reference/spc4-pr.md §8).
 
     :param mode: which preset this is.
-    :param key_check_first: SPC-4 §5.7.1 general rule: an unregistered I_T nexus (other than
+    :param key_check_first: SPC-4 §5.12.1 general rule: an unregistered I_T nexus (other than
         REGISTER/REGISTER AND IGNORE) or a wrong RESERVATION KEY is a RESERVATION CONFLICT,
         checked before the service-action specific fields (CTL, SCST).  LIO has no such
         general rule and checks in each handler (§3.0).
     :param unregistered_not_ready: LIO answers an unregistered RESERVE, RELEASE, CLEAR or
         REGISTER AND MOVE with NOT READY 08h/00h when no reservation exists (§3.0).
-    :param bump_on_unregister: SPC-4 §5.7.x: PRgeneration +1 for an unregister; LIO: no (§2.3).
+    :param bump_on_unregister: SPC-4 §6.15.2: PRgeneration +1 for an unregister; LIO: no (§2.3).
     :param bump_on_noop_register: REGISTER with SARK=0 from an unregistered nexus: the SPC
         letter counts it (+1, as SCST and tgt); LIO, CTL, SPDK do not (§2.3).
     :param generation_per_registration: LIO adds 1 per registration created, so ALL_TG_PT and
@@ -76,7 +76,7 @@ class Policy:
         CONDITION or as REQUEST SENSE data) and clears every unit attention queued for the
         I_T nexus with it (``core_scsi3_ua_for_check_condition`` and
         ``core_scsi3_ua_clear_for_request_sense`` free the whole list, UA_INTLCK_CTRL=00b;
-        observed on Linux 6.1); SPC-4 §5.9: each is reported by its own command.
+        observed on Linux 6.1); SAM-5: each is reported by its own command.
     :param key_change_every_port: a REGISTER that changes the key of an ALL_TG_PT
         registration changes it on every target port [inferred]; LIO changes only the
         registration of the I_T nexus that sent it (observed on Linux 6.1).
@@ -135,7 +135,8 @@ LIO = Policy(
     key_change_every_port=False,
 )
 
-#: The letter of SPC-4 (with the [inferred] readings of spc4-pr.md where the text was missing).
+#: The letter of SPC-4 (with the [inferred] readings of docs/reference/spc4-pr.md where the text was
+#: missing).
 SPC4 = Policy(
     mode=Mode.SPC4,
     key_check_first=True,

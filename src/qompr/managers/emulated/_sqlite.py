@@ -553,8 +553,8 @@ class SqliteStore:
 
     @staticmethod
     def _power_on(conn: sqlite3.Connection, lu: str | None) -> None:
-        # SPC-4 §5.7.5 / spc4-pr.md §2.4, for *lu* or every LU at once: what LUState.power_on
-        # does, in SQL.  The nexuses to tell are read before anything is dropped.
+        # SPC-4 §5.12.5 / docs/reference/spc4-pr.md §2.4, for *lu* or every LU at once: what
+        # LUState.power_on does, in SQL.  The nexuses to tell are read before anything is dropped.
         where, args = ("", ()) if lu is None else (" WHERE lu = ?", (lu,))
         named = "" if lu is None else " AND name = ?"
         conn.execute("BEGIN IMMEDIATE")

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The persistent-reservation state of one logical unit, and the changes a command makes.
 
-State model (SPC-4 §5.7; spc4-pr.md §2.1):
+State model (SPC-4 §5.12; docs/reference/spc4-pr.md §2.1):
 
 * **registrations**: at most one per I_T nexus, kept in registration order (READ KEYS and
   READ FULL STATUS list them in that order, as LIO does; a key change keeps the position);
@@ -43,7 +43,7 @@ __all__ = [
     "StateSnapshot",
 ]
 
-#: PRgeneration is a 32-bit counter that wraps (SPC-4 §6.13.2).
+#: PRgeneration is a 32-bit counter that wraps (SPC-4 §6.15.2).
 GENERATION_MASK: Final = 0xFFFF_FFFF
 
 #: The unit attention a power cycle establishes for every I_T nexus the logical unit knew:
@@ -55,7 +55,7 @@ POWER_ON_OCCURRED: Final = SenseCode(SenseKey.UNIT_ATTENTION, 0x29, 0x01)
 
 @attrs.frozen
 class Registration:
-    """One registered I_T nexus (SPC-4 §5.7.7).
+    """One registered I_T nexus (SPC-4 §5.12.7).
 
     :param key: the reservation key, never 0.
     :param all_tg_pt: registered with ALL_TG_PT=1 (one such registration exists per target
@@ -70,7 +70,7 @@ class Registration:
 
 @attrs.frozen
 class Reservation:
-    """The persistent reservation of a logical unit (SPC-4 §5.7.9).
+    """The persistent reservation of a logical unit (SPC-4 §5.12.9).
 
     :param type: the reservation type.
     :param holder: the holder I_T nexus; for WE_AR/EA_AR the registration LIO records as
@@ -214,7 +214,7 @@ class LUState:
         return list(known)
 
     def power_on(self) -> None:
-        """What a power cycle leaves (SPC-4 §5.7.5; spc4-pr.md §2.4).
+        """What a power cycle leaves (SPC-4 §5.12.5; docs/reference/spc4-pr.md §2.4).
 
         PRgeneration returns to 0, SPC-2 reservations vanish, and unless the last valid APTPL
         bit was 1 so do every registration and the reservation.  Every I_T nexus the logical

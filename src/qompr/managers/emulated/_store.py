@@ -152,7 +152,7 @@ class Store(Protocol):
 def administrator_clear(state: LUState) -> EngineOutcome:
     """What ``qompr emulated clear`` does to a logical unit, as a store decision.
 
-    As a CLEAR (SPC-4 §5.7.11.6) sent by nobody: every registration and the reservation are
+    As a CLEAR (SPC-4 §5.12.11.2.7) sent by nobody: every registration and the reservation are
     removed, PRgeneration is incremented, APTPL is turned off, an SPC-2 reservation is
     released, and every registered I_T nexus gets UNIT ATTENTION 2Ah/03h RESERVATIONS
     PREEMPTED, so no initiator loses its registration without being told.

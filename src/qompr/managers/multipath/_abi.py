@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The libmpathpersist ABI: constants, return codes and the ctypes structs.
 
-Written from the facts in ``qemu-pr-facts.md`` §5 (multipath-tools ``mpath_persist.h``) and
+Written from ``docs/reference/libmpathpersist.md`` (multipath-tools ``mpath_persist.h``) and
 checked against the installed header by ``tests/managers/test_multipath.py``, which compiles a
 C program printing ``sizeof`` / ``offsetof`` for every struct and field declared here.  Sizes
 and offsets below are those of x86-64 (natural alignment, 8-byte pointers).

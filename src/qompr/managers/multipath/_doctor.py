@@ -11,8 +11,9 @@ Three questions, each a :class:`DoctorCheck`:
 ``reservation_key``
     Does multipath.conf set ``reservation_key`` (in ``defaults``, ``overrides``, or the
     ``multipaths`` entry of the device)?  Without it multipathd does not register the key on
-    paths that appear, or come back, after the REGISTER (multipath.conf(5); qemu-pr-facts.md
-    §5).  With a device, multipathd's own view (``getprkey map NAME``) is reported too.
+    paths that appear, or come back, after the REGISTER (multipath.conf(5);
+    docs/reference/libmpathpersist.md §5).  With a device, multipathd's own view (``getprkey map
+    NAME``) is reported too.
 
 The checks only read: nothing is initialised, and multipathd is asked only ``show``-style
 questions.

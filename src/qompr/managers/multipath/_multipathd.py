@@ -3,7 +3,8 @@
 
 multipathd listens on the abstract unix socket ``@/org/kernel/linux/storage/multipathd`` and,
 since multipath-tools 0.12.0, also on ``/run/multipathd.socket`` (for containers that do not
-share the host's network namespace; qemu-pr-facts.md §5, opensvc/multipath-tools#111).
+share the host's network namespace; docs/reference/libmpathpersist.md §5,
+opensvc/multipath-tools#111).
 
 A command is the native ``size_t`` length of the NUL-terminated command, then the command; the
 reply is a ``size_t`` length, then the NUL-terminated text.  multipathd runs commands other than

@@ -5,11 +5,11 @@ qemu-pr-helper sends TEST UNIT READY on the multipath fd when libmpathpersist re
 that swallowed the device's sense (``mpath_reconstruct_sense``); the multipath target passes
 the SG_IO on to one of its paths.  The ioctl and qemu-pr-helper's mapping of its outcome
 (errno, then host status, then the driver timeout bit, then the device's status with the
-kernel's sense; qemu-pr-facts.md §1.7, §1.8) are :mod:`qompr.linux.sgio` and
+kernel's sense; docs/reference/qemu-pr-helper.md §7, §8) are :mod:`qompr.linux.sgio` and
 :mod:`qompr.managers._sgio`.
 
 Fixed here: qemu-pr-helper passes a 6-byte CDB array with ``cmd_len`` 16, so the kernel reads
-10 bytes past it (hazard §1.14); qompr sends ``cmd_len`` 6.
+10 bytes past it (docs/reference/qemu-pr-helper.md §14); qompr sends ``cmd_len`` 6.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """CDBs to libmpathpersist calls and back, as qemu-pr-helper's multipath path does (pure).
 
-Design notes (qemu-pr-facts.md §1.10, §1.14):
+Design notes (docs/reference/qemu-pr-helper.md §10, §14):
 
 * **PR IN** (``multipath_pr_in``): the service action is the whole of CDB byte 1, not masked,
   so a reserved bit set there is INVALID FIELD IN CDB.  READ KEYS, READ RESERVATION and REPORT
@@ -130,7 +130,7 @@ def parse_transport_ids(param: bytes, end: int) -> tuple[RawTransportID, ...] | 
     (ADDITIONAL LENGTH at +2, at most 252, a multiple of 4, within *end*, a NUL among the name
     bytes; the entry takes 4 + length bytes), 06h SAS (24 bytes, address at +4).  Anything else,
     or an entry running past *end*, is INVALID FIELD IN PARAMETER LIST.  So is a 33rd entry:
-    qemu-pr-helper asserts there (hazard §1.14), qompr answers.
+    qemu-pr-helper asserts there (docs/reference/qemu-pr-helper.md §14), qompr answers.
 
     :param param: the parameter list.
     :param end: where the TransportID data ends (``28 + BE32(param[24:28])``, ≤ ``len(param)``).
