@@ -6,6 +6,7 @@ bytes and file descriptors over real sockets.  See :mod:`qompr.protocol.helper` 
 format and :mod:`qompr.protocol._state` for the transition tables.
 """
 
+from qompr.protocol import helper as _helper
 from qompr.protocol._state import Role as Role
 from qompr.protocol._state import State as State
 from qompr.protocol._state import state_diagram as state_diagram
@@ -28,26 +29,6 @@ from qompr.protocol.helper import NeedData as NeedData
 from qompr.protocol.helper import Negotiated as Negotiated
 from qompr.protocol.helper import ReadSpec as ReadSpec
 
-__all__ = [
-    "DATA_SIZE",
-    "EOF_MESSAGE",
-    "MAX_FDS",
-    "NEED_DATA",
-    "RESPONSE_HEADER_SIZE",
-    "SENSE_SIZE",
-    "ConnectionClosed",
-    "Event",
-    "Feature",
-    "Granted",
-    "Handshake",
-    "HelperConnection",
-    "HelperRequest",
-    "HelperResponse",
-    "Identify",
-    "NeedData",
-    "Negotiated",
-    "ReadSpec",
-    "Role",
-    "State",
-    "state_diagram",
-]
+# The wire names are helper's own list; this package adds the state machine's.
+__all__ = ["Role", "State", "state_diagram"]
+__all__ += _helper.__all__

@@ -193,6 +193,32 @@ def _perform(pool: Any, step: Step, conn: Any, request: HelperRequest) -> Any:
     return pool.pause()
 
 
+class _Driver:
+    """Where a :data:`Plan` stands: what to send into it next, or its answer once it returned.
+
+    The sync and async runners differ only in whether a step is awaited; resuming the plan
+    (with a step's value, or throwing its exception in) is this one piece.
+    """
+
+    __slots__ = ("error", "plan", "result", "value")
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.result: HelperResponse | None = None
+
+    def next_step(self) -> tuple[Step, Any] | None:
+        """The plan's next step, or ``None`` once it returned (its answer in :attr:`result`)."""
+        try:
+            if self.error is None:
+                return self.plan.send(self.value)
+            return self.plan.throw(self.error)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+
+
 def run_plan(
     pool: Connections[C], request: HelperRequest, attempts: int = PR_MAX_RECONNECT_ATTEMPTS
 ) -> HelperResponse | None:
@@ -201,36 +227,26 @@ def run_plan(
     :returns: the response, or ``None`` when the helper could not be reached or the
         connection failed (answer LOGICAL UNIT COMMUNICATION FAILURE).
     """
-    plan = command_plan(pool, attempts)
-    value: Any = None
-    error: BaseException | None = None
-    while True:
+    driver = _Driver(command_plan(pool, attempts))
+    while (todo := driver.next_step()) is not None:
+        step, conn = todo
         try:
-            step, conn = plan.send(value) if error is None else plan.throw(error)
-        except StopIteration as done:
-            result: HelperResponse | None = done.value
-            return result
-        try:
-            value, error = _perform(pool, step, conn, request), None
+            driver.value, driver.error = _perform(pool, step, conn, request), None
         except BaseException as exc:  # handed to the plan, which cleans up and re-raises
-            value, error = None, exc
+            driver.value, driver.error = None, exc
+    return driver.result
 
 
 async def run_plan_async(
     pool: AsyncConnections[C], request: HelperRequest, attempts: int = PR_MAX_RECONNECT_ATTEMPTS
 ) -> HelperResponse | None:
     """:func:`run_plan`, awaiting *pool*'s coroutines."""
-    plan = command_plan(pool, attempts)
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step, conn = plan.send(value) if error is None else plan.throw(error)
-        except StopIteration as done:
-            result: HelperResponse | None = done.value
-            return result
+    driver = _Driver(command_plan(pool, attempts))
+    while (todo := driver.next_step()) is not None:
+        step, conn = todo
         try:
             pending: Awaitable[Any] = _perform(pool, step, conn, request)
-            value, error = await pending, None
+            driver.value, driver.error = await pending, None
         except BaseException as exc:  # cancellation included: the plan gives its slot back
-            value, error = None, exc
+            driver.value, driver.error = None, exc
+    return driver.result
