@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
 from qompr.managers.emulated import LuIdRule
+from qompr.managers.emulated import _luid
 from qompr.managers.emulated import wwn_from_vpd83
 from qompr.managers.emulated._luid import DesignatorError
 from qompr.managers.emulated._luid import LuNamer
@@ -126,3 +128,50 @@ def test_wwn_needs_a_device(tmp_path: Path) -> None:
             LuNamer(LuIdRule.WWN)(null)
     finally:
         os.close(null)
+
+
+def test_path_names_are_kept_per_file_and_checked(tmp_path: Path) -> None:
+    """The canonical path is resolved once per file; a later command only checks that the
+    kept path still names that file, and resolves again when it does not."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "disk.img").touch()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    namer = LuNamer("path")
+    fd = os.open(tmp_path / "link" / "disk.img", os.O_RDONLY)
+    try:
+        assert namer(fd) == f"path:{tmp_path}/real/disk.img"
+        # Kept: the link's target changing does not matter, the canonical path still holds.
+        (tmp_path / "link").unlink()
+        assert namer(fd) == f"path:{tmp_path}/real/disk.img"
+        # Renamed, and another file now at the kept path: that one is not this one, so the
+        # name is resolved again.
+        os.rename(tmp_path / "real" / "disk.img", tmp_path / "real" / "moved.img")
+        (tmp_path / "real" / "disk.img").touch()
+        assert namer(fd) == f"path:{tmp_path}/real/moved.img"
+        os.rename(tmp_path / "real" / "moved.img", tmp_path / "real" / "again.img")
+        assert namer(fd) == f"path:{tmp_path}/real/again.img"
+        (tmp_path / "real" / "again.img").unlink()
+        with pytest.raises(OSError, match="deleted|gone|no path"):
+            namer(fd)
+    finally:
+        os.close(fd)
+    other = os.open(tmp_path / "real" / "disk.img", os.O_RDONLY)
+    try:
+        assert namer(other) == f"path:{tmp_path}/real/disk.img"
+    finally:
+        os.close(other)
+
+
+def test_kept_path_names_are_bounded(tmp_path: Path) -> None:
+    namer = LuNamer("path")
+    fds = []
+    try:
+        for i in range(40):
+            fds.append(os.open(tmp_path / f"{i}.img", os.O_RDWR | os.O_CREAT, 0o600))
+        with patch.object(_luid, "_KEEP", 16):
+            for i, fd in enumerate(fds):
+                assert namer(fd) == f"path:{tmp_path}/{i}.img"
+            assert 0 < len(namer._paths) <= 16
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -6,7 +6,10 @@
   inodes differently, so a shared store refuses it.
 * ``path``: ``path:`` and the canonical path of the fd's file, as the kernel reports it
   (``/proc/self/fd/N``, symbolic links resolved), checked to still name that file.  For an
-  image on a file system every host mounts at the same place.
+  image on a file system every host mounts at the same place.  The canonical path is kept
+  per file (``st_dev``/``st_ino``) and only checked again (one ``stat``) on later commands:
+  resolving it costs a ``readlink`` and a ``lstat`` per path component, which was most of a
+  READ KEYS.
 * ``wwn``: ``wwn:`` and the logical unit's designator from the Device Identification VPD
   page (83h, SPC-4 §7.8.6), read with INQUIRY through SG_IO.  For a SCSI LUN that each host
   sees under its own ``/dev/sdX``: the designator is the LUN's own, the same everywhere.
@@ -34,6 +37,8 @@ __all__ = [
 
 _INQUIRY_VPD83: Final = bytes((0x12, 0x01, 0x83, 0x10, 0x00, 0x00))  # 4096-byte allocation
 _INQUIRY_TIMEOUT_MS: Final = 5000
+#: Names kept per file or device (bounded: a client can open many files).
+_KEEP: Final = 4096
 # Designator types (SPC-4 §7.8.6, the Device Identification VPD page), best first: a worldwide
 # name, then what is unique only with its vendor.  Only designators of the logical unit itself
 # (ASSOCIATION 00b) count.
@@ -151,11 +156,16 @@ class LuNamer:
     """Names the logical unit behind an fd by one :class:`LuIdRule`.
 
     ``wwn`` answers are kept per device number (one INQUIRY per device, not per command).
+    ``path`` answers are kept per file (``st_dev``, ``st_ino``) and checked on every later
+    command with one ``stat`` of the kept path: still that file, the name stands; renamed,
+    deleted, or the inode number reused by another file, it is resolved again (so the name
+    is always a path that names the file now, as without the cache).
     """
 
     def __init__(self, rule: LuIdRule | str) -> None:
         self.rule = LuIdRule(rule)
         self._wwns: dict[int, str] = {}
+        self._paths: dict[tuple[int, int], str] = {}
         self._lock = threading.Lock()
 
     def __call__(self, fd: int) -> str:
@@ -166,9 +176,9 @@ class LuNamer:
         rule = self.rule
         if rule is LuIdRule.INODE:
             return lu_identity(fd)
-        if rule is LuIdRule.PATH:
-            return lu_path_identity(fd)
         st = os.fstat(fd)
+        if rule is LuIdRule.PATH:
+            return self._path(fd, st)
         if not (stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode)):
             raise OSError(errno.ENOTBLK, f"fd {fd} is not a device: lu-id=wwn needs a SCSI LUN")
         with self._lock:
@@ -177,7 +187,26 @@ class LuNamer:
             return known
         name = lu_wwn_identity(fd)
         with self._lock:
-            if len(self._wwns) >= 4096:
+            if len(self._wwns) >= _KEEP:
                 self._wwns.clear()  # bounded: a client can open many devices
             self._wwns[st.st_rdev] = name
+        return name
+
+    def _path(self, fd: int, st: os.stat_result) -> str:
+        key = (st.st_dev, st.st_ino)
+        with self._lock:
+            known = self._paths.get(key)
+        if known is not None:
+            try:
+                now = os.stat(known[5:])
+            except OSError:
+                pass
+            else:
+                if (now.st_dev, now.st_ino) == key:
+                    return known
+        name = lu_path_identity(fd)
+        with self._lock:
+            if len(self._paths) >= _KEEP:
+                self._paths.clear()
+            self._paths[key] = name
         return name
