@@ -16,7 +16,9 @@ REGISTER AND IGNORE EXISTING KEY; unregister; SPEC_I_PT with a SAS TransportID; 
 33 TransportIDs (answered without the library); READ FULL STATUS (refused, as qemu-pr-helper
 refuses it); NOT READY from LIO (the TEST UNIT READY reconstruction); a path added after
 REGISTER (multipathd registers K on it); the same without ``reservation_key`` (it does not);
-multipathd stopped (doctor and object creation say so).
+multipathd stopped (doctor and object creation say so).  After the daemon section, a
+reservation migrating between the map and path 3 taken out of it (QEMU 11's destination
+sequence both ways, qompr.embed's handover both ways: tests/vm/mpath_migration.py).
 
 PREEMPT AND ABORT is not run here: on Debian 12's kernel (6.1) LIO with tcm_loop hangs the LU
 on PREEMPT AND ABORT even from plain ``sg_persist`` on one path (observed while writing this
@@ -31,6 +33,7 @@ import re
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ from qompr.scsi import SenseCode
 from .guest_program import boot
 from .guest_program import load_record
 from .guest_tools import sg_io
+from .mpath_migration import migration_section
 from .vmbed import REPO
 from .vmbed import VMResult
 
@@ -222,6 +226,10 @@ def guest_main() -> None:  # pragma: no cover - runs in the VM
     note("full_status", {"manager": pr_in(3), "path": path_in(devs[0], 3)})
     state("after_refusals")
     _daemon_section(note, fd, devs, mpath)
+    try:
+        migration_section(note, devs, mpath)
+    except Exception:  # recorded: the host-side tests fail on it, the rest still runs
+        note("mpmig_error", traceback.format_exc())
 
     # LIO answers NOT READY to PR OUT when it cannot write its APTPL directory
     os.rename("/var/target/pr", "/var/target/pr.off")
@@ -582,3 +590,147 @@ def test_run_finishes(bed: VMResult, seen: dict[str, Any]) -> None:
     # Finishing is the behaviour; how long it takes is bench/vmbed.py's to measure, beside an
     # empty boot of the same bed in the same run (a wall budget here failed under load).
     assert bed.exit_status == 0 and seen["done"] is True
+
+
+# ------------------------------------------- migration between the map and a path outside it
+
+WE_RO = 5
+GOOD_STEP = {"status": 0, "sense": []}
+#: ILLEGAL REQUEST, INVALID FIELD IN CDB: LIO's answer to PREEMPT with TYPE 0
+INVALID_FIELD_IN_CDB = [0x05, 0x24, 0x00]
+#: bed paths of host A (the map, path 3 taken out) and host B (path 3)
+MAP_PATHS, PATH_B = (1, 2), 3
+
+
+def _mpmig(seen: dict[str, Any], name: str) -> Any:
+    assert "mpmig_error" not in seen, seen["mpmig_error"]
+    return seen[name]
+
+
+def _registrant(path: int) -> dict[str, Any]:
+    return {"path": path, "key": KEY, "holder": False}
+
+
+def test_migration_set_up_takes_path_3_out_and_puts_it_back(seen: dict[str, Any]) -> None:
+    assert _mpmig(seen, "mpmig_map_paths")[0] is True
+    assert len(seen["mpmig_map_paths"][1]) == 2
+    # helper A's libmpathpersist logged the handover's refused temporary keys
+    (a_status, a_err), (b_status, b_err) = seen["mpmig_daemon_exits"]
+    assert a_status == b_status == 0 and b_err == ""
+    assert f"configured reservation key doesn't match: {MPATH_KEY}" in a_err
+    assert seen["mpmig_restored"][0] is True and len(seen["mpmig_restored"][1]) == 3
+    assert seen["mpmig_after"] == {"keys": [], "reservation": None, "registrants": []}
+
+
+def test_qemu11_sequence_map_to_path_moves_a_we_ro_reservation(seen: dict[str, Any]) -> None:
+    case = _mpmig(seen, "mpmig_replay")["a_to_b"]["we_ro"]
+    assert list(case["steps"].values()) == [GOOD_STEP] * 4, case
+    # the map registered both its paths; the PREEMPT through B removed both and moved
+    # the reservation to B with the guest's key
+    assert case["state"] == {
+        "keys": [KEY],
+        "reservation": {"key": KEY, "type": WE_RO},
+        "registrants": [{"path": PATH_B, "key": KEY, "holder": True}],
+    }
+
+
+def test_qemu11_sequence_map_to_path_not_reserved(seen: dict[str, Any]) -> None:
+    replayed = _mpmig(seen, "mpmig_replay")["a_to_b"]
+    none = replayed["none"]
+    # LIO refuses TYPE 0: both map paths stay registered beside B (stale source registrations)
+    assert none["steps"]["register"] == GOOD_STEP
+    assert none["steps"]["preempt"] == {"status": CHECK_CONDITION, "sense": INVALID_FIELD_IN_CDB}
+    assert none["state"] == {
+        "keys": [KEY] * 3,
+        "reservation": None,
+        "registrants": [_registrant(1), _registrant(2), _registrant(PATH_B)],
+    }
+    # with a valid TYPE, LIO removes every registration with the key, the sender's too
+    valid = replayed["none_we_ro"]
+    assert valid["steps"]["preempt"] == GOOD_STEP
+    assert valid["state"] == {"keys": [], "reservation": None, "registrants": []}
+
+
+def test_qemu11_sequence_path_to_map_leaves_one_map_path_registered(
+    seen: dict[str, Any],
+) -> None:
+    case = _mpmig(seen, "mpmig_replay")["b_to_a"]["we_ro"]
+    assert list(case["steps"].values()) == [GOOD_STEP] * 4, case
+    # libmpathpersist sends the PREEMPT through one path of the map: it removes B's
+    # registration and the map's OTHER path's (same key, another nexus) too
+    state = case["state"]
+    assert state["keys"] == [KEY] and state["reservation"] == {"key": KEY, "type": WE_RO}
+    (holder,) = state["registrants"]
+    assert holder["path"] in MAP_PATHS and holder["key"] == KEY and holder["holder"] is True
+
+
+def test_qemu11_sequence_path_to_map_not_reserved(seen: dict[str, Any]) -> None:
+    replayed = _mpmig(seen, "mpmig_replay")["b_to_a"]
+    none = replayed["none"]
+    # TYPE 0 through libmpathpersist: refused (its illegal-request status, answered as
+    # qemu-pr-helper answers it: INVALID FIELD IN PARAMETER LIST); B stays registered
+    assert none["steps"]["register"] == GOOD_STEP
+    assert none["steps"]["preempt"] == {"status": CHECK_CONDITION, "sense": [0x05, 0x26, 0x00]}
+    assert none["state"] == {
+        "keys": [KEY] * 3,
+        "reservation": None,
+        "registrants": [_registrant(1), _registrant(2), _registrant(PATH_B)],
+    }
+    valid = replayed["none_we_ro"]
+    assert valid["steps"]["preempt"] == GOOD_STEP
+    assert valid["state"] == {"keys": [], "reservation": None, "registrants": []}
+
+
+#: libmpathpersist's refusal of a key other than multipath.conf's (ABORTED COMMAND, LOGICAL
+#: UNIT COMMUNICATION FAILURE): the handover's temporary key through the map
+REFUSED_TEMPORARY_KEY = {
+    "error": "REGISTER through the destination failed: CHECK_CONDITION (ABORTED COMMAND, "
+    "ASC/ASCQ 08h/00h (LOGICAL UNIT COMMUNICATION FAILURE))",
+    "reason": "command-failed",
+    "steps": ["READ_KEYS=GOOD", "READ_RESERVATION=GOOD", "REGISTER=CHECK_CONDITION"],
+}
+B_HOLDS = {
+    "keys": [KEY],
+    "reservation": {"key": KEY, "type": WE_RO},
+    "registrants": [{"path": PATH_B, "key": KEY, "holder": True}],
+}
+
+
+def test_embed_handover_to_the_map_is_refused_and_changes_nothing(seen: dict[str, Any]) -> None:
+    run = _mpmig(seen, "mpmig_handover")["b_to_map"]
+    assert run["source"] == [GOOD_STEP, GOOD_STEP]
+    assert run["before"] == B_HOLDS
+    # helper B's tracking knew the guest's key and type
+    assert run["tracked"] == {"key": KEY, "type": WE_RO}
+    # take_over registers a temporary key first: libmpathpersist refuses any key but
+    # multipath.conf's, so nothing moves and the source keeps everything
+    assert run["switch_over"] == REFUSED_TEMPORARY_KEY
+    assert run["after_switch_over"] == B_HOLDS
+    assert run["roll_back"] is None  # nothing was handed over
+    assert run["after_roll_back"] == B_HOLDS
+
+
+def test_embed_handover_from_the_map_moves_and_its_rollback_is_refused(
+    seen: dict[str, Any],
+) -> None:
+    run = _mpmig(seen, "mpmig_handover")["map_to_b"]
+    assert run["source"] == [GOOD_STEP, GOOD_STEP]
+    before = run["before"]
+    assert before["keys"] == [KEY, KEY] and before["reservation"] == {"key": KEY, "type": WE_RO}
+    assert [r["path"] for r in before["registrants"]] == list(MAP_PATHS)
+    assert run["tracked"] == {"key": KEY, "type": WE_RO}
+    done = run["switch_over"]
+    assert done["key"] == MPATH_KEY and done["type"] == WE_RO and done["method"] == "reservation"
+    assert done["steps"] == [
+        "READ_KEYS=GOOD",
+        "READ_RESERVATION=GOOD",
+        "REGISTER=GOOD",
+        "PREEMPT=GOOD",
+        "REGISTER=GOOD",
+    ]
+    # both map paths' registrations went with the one PREEMPT
+    assert run["after_switch_over"] == B_HOLDS
+    # the rollback is a take_over through the map: refused the same way, B keeps it
+    assert run["roll_back"] == REFUSED_TEMPORARY_KEY
+    assert run["after_roll_back"] == B_HOLDS
+    print(f"\nmultipath handover map -> path: {done['seconds']:.3f} s", file=sys.stderr)
