@@ -95,6 +95,8 @@ _TOKENS: Final = itertools.count()
 #: A logical unit's version, its state (never mutated) and its last transactions' tokens.
 _Cached = tuple[int, LUState, list[str]]
 _RETRY_PAUSE: Final = 0.05
+#: The first and the longest pause between attempts to reconnect after a cut COMMIT.
+_RESOLVE_PAUSE: Final = (0.01, 0.2)
 _T = TypeVar("_T")
 
 
@@ -485,6 +487,7 @@ class PostgresStore:
         if job.txn is None:
             return True  # it wrote nothing: its answers stand whether or not it committed
         token, version = job.txn
+        pause = _RESOLVE_PAUSE[0]
         while True:
             try:
                 wait = max(0.5, deadline - time.monotonic())
@@ -495,10 +498,16 @@ class PostgresStore:
                     ).fetchone()
                 break
             except psycopg.Error:
-                # Still away (a server restarting refuses connections for a while).
-                if self._closing or time.monotonic() + _RETRY_PAUSE >= deadline:
+                # Still away (a server restarting refuses connections for a while): try
+                # again soon, then less often, until the deadline; the answer is "unknown"
+                # only if the database is not back by then.
+                left = deadline - time.monotonic()
+                if self._closing or left <= 0:
                     return None
-                time.sleep(_RETRY_PAUSE)
+                time.sleep(min(pause, left))
+                if time.monotonic() >= deadline:
+                    return None
+                pause = min(2 * pause, _RESOLVE_PAUSE[1])
         if row is None:
             return False
         current, recent = int(row[0]), row[1] if isinstance(row[1], list) else []
