@@ -29,11 +29,13 @@ import time
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from typing import Protocol
 from typing import TypeAlias
 
 import attrs
 
 from qompr.cli.sglib import err
+from qompr.cli.sglib.numbers import get_num_nomult
 from qompr.cli.sglib.passthrough import Response
 from qompr.cli.sglib.passthrough import send_sg_io
 from qompr.cli.sglib.texts import Exit
@@ -58,9 +60,12 @@ __all__ = [
     "BUILTIN_TYPES",
     "Backend",
     "BackendFailed",
+    "BackendFields",
     "BackendOptions",
     "PluginSource",
+    "backend_conflict",
     "open_backend",
+    "set_backend_option",
 ]
 
 
@@ -96,6 +101,57 @@ class BackendOptions:
     def uses_manager(self) -> bool:
         """Whether a manager is named (else the command goes to the device with SG_IO)."""
         return self.helper is not None or bool(self.objects)
+
+
+class BackendFields(Protocol):
+    """The backend options' fields of a command's options (``qompr persist``, ``qompr turs``)."""
+
+    helper: str | None
+    objects: list[str]
+    initiator: str | None
+    target_port: int | None
+
+
+def set_backend_option(fields: BackendFields, opt: str, value: str) -> bool:
+    """Store ``--helper``, ``--object``, ``--initiator`` or ``--target-port`` in *fields*.
+
+    :returns: whether *opt* was one of them.
+    :raises ValueError: the argument is bad; the message is the option's long name.
+    """
+    if opt == "--helper":
+        fields.helper = value
+    elif opt == "--object":
+        fields.objects.append(value)
+    elif opt == "--initiator":
+        try:
+            Nexus(value)
+        except (TypeError, ValueError):
+            raise ValueError("initiator") from None
+        fields.initiator = value
+    elif opt == "--target-port":
+        port = get_num_nomult(value)
+        if not 1 <= port <= 0xFFFF:
+            raise ValueError("target-port")
+        fields.target_port = port
+    else:
+        return False
+    return True
+
+
+def backend_conflict(options: BackendOptions, need_manager: str) -> str | None:
+    """The first contradiction among *options*, as the line to print, or ``None``.
+
+    :param need_manager: what names a manager, in the text for a nexus without one.
+    """
+    if options.helper is not None and options.objects:
+        return "--helper and --object are alternatives: give one of them\n"
+    if options.target_port is not None and options.initiator is None and options.helper is not None:
+        # Never ignored: qompr's protocol extension names a port together with an initiator.
+        return "--target-port with --helper needs --initiator: the helper names the client\n"
+    names_nexus = options.initiator is not None or options.target_port is not None
+    if names_nexus and not options.uses_manager:
+        return f"--initiator and --target-port need a manager ({need_manager})\n"
+    return None
 
 
 class BackendFailed(Exception):  # noqa: N818  (control flow: the message is printed)

@@ -18,14 +18,14 @@ from qompr._getopt import GetoptError
 from qompr._getopt import LongOption
 from qompr._getopt import getopt_long
 from qompr.cli.backend import BackendOptions
+from qompr.cli.backend import backend_conflict
+from qompr.cli.backend import set_backend_option
 from qompr.cli.persist.transport_ids import Tids
 from qompr.cli.persist.transport_ids import build_transportid
 from qompr.cli.sglib import err
 from qompr.cli.sglib.numbers import get_num
-from qompr.cli.sglib.numbers import get_num_nomult
 from qompr.cli.sglib.numbers import scan_hex
 from qompr.cli.sglib.texts import Exit
-from qompr.scsi import Nexus
 from qompr.scsi import PrOutAction
 
 __all__ = [
@@ -372,23 +372,11 @@ def _parse_value(op: Opts, opt: str, value: str) -> None:
 
 def _parse_qompr_value(op: Opts, opt: str, value: str) -> None:
     """qompr's own options."""
-    if opt == "--helper":
-        op.helper = value
-    elif opt == "--object":
-        op.objects.append(value)
-    elif opt == "--initiator":
-        try:
-            Nexus(value)
-        except (TypeError, ValueError):
-            raise _bad("initiator") from None
-        op.initiator = value
-    elif opt == "--target-port":
-        port = get_num_nomult(value)
-        if not 1 <= port <= 0xFFFF:
-            raise _bad("target-port")
-        op.target_port = port
-    elif opt == "--json":
-        op.json = True
+    try:
+        if not set_backend_option(op, opt, value) and opt == "--json":
+            op.json = True
+    except ValueError as bad:
+        raise _bad(str(bad)) from None
 
 
 def _check(op: Opts, help_level: int, want: tuple[bool, bool], counts: tuple[int, int]) -> None:
@@ -446,14 +434,7 @@ def _check(op: Opts, help_level: int, want: tuple[bool, bool], counts: tuple[int
         raise Done(Exit.CONTRADICT)
     if op.prout_sa in (1, 2, 4, 5) and op.prout_type == 0:
         err("warning>>> --prout-type probably needs to be given\n")
-    if op.helper is not None and op.objects:
-        err("--helper and --object are alternatives: give one of them\n")
-        raise Done(Exit.CONTRADICT)
-    names_nexus = op.initiator is not None or op.target_port is not None
-    if op.target_port is not None and op.initiator is None and op.helper is not None:
-        # Never ignored: qompr's protocol extension names a port together with an initiator.
-        err("--target-port with --helper needs --initiator: the helper names the client\n")
-        raise Done(Exit.CONTRADICT)
-    if names_nexus and not op.uses_manager:
-        err("--initiator and --target-port need a manager (--object)\n")
+    conflict = backend_conflict(op.backend, "--object")
+    if conflict is not None:
+        err(conflict)
         raise Done(Exit.CONTRADICT)

@@ -19,12 +19,11 @@ import attrs
 from qompr._getopt import LongOption
 from qompr._getopt import getopt_long
 from qompr.cli.backend import BackendOptions
+from qompr.cli.backend import set_backend_option
 from qompr.cli.sglib import err
 from qompr.cli.sglib import out
 from qompr.cli.sglib.numbers import get_num
-from qompr.cli.sglib.numbers import get_num_nomult
 from qompr.cli.sglib.texts import Exit
-from qompr.scsi import Nexus
 
 __all__ = ["PROG", "SG_TURS_VERSION", "Done", "Opts", "parse", "usage"]
 
@@ -204,21 +203,10 @@ def _parse_new(op: Opts, argv: Sequence[str]) -> None:
 
 
 def _qompr_option(op: Opts, opt: str, value: str) -> None:
-    if opt == "--helper":
-        op.helper = value
-    elif opt == "--object":
-        op.objects.append(value)
-    elif opt == "--initiator":
-        try:
-            Nexus(value)
-        except (TypeError, ValueError):
-            raise _syntax_error(op, "bad argument to '--initiator'\n") from None
-        op.initiator = value
-    elif opt == "--target-port":
-        port = get_num_nomult(value)
-        if not 1 <= port <= 0xFFFF:
-            raise _syntax_error(op, "bad argument to '--target-port'\n")
-        op.target_port = port
+    try:
+        set_backend_option(op, opt, value)
+    except ValueError as bad:
+        raise _syntax_error(op, f"bad argument to '--{bad}'\n") from None
 
 
 def _old_number(op: Opts, text: str, letter: str, *, zero: bool) -> int:

@@ -22,6 +22,7 @@ from qompr import __version__
 from qompr.cli.backend import Backend
 from qompr.cli.backend import BackendFailed
 from qompr.cli.backend import PluginSource
+from qompr.cli.backend import backend_conflict
 from qompr.cli.backend import open_backend
 from qompr.cli.sglib import err
 from qompr.cli.sglib import out
@@ -220,15 +221,9 @@ def _check(op: Opts) -> None:
     if op.version_given:
         err(f"Version string: {SG_TURS_VERSION} (qompr {__version__})\n")
         raise Done(Exit.OK)
-    if op.helper is not None and op.objects:
-        err("--helper and --object are alternatives: give one of them\n")
-        raise Done(Exit.CONTRADICT)
-    if op.target_port is not None and op.initiator is None and op.helper is not None:
-        # Never ignored: qompr's protocol extension names a port together with an initiator.
-        err("--target-port with --helper needs --initiator: the helper names the client\n")
-        raise Done(Exit.CONTRADICT)
-    if (op.initiator is not None or op.target_port is not None) and not op.backend.uses_manager:
-        err("--initiator and --target-port need a manager (--object or --helper)\n")
+    conflict = backend_conflict(op.backend, "--object or --helper")
+    if conflict is not None:
+        err(conflict)
         raise Done(Exit.CONTRADICT)
     if op.device is None:
         err("No DEVICE argument given\n")
