@@ -32,10 +32,10 @@ from qompr.protocol import Negotiated
 from qompr.protocol import ReadSpec
 from qompr.protocol import Role
 from qompr.protocol.extension import identify_refused_text
-from qompr.protocol.extension import no_extension_text
-from qompr.protocol.extension import refusal_text
 from qompr.transport import unix
+from qompr.transport.sync import NegotiationErrors
 from qompr.transport.sync import check_idle
+from qompr.transport.sync import naming_errors
 from qompr.transport.sync import send_some
 from qompr.transport.unix import check_unix_path
 from qompr.transport.unix import raw_connect
@@ -166,29 +166,17 @@ class AsyncHelperClient:
         :raises ConnectError: the helper hung up, broke the protocol, or did not grant every
             bit of *features*.
         """
-        asked = False
-        try:
+        with NegotiationErrors(self.path, timeouts=False) as errors:
             event = await self._next_event()
             if not isinstance(event, Negotiated):  # pragma: no cover - table guarantees it
                 raise RemoteProtocolError(f"unexpected {event!r} during the handshake")
             self.supported = event.features
             await send_all(self.sock, self.conn.send(Handshake(features)))
-            asked = bool(features)
-            if asked:
+            errors.asked = bool(features)
+            if errors.asked:
                 granted = await self._next_event()
                 assert isinstance(granted, Granted)
-                refused = refusal_text(self.path, features, granted.features, os.geteuid())
-                if refused is not None:
-                    raise ConnectError(refused)
-        except ConnectError:
-            raise
-        except RemoteProtocolError as exc:
-            if asked and exc.message == EOF_MESSAGE:
-                raise ConnectError(no_extension_text(self.path), exc) from None
-            raise ConnectError(exc.message, exc) from None
-        except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise ConnectError(f"Failed to negotiate with '{self.path}': {reason}", exc) from None
+                errors.check_grant(features, granted)
         return self.supported
 
     async def identify(self, message: Identify) -> None:
@@ -196,13 +184,9 @@ class AsyncHelperClient:
 
         :raises ConnectError: the helper refused the name or hung up.
         """
-        try:
+        with naming_errors(self.path):
             await send_all(self.sock, self.conn.send(message))
             response = await self.read_response()
-        except RemoteProtocolError as exc:
-            raise ConnectError(f"'{self.path}': {exc.message}", exc) from None
-        except OSError as exc:
-            raise ConnectError(f"'{self.path}': naming the initiator failed: {exc}", exc) from None
         if response.status != 0:
             raise ConnectError(identify_refused_text(self.path, message))
 

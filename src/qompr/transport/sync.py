@@ -11,12 +11,15 @@ only moves bytes and descriptors.  :class:`HelperClient` is one client connectio
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import os
 import select
 import socket
 import time
+from collections.abc import Iterator
 from collections.abc import Sequence
+from types import TracebackType
 
 from qompr.errors import ConnectError
 from qompr.errors import RemoteProtocolError
@@ -42,9 +45,11 @@ from qompr.transport.unix import recv_spec
 
 __all__ = [
     "HelperClient",
+    "NegotiationErrors",
     "RequestNotSentError",
     "check_idle",
     "connect_unix",
+    "naming_errors",
     "send_all",
     "send_some",
 ]
@@ -173,6 +178,60 @@ def send_some(sock: socket.socket, view: memoryview, sent: int, fds: Sequence[in
         raise
 
 
+class NegotiationErrors:
+    """Context manager around a handshake: its failures as QEMU's :class:`ConnectError` texts.
+
+    Set :attr:`asked` once qompr's bits were asked for: a helper hanging up after that is
+    one without the extension.  The blocking and asyncio clients share it.
+
+    :param path: the socket path, for messages.
+    :param timeouts: a socket timeout reads as such (blocking sockets only).
+    """
+
+    def __init__(self, path: str, *, timeouts: bool) -> None:
+        self.path = path
+        self.timeouts = timeouts
+        self.asked = False
+
+    def __enter__(self) -> NegotiationErrors:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, ConnectError):
+            return
+        if isinstance(exc, RemoteProtocolError):
+            if self.asked and exc.message == EOF_MESSAGE:
+                raise ConnectError(no_extension_text(self.path), exc) from None
+            raise ConnectError(exc.message, exc) from None
+        if self.timeouts and isinstance(exc, TimeoutError):
+            raise ConnectError(f"Timed out negotiating with '{self.path}'", exc) from None
+        if isinstance(exc, OSError):
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConnectError(f"Failed to negotiate with '{self.path}': {why}", exc) from None
+
+    def check_grant(self, features: Feature, granted: Granted) -> None:
+        """:raises ConnectError: the helper did not grant every bit of *features*."""
+        refused = refusal_text(self.path, features, granted.features, os.geteuid())
+        if refused is not None:
+            raise ConnectError(refused)
+
+
+@contextlib.contextmanager
+def naming_errors(path: str) -> Iterator[None]:
+    """Around an :class:`Identify` exchange: its failures as :class:`ConnectError`."""
+    try:
+        yield
+    except RemoteProtocolError as exc:
+        raise ConnectError(f"'{path}': {exc.message}", exc) from None
+    except OSError as exc:
+        raise ConnectError(f"'{path}': naming the initiator failed: {exc}", exc) from None
+
+
 class HelperClient:
     """One blocking client connection to a qemu-pr-helper.
 
@@ -230,31 +289,17 @@ class HelperClient:
         :raises ConnectError: the helper hung up, broke the protocol, timed out, or did not
             grant every bit of *features*.
         """
-        asked = False
-        try:
+        with NegotiationErrors(self.path, timeouts=True) as errors:
             event = self._next_event()
             if not isinstance(event, Negotiated):  # pragma: no cover - table guarantees it
                 raise RemoteProtocolError(f"unexpected {event!r} during the handshake")
             self.supported = event.features
             send_all(self.sock, self.conn.send(Handshake(features)))
-            asked = bool(features)
-            if asked:
+            errors.asked = bool(features)
+            if errors.asked:
                 granted = self._next_event()
                 assert isinstance(granted, Granted)
-                refused = refusal_text(self.path, features, granted.features, os.geteuid())
-                if refused is not None:
-                    raise ConnectError(refused)
-        except ConnectError:
-            raise
-        except RemoteProtocolError as exc:
-            if asked and exc.message == EOF_MESSAGE:
-                raise ConnectError(no_extension_text(self.path), exc) from None
-            raise ConnectError(exc.message, exc) from None
-        except TimeoutError as exc:
-            raise ConnectError(f"Timed out negotiating with '{self.path}'", exc) from None
-        except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise ConnectError(f"Failed to negotiate with '{self.path}': {reason}", exc) from None
+                errors.check_grant(features, granted)
         return self.supported
 
     def identify(self, message: Identify) -> None:
@@ -262,13 +307,9 @@ class HelperClient:
 
         :raises ConnectError: the helper refused the name, hung up or timed out.
         """
-        try:
+        with naming_errors(self.path):
             send_all(self.sock, self.conn.send(message))
             response = self.read_response()
-        except RemoteProtocolError as exc:
-            raise ConnectError(f"'{self.path}': {exc.message}", exc) from None
-        except OSError as exc:
-            raise ConnectError(f"'{self.path}': naming the initiator failed: {exc}", exc) from None
         if response.status != 0:
             raise ConnectError(identify_refused_text(self.path, message))
 
