@@ -19,20 +19,19 @@ from collections.abc import Sequence
 from qompr.errors import ConnectError
 from qompr.errors import RemoteProtocolError
 from qompr.protocol import EOF_MESSAGE
-from qompr.protocol import NEED_DATA
 from qompr.protocol import ConnectionClosed
 from qompr.protocol import Feature
 from qompr.protocol import Granted
 from qompr.protocol import Handshake
-from qompr.protocol import HelperConnection
 from qompr.protocol import HelperRequest
 from qompr.protocol import HelperResponse
 from qompr.protocol import Identify
 from qompr.protocol import Negotiated
 from qompr.protocol import ReadSpec
-from qompr.protocol import Role
 from qompr.protocol.extension import identify_refused_text
 from qompr.transport import unix
+from qompr.transport.sync import ClientEvent
+from qompr.transport.sync import ClientSocket
 from qompr.transport.sync import NegotiationErrors
 from qompr.transport.sync import check_idle
 from qompr.transport.sync import naming_errors
@@ -94,7 +93,7 @@ async def send_all(sock: socket.socket, data: bytes, fds: Sequence[int] = ()) ->
             await _wait_writable(sock)
 
 
-class AsyncHelperClient:
+class AsyncHelperClient(ClientSocket):
     """One asyncio client connection to a qemu-pr-helper.
 
     Use :meth:`connect`; wrap calls in :func:`asyncio.timeout` to bound them.
@@ -105,11 +104,7 @@ class AsyncHelperClient:
 
     def __init__(self, sock: socket.socket, path: str = "") -> None:
         sock.setblocking(False)
-        self.sock = sock
-        self.path = path
-        self.conn = HelperConnection(Role.CLIENT)
-        #: The feature mask the helper announced.
-        self.supported = 0
+        super().__init__(sock, path)
 
     @classmethod
     async def connect(
@@ -154,10 +149,6 @@ class AsyncHelperClient:
             sock.close()
             raise
         return client
-
-    def fileno(self) -> int:
-        """The socket's fd (-1 once closed)."""
-        return self.sock.fileno()
 
     async def handshake(self, features: Feature = Feature.NONE) -> int:
         """Read the helper's mask and answer with *features*; with qompr's bits, read the
@@ -220,11 +211,6 @@ class AsyncHelperClient:
             if event is None or isinstance(event, ConnectionClosed):
                 return
 
-    def close(self) -> None:
-        """Close the socket."""
-        self.conn.close()
-        self.sock.close()
-
     async def _next_event_or_error(
         self,
     ) -> Negotiated | Granted | HelperResponse | ConnectionClosed | None:
@@ -233,12 +219,7 @@ class AsyncHelperClient:
         except (RemoteProtocolError, OSError):
             return None
 
-    async def _next_event(self) -> Negotiated | Granted | HelperResponse | ConnectionClosed:
-        while True:
-            event = self.conn.next_event()
-            if event is NEED_DATA:
-                data, fds = await recv_spec(self.sock, self.conn.next_read())
-                self.conn.receive_data(data, fds)
-                continue
-            assert isinstance(event, Negotiated | Granted | HelperResponse | ConnectionClosed)
-            return event
+    async def _next_event(self) -> ClientEvent:
+        while isinstance(step := self._event_or_read(), ReadSpec):
+            self.conn.receive_data(*await recv_spec(self.sock, step))
+        return step

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from collections.abc import Sequence
 from types import TracebackType
+from typing import TypeAlias
 
 from qompr.errors import ConnectError
 from qompr.errors import RemoteProtocolError
@@ -34,6 +35,7 @@ from qompr.protocol import HelperRequest
 from qompr.protocol import HelperResponse
 from qompr.protocol import Identify
 from qompr.protocol import Negotiated
+from qompr.protocol import ReadSpec
 from qompr.protocol import Role
 from qompr.protocol.extension import identify_refused_text
 from qompr.protocol.extension import no_extension_text
@@ -44,6 +46,8 @@ from qompr.transport.unix import reason
 from qompr.transport.unix import recv_spec
 
 __all__ = [
+    "ClientEvent",
+    "ClientSocket",
     "HelperClient",
     "NegotiationErrors",
     "RequestNotSentError",
@@ -53,6 +57,9 @@ __all__ = [
     "send_all",
     "send_some",
 ]
+
+#: What a client connection can receive.
+ClientEvent: TypeAlias = Negotiated | Granted | HelperResponse | ConnectionClosed
 
 #: The CDB travels first; an error before all of it is out leaves the command unsent.
 _CDB_BYTES = 16
@@ -232,10 +239,10 @@ def naming_errors(path: str) -> Iterator[None]:
         raise ConnectError(f"'{path}': naming the initiator failed: {exc}", exc) from None
 
 
-class HelperClient:
-    """One blocking client connection to a qemu-pr-helper.
+class ClientSocket:
+    """What the blocking and asyncio clients share: one connection's socket and protocol state.
 
-    :param sock: a connected unix stream socket (its timeout applies to every read/write).
+    :param sock: a connected unix stream socket.
     :param path: the socket path, for messages.
     """
 
@@ -245,6 +252,31 @@ class HelperClient:
         self.conn = HelperConnection(Role.CLIENT)
         #: The feature mask the helper announced.
         self.supported = 0
+
+    def fileno(self) -> int:
+        """The socket's fd (-1 once closed)."""
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.conn.close()
+        self.sock.close()
+
+    def _event_or_read(self) -> ClientEvent | ReadSpec:
+        """The next event a client can see, or what to read before there is one."""
+        event = self.conn.next_event()
+        if event is NEED_DATA:
+            return self.conn.next_read()
+        assert isinstance(event, Negotiated | Granted | HelperResponse | ConnectionClosed)
+        return event
+
+
+class HelperClient(ClientSocket):
+    """One blocking client connection to a qemu-pr-helper.
+
+    :param sock: a connected unix stream socket (its timeout applies to every read/write).
+    :param path: the socket path, for messages.
+    """
 
     @classmethod
     def connect(
@@ -276,10 +308,6 @@ class HelperClient:
             client.close()
             raise
         return client
-
-    def fileno(self) -> int:
-        """The socket's fd (-1 once closed)."""
-        return self.sock.fileno()
 
     def handshake(self, features: Feature = Feature.NONE) -> int:
         """Read the helper's feature mask and answer with *features*; with qompr's bits,
@@ -360,17 +388,7 @@ class HelperClient:
             return True
         return isinstance(event, ConnectionClosed)
 
-    def close(self) -> None:
-        """Close the socket."""
-        self.conn.close()
-        self.sock.close()
-
-    def _next_event(self) -> Negotiated | Granted | HelperResponse | ConnectionClosed:
-        while True:
-            event = self.conn.next_event()
-            if event is NEED_DATA:
-                data, fds = recv_spec(self.sock, self.conn.next_read())
-                self.conn.receive_data(data, fds)
-                continue
-            assert isinstance(event, Negotiated | Granted | HelperResponse | ConnectionClosed)
-            return event
+    def _next_event(self) -> ClientEvent:
+        while isinstance(step := self._event_or_read(), ReadSpec):
+            self.conn.receive_data(*recv_spec(self.sock, step))
+        return step
