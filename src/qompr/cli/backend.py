@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from typing import Any
 from typing import Protocol
 from typing import TypeAlias
 
@@ -63,6 +64,7 @@ __all__ = [
     "BackendFields",
     "BackendOptions",
     "PluginSource",
+    "add_argv_parser",
     "backend_conflict",
     "open_backend",
     "set_backend_option",
@@ -152,6 +154,29 @@ def backend_conflict(options: BackendOptions, need_manager: str) -> str | None:
     if names_nexus and not options.uses_manager:
         return f"--initiator and --target-port need a manager ({need_manager})\n"
     return None
+
+
+def add_argv_parser(sub: Any, name: str, summary: str, run: Callable[..., int]) -> None:
+    """Add an sg3_utils-style command *name* to the ``qompr`` subcommands.
+
+    Its arguments are parsed by *run* as the sg3_utils program parses them, not by argparse:
+    the subparser only collects them, with a prefix character no argument starts with so
+    that argparse leaves options such as ``-k`` alone.
+    """
+    import argparse
+
+    def command(args: Any) -> int:
+        return run(args.argv, plugin_manager=args.plugin_manager)
+
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=f"Run 'qompr {name} --help' for the options (those of sg_{name}).",
+        prefix_chars="\x01",
+        add_help=False,
+    )
+    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="ARG")
+    parser.set_defaults(func=command)
 
 
 class BackendFailed(Exception):  # noqa: N818  (control flow: the message is printed)

@@ -16,6 +16,7 @@ from typing import Any
 from qompr.cli.backend import Backend
 from qompr.cli.backend import BackendFailed
 from qompr.cli.backend import PluginSource
+from qompr.cli.backend import add_argv_parser
 from qompr.cli.backend import open_backend
 from qompr.cli.persist.options import PROG
 from qompr.cli.persist.options import Done
@@ -182,15 +183,7 @@ class Session:
                 more, dump = "", hex_dump(resp.data, 0)
             err(f"    Persistent reservation in: response{more}:\n{dump}")
         if ret:
-            if ret == Exit.INVALID_OP:
-                err(f"PR in ({name}): command not supported\n")
-            elif ret == Exit.ILLEGAL_REQ:
-                err(
-                    f"PR in ({name}): bad field in cdb or parameter list "
-                    "(perhaps unsupported service action)\n"
-                )
-            else:
-                err(f"PR in ({name}): {category_text(ret, op.verbose)}\n")
+            _say_failure("in", name, ret, op.verbose)
             return ret
         self.report["data"] = resp.data.hex()
         try:
@@ -236,15 +229,8 @@ class Session:
         self.report.update(response_json(resp))
         ret = process_resp(resp, "Persistent reservation out", op.verbose, 0).ret
         name = "register and move" if move else PROUT_SA_TEXT[sa]
-        if ret == Exit.INVALID_OP:
-            err(f"PR out ({name}): command not supported\n")
-        elif ret == Exit.ILLEGAL_REQ:
-            err(
-                f"PR out ({name}): bad field in cdb or parameter list "
-                "(perhaps unsupported service action)\n"
-            )
-        elif ret:
-            err(f"PR out ({name}): {category_text(ret, op.verbose)}\n")
+        if ret:
+            _say_failure("out", name, ret, op.verbose)
         elif op.verbose:
             what = "'register and move' command" if move else f"command ({name})"
             err(f"PR out: {what} successful\n")
@@ -322,25 +308,22 @@ def run(argv: Sequence[str], *, plugin_manager: PluginSource = None) -> int:
     return Session(op, plugin_manager).run()
 
 
-def _command(args: Any) -> int:
-    return run(args.argv, plugin_manager=args.plugin_manager)
-
-
 def add_parser(sub: Any) -> None:
-    """Add ``persist`` to the ``qompr`` subcommands.
-
-    Its arguments are parsed as sg_persist parses them (GNU getopt_long), not by argparse:
-    the subparser only collects them, with a prefix character no argument starts with so
-    that argparse leaves options such as ``-k`` alone.
-    """
-    import argparse
-
-    parser = sub.add_parser(
-        "persist",
-        help="sg_persist's PERSISTENT RESERVE IN/OUT command, through any manager",
-        description="Run 'qompr persist --help' for the options (those of sg_persist).",
-        prefix_chars="\x01",
-        add_help=False,
+    """Add ``persist`` to the ``qompr`` subcommands (its arguments are sg_persist's, read by
+    :func:`run` as GNU getopt_long does)."""
+    add_argv_parser(
+        sub, "persist", "sg_persist's PERSISTENT RESERVE IN/OUT command, through any manager", run
     )
-    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="ARG")
-    parser.set_defaults(func=_command)
+
+
+def _say_failure(direction: str, name: str, ret: int, verbose: int) -> None:
+    """sg_persist's text for a PR IN or OUT (*direction* ``in`` or ``out``) that failed."""
+    if ret == Exit.INVALID_OP:
+        err(f"PR {direction} ({name}): command not supported\n")
+    elif ret == Exit.ILLEGAL_REQ:
+        err(
+            f"PR {direction} ({name}): bad field in cdb or parameter list "
+            "(perhaps unsupported service action)\n"
+        )
+    else:
+        err(f"PR {direction} ({name}): {category_text(ret, verbose)}\n")

@@ -22,6 +22,7 @@ from qompr import __version__
 from qompr.cli.backend import Backend
 from qompr.cli.backend import BackendFailed
 from qompr.cli.backend import PluginSource
+from qompr.cli.backend import add_argv_parser
 from qompr.cli.backend import backend_conflict
 from qompr.cli.backend import open_backend
 from qompr.cli.sglib import err
@@ -265,21 +266,7 @@ def run(argv: Sequence[str], *, plugin_manager: PluginSource = None) -> int:
         backend.close()
 
 
-def _command(args: Any) -> int:
-    return run(args.argv, plugin_manager=args.plugin_manager)
-
-
 def add_parser(sub: Any) -> None:
     """Add ``turs`` to the ``qompr`` subcommands (its arguments are sg_turs's, read by
-    :func:`run`; the subparser only collects them, as for ``qompr persist``)."""
-    import argparse
-
-    parser = sub.add_parser(
-        "turs",
-        help="sg_turs's TEST UNIT READY, through any manager",
-        description="Run 'qompr turs --help' for the options (those of sg_turs).",
-        prefix_chars="\x01",
-        add_help=False,
-    )
-    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="ARG")
-    parser.set_defaults(func=_command)
+    :func:`run`, as for ``qompr persist``)."""
+    add_argv_parser(sub, "turs", "sg_turs's TEST UNIT READY, through any manager", run)
