@@ -40,6 +40,8 @@ _WRITE = select.EPOLLOUT
 # An error or hang-up wakes both sides up, as selectors reports it: the callbacks find out.
 _READABLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 _WRITABLE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+#: Which events call which handler of a (reader, writer) pair, the reader first.
+_SLOTS = ((_READABLE, 0), (_WRITABLE, 1))
 
 
 class Timer:
@@ -190,22 +192,15 @@ class Loop:
                     if fd == wake_r:
                         self._drain_wakeups()
                         continue
-                    if events & _READABLE:
-                        pair = handlers.get(fd)
-                        if pair is not None and pair[0] is not None:
-                            callback, args = pair[0]
-                            try:
-                                callback(*args)
-                            except Exception:
-                                log.exception("internal error in %r", callback)
-                    if events & _WRITABLE:
-                        pair = handlers.get(fd)  # the reader may have changed them
-                        if pair is not None and pair[1] is not None:
-                            callback, args = pair[1]
-                            try:
-                                callback(*args)
-                            except Exception:
-                                log.exception("internal error in %r", callback)
+                    for mask, slot in _SLOTS:
+                        if events & mask:
+                            pair = handlers.get(fd)  # the reader may have changed them
+                            if pair is not None and (handler := pair[slot]) is not None:
+                                callback, args = handler
+                                try:
+                                    callback(*args)
+                                except Exception:
+                                    log.exception("internal error in %r", callback)
                 self._run_due()
         finally:
             self._running = False

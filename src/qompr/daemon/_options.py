@@ -11,6 +11,7 @@ from __future__ import annotations
 import grp
 import pwd
 import re
+from collections.abc import Callable
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -209,6 +210,17 @@ def _numeric_id(text: str) -> int | None:
     return value if value <= 0xFFFFFFFF else None
 
 
+def _named_id(text: str, lookup: Callable[[str], int], what: str) -> int:
+    # QEMU's -u/-g: the name in the passwd/group database, else a number.
+    try:
+        return lookup(text)
+    except KeyError:
+        value = _numeric_id(text)
+        if value is None:
+            fail(f"invalid {what} '{text}'")
+        return value
+
+
 def _ids(text: str, what: str) -> list[int]:
     out = []
     for part in text.split(","):
@@ -246,19 +258,9 @@ def parse_args(argv: Sequence[str]) -> Options:
             elif name == "--trace":
                 pass  # QEMU's trace backends do not exist here
             elif name == "--user":
-                try:
-                    opts.uid = pwd.getpwnam(value).pw_uid
-                except KeyError:
-                    opts.uid = _numeric_id(value)
-                    if opts.uid is None:
-                        fail(f"invalid user '{value}'")
+                opts.uid = _named_id(value, lambda user: pwd.getpwnam(user).pw_uid, "user")
             elif name == "--group":
-                try:
-                    opts.gid = grp.getgrnam(value).gr_gid
-                except KeyError:
-                    opts.gid = _numeric_id(value)
-                    if opts.gid is None:
-                        fail(f"invalid group '{value}'")
+                opts.gid = _named_id(value, lambda group: grp.getgrnam(group).gr_gid, "group")
             elif name == "--verbose":
                 opts.verbosity += 1
             elif name == "--quiet":
