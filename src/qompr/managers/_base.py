@@ -223,12 +223,7 @@ class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_C
         finally:
             with lock:
                 self._inflight -= 1
-        hook = self.tree.hook
-        if hook is not None:
-            announce = hook.qompr_command_executed
-            if announce.get_hookimpls():  # nobody listening: skip the call
-                announce(manager=self, cdb=bytes(cdb), result=result)
-        return result
+        return self._announce(cdb, result)
 
     async def execute_async(
         self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
