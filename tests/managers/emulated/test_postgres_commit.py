@@ -163,11 +163,12 @@ def manager(tree: ObjectTree, state: str, **props: Any) -> PRManagerEmulated:
 def test_a_cut_commit_is_answered_by_its_real_result_when_the_database_returns_in_time(
     tree: ObjectTree, pg_state_uri: str, cutter: CommitCutter, image: int
 ) -> None:
-    m = manager(tree, cutter.uri(pg_state_uri), timeout=3000)
+    m = manager(tree, cutter.uri(pg_state_uri), timeout=4000)
     a = Nexus("vm:a")
     assert m.run(image, *pr_out(PrOutAction.REGISTER, sark=1), nexus=a).ok
-    # The database refuses connections for 1 s after the commit: well within the deadline.
-    cutter.arm(outage=1.0)
+    # The database refuses connections for 2 s after the commit: well within the deadline,
+    # and long enough for the store's first reconnect to meet it even on a loaded machine.
+    cutter.arm(outage=2.0)
     start = time.monotonic()
     answer = m.run(image, *pr_out(PrOutAction.REGISTER_AND_IGNORE_EXISTING_KEY, sark=7), nexus=a)
     took = time.monotonic() - start
@@ -175,7 +176,7 @@ def test_a_cut_commit_is_answered_by_its_real_result_when_the_database_returns_i
     assert cutter.refused > 0, "the store did not try to reconnect during the outage"
     # The commit happened: the answer is its real one, not "unknown" (retryable).
     assert answer.ok, answer
-    assert took < 3.0 + 3.0
+    assert took < 4.0 + 4.0
     assert m.snapshot(image).keys == (7,)
 
 
