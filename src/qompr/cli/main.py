@@ -13,6 +13,7 @@ that is not built in.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -172,52 +173,15 @@ def _add_plugins(sub: Any) -> None:
     plugins.set_defaults(func=cmd_plugins)
 
 
-def _add_demo(sub: Any) -> None:
-    from qompr.cli import demo
+def _add_from(module: str) -> Callable[[Any], None]:
+    """The function adding a command whose parser its own module adds (``add_parser``),
+    imported only when the command's full parser is wanted."""
 
-    demo.add_parser(sub)
+    def add(sub: Any) -> None:
+        add_parser: Callable[[Any], None] = importlib.import_module(module).add_parser
+        add_parser(sub)
 
-
-def _add_doctor(sub: Any) -> None:
-    from qompr.cli import doctor
-
-    doctor.add_parser(sub)
-
-
-def _add_supervise(sub: Any) -> None:
-    from qompr.cli import supervise
-
-    supervise.add_parser(sub)
-
-
-def _add_emulated(sub: Any) -> None:
-    from qompr.cli import emulated
-
-    emulated.add_parser(sub)
-
-
-def _add_persist(sub: Any) -> None:
-    from qompr.cli import persist
-
-    persist.add_parser(sub)
-
-
-def _add_validate(sub: Any) -> None:
-    from qompr.cli import validate
-
-    validate.add_parser(sub)
-
-
-def _add_migrate(sub: Any) -> None:
-    from qompr.cli import migrate
-
-    migrate.add_parser(sub)
-
-
-def _add_turs(sub: Any) -> None:
-    from qompr.cli import turs
-
-    turs.add_parser(sub)
+    return add
 
 
 def _run_turs(argv: Sequence[str]) -> int:
@@ -256,25 +220,32 @@ COMMANDS: dict[str, Command] = {
     "object": Command("check -object strings and show object help", _add_object, plugins=True),
     "types": Command("list QOM types (qom-list-types)", _add_types, plugins=True),
     "plugins": Command("list loaded plugins and their hooks", _add_plugins, plugins=True),
-    "demo": Command("run the main job on the embedded default", _add_demo, plugins=True),
-    "doctor": Command("check the host's multipath set-up for PR", _add_doctor),
-    "emulated": Command("look at and administer pr-manager-emulated state", _add_emulated),
+    "demo": Command(
+        "run the main job on the embedded default", _add_from("qompr.cli.demo"), plugins=True
+    ),
+    "doctor": Command("check the host's multipath set-up for PR", _add_from("qompr.cli.doctor")),
+    "emulated": Command(
+        "look at and administer pr-manager-emulated state", _add_from("qompr.cli.emulated")
+    ),
     "supervise": Command(
         "run qompr-pr-helper on a socket this process keeps, restarting it when it exits",
-        _add_supervise,
+        _add_from("qompr.cli.supervise"),
     ),
     "persist": Command(
         "sg_persist's PERSISTENT RESERVE IN/OUT command, through any manager",
-        _add_persist,
+        _add_from("qompr.cli.persist"),
         run=_run_persist,
     ),
     "validate": Command(
         "check that a guest cluster's persistent reservations work on this path",
-        _add_validate,
+        _add_from("qompr.cli.validate"),
     ),
-    "turs": Command("sg_turs's TEST UNIT READY, through any manager", _add_turs, run=_run_turs),
+    "turs": Command(
+        "sg_turs's TEST UNIT READY, through any manager", _add_from("qompr.cli.turs"), run=_run_turs
+    ),
     "migrate": Command(
-        "hand a VM's SCSI reservation over at a live migration's switch-over", _add_migrate
+        "hand a VM's SCSI reservation over at a live migration's switch-over",
+        _add_from("qompr.cli.migrate"),
     ),
 }
 
