@@ -231,6 +231,13 @@ def _ids(text: str, what: str) -> list[int]:
     return out
 
 
+def _count(text: str, what: str, *, most: int | None = None) -> int:
+    value = _numeric_id(text)
+    if not value or (most is not None and value > most):
+        fail(f"invalid number of {what} '{text}'")
+    return value
+
+
 def _seconds(text: str) -> float:
     if re.fullmatch(r"[0-9]+(\.[0-9]*)?", text) is None or not 0 < float(text) <= 86400:
         fail(f"invalid timeout '{text}' (seconds, more than 0 and at most 86400)")
@@ -286,20 +293,11 @@ def parse_args(argv: Sequence[str]) -> Options:
                     fail(f"invalid log format '{value}' (expected 'text' or 'json')")
                 opts.log_format = value
             elif name == "--max-workers":
-                workers = _numeric_id(value)
-                if not workers:
-                    fail(f"invalid number of workers '{value}'")
-                opts.max_workers = workers
+                opts.max_workers = _count(value, "workers")
             elif name == "--processes":
-                count = _numeric_id(value)
-                if not count or count > 64:
-                    fail(f"invalid number of processes '{value}'")
-                opts.processes = count
+                opts.processes = _count(value, "processes", most=64)
             elif name == "--max-connections":
-                limit = _numeric_id(value)
-                if not limit:
-                    fail(f"invalid number of connections '{value}'")
-                opts.max_connections = limit
+                opts.max_connections = _count(value, "connections")
             elif name == "--stall-timeout":
                 opts.stall_timeout = _seconds(value)
             elif name == "--control":

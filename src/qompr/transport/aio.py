@@ -49,25 +49,28 @@ def _wake(fut: asyncio.Future[None]) -> None:
 
 async def wait_readable(sock: socket.socket) -> None:
     """Wait until *sock* is readable (data, end of file or an error)."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[None] = loop.create_future()
-    fd = sock.fileno()
-    loop.add_reader(fd, _wake, fut)
-    try:
-        await fut
-    finally:
-        loop.remove_reader(fd)
+    await _wait(sock, writable=False)
 
 
 async def _wait_writable(sock: socket.socket) -> None:
+    await _wait(sock, writable=True)
+
+
+async def _wait(sock: socket.socket, *, writable: bool) -> None:
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[None] = loop.create_future()
     fd = sock.fileno()
-    loop.add_writer(fd, _wake, fut)
+    if writable:
+        loop.add_writer(fd, _wake, fut)
+    else:
+        loop.add_reader(fd, _wake, fut)
     try:
         await fut
     finally:
-        loop.remove_writer(fd)
+        if writable:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
 
 
 async def recv_spec(sock: socket.socket, spec: ReadSpec) -> tuple[bytes, list[int]]:
