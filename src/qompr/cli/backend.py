@@ -30,7 +30,6 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
-from typing import Protocol
 from typing import TypeAlias
 
 import attrs
@@ -105,13 +104,14 @@ class BackendOptions:
         return self.helper is not None or bool(self.objects)
 
 
-class BackendFields(Protocol):
+@attrs.define
+class BackendFields:
     """The backend options' fields of a command's options (``qompr persist``, ``qompr turs``)."""
 
-    helper: str | None
-    objects: list[str]
-    initiator: str | None
-    target_port: int | None
+    helper: str | None = None
+    objects: list[str] = attrs.field(factory=list)
+    initiator: str | None = None
+    target_port: int | None = None
 
 
 def set_backend_option(fields: BackendFields, opt: str, value: str) -> bool:

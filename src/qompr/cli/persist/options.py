@@ -17,11 +17,13 @@ from qompr import __version__
 from qompr._getopt import GetoptError
 from qompr._getopt import LongOption
 from qompr._getopt import getopt_long
+from qompr.cli.backend import BackendFields
 from qompr.cli.backend import BackendOptions
 from qompr.cli.backend import backend_conflict
 from qompr.cli.backend import set_backend_option
 from qompr.cli.persist.transport_ids import Tids
 from qompr.cli.persist.transport_ids import build_transportid
+from qompr.cli.sglib import device_operand
 from qompr.cli.sglib import err
 from qompr.cli.sglib.numbers import get_num
 from qompr.cli.sglib.numbers import scan_hex
@@ -126,7 +128,7 @@ _QOMPR_LONG_OPTIONS = _long_table(
 
 
 @attrs.define
-class Opts:
+class Opts(BackendFields):
     """sg_persist's ``struct opts_t`` plus qompr's backend options."""
 
     prout_type: int = 0
@@ -148,10 +150,6 @@ class Opts:
     alloc_len: int = MX_ALLOC_LEN
     tids: Tids = attrs.field(factory=Tids)
     device: str | None = None
-    helper: str | None = None
-    objects: list[str] = attrs.field(factory=list)
-    initiator: str | None = None
-    target_port: int | None = None
     json: bool = False
 
     @property
@@ -318,14 +316,10 @@ def parse(argv: Sequence[str]) -> tuple[Opts, int]:
         err(f"{PROG}: {exc}\n")
         usage(1)
         raise Done(Exit.OK) from None  # sg_persist's exit status after a getopt error
-    if operands:
-        if op.device is None:
-            op.device = operands.pop(0)
-        if operands:
-            for extra in operands:
-                err(f"Unexpected extra argument: {extra}\n")
-            usage(1)
-            raise Done(Exit.SYNTAX_ERROR)
+    op.device, extra = device_operand(op.device, operands)
+    if extra:
+        usage(1)
+        raise Done(Exit.SYNTAX_ERROR)
     _check(op, help_level, (want_prin, want_prout), (num_prin_sa, num_prout_sa))
     return op, help_level
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["err", "out"]
+__all__ = ["device_operand", "err", "out"]
 
 
 def out(text: str) -> None:
@@ -32,3 +32,16 @@ def out(text: str) -> None:
 def err(text: str) -> None:
     """Write *text* to stderr (the current ``sys.stderr``)."""
     sys.stderr.write(text)
+
+
+def device_operand(device: str | None, operands: list[str]) -> tuple[str | None, bool]:
+    """sg3_utils' operands after the options: the first names the device unless an option
+    did; each one more is reported on stderr.
+
+    :returns: the device, and whether operands were left over (a syntax error).
+    """
+    if operands and device is None:
+        device = operands.pop(0)
+    for extra in operands:
+        err(f"Unexpected extra argument: {extra}\n")
+    return device, bool(operands)

@@ -18,8 +18,10 @@ import attrs
 
 from qompr._getopt import LongOption
 from qompr._getopt import getopt_long
+from qompr.cli.backend import BackendFields
 from qompr.cli.backend import BackendOptions
 from qompr.cli.backend import set_backend_option
+from qompr.cli.sglib import device_operand
 from qompr.cli.sglib import err
 from qompr.cli.sglib import out
 from qompr.cli.sglib.numbers import get_num
@@ -102,7 +104,7 @@ Sends SCSI TEST UNIT READY (TUR) to DEVICE, as sg_turs does.
 
 
 @attrs.define
-class Opts:
+class Opts(BackendFields):
     """sg_turs's ``struct opts_t`` plus qompr's backend options."""
 
     delay_given: bool = False
@@ -117,10 +119,6 @@ class Opts:
     number: int = 1
     verbose: int = 0
     device: str | None = None
-    helper: str | None = None
-    objects: list[str] = attrs.field(factory=list)
-    initiator: str | None = None
-    target_port: int | None = None
 
     @property
     def backend(self) -> BackendOptions:
@@ -192,14 +190,10 @@ def _parse_new(op: Opts, argv: Sequence[str]) -> None:
             op.version_given = True
         elif opt != "-N":  # -N is accepted and ignored
             _qompr_option(op, opt, value)
-    if operands:
-        if op.device is None:
-            op.device = operands.pop(0)
-        if operands:
-            for extra in operands:
-                err(f"Unexpected extra argument: {extra}\n")
-            usage(op)
-            raise Done(Exit.SYNTAX_ERROR)
+    op.device, extra = device_operand(op.device, operands)
+    if extra:
+        usage(op)
+        raise Done(Exit.SYNTAX_ERROR)
 
 
 def _qompr_option(op: Opts, opt: str, value: str) -> None:
