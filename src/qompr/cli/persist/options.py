@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import attrs
 
-from qompr import __version__
 from qompr._getopt import GetoptError
 from qompr._getopt import LongOption
 from qompr._getopt import getopt_long
@@ -25,6 +24,7 @@ from qompr.cli.persist.transport_ids import Tids
 from qompr.cli.persist.transport_ids import build_transportid
 from qompr.cli.sglib import device_operand
 from qompr.cli.sglib import err
+from qompr.cli.sglib import says_version
 from qompr.cli.sglib.numbers import get_num
 from qompr.cli.sglib.numbers import scan_hex
 from qompr.cli.sglib.texts import Exit
@@ -380,10 +380,7 @@ def _check(op: Opts, help_level: int, want: tuple[bool, bool], counts: tuple[int
     if help_level > 0:
         usage(help_level)
         raise Done(Exit.OK)
-    if op.verbose and op.version_given:
-        err("Not in DEBUG mode, so '-vV' has no special action\n")
-    if op.version_given:
-        err(f"version: {SG_PERSIST_VERSION} (qompr {__version__})\n")
+    if says_version(bool(op.verbose), op.version_given, f"version: {SG_PERSIST_VERSION}"):
         raise Done(Exit.OK)
     if op.device is None:
         err("No device name given\n")

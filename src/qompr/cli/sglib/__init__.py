@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["device_operand", "err", "out"]
+from qompr import __version__
+
+__all__ = ["device_operand", "err", "out", "says_version"]
 
 
 def out(text: str) -> None:
@@ -45,3 +47,15 @@ def device_operand(device: str | None, operands: list[str]) -> tuple[str | None,
     for extra in operands:
         err(f"Unexpected extra argument: {extra}\n")
     return device, bool(operands)
+
+
+def says_version(verbose: bool, version_given: bool, text: str) -> bool:
+    """sg3_utils' ``-V``: *text* and qompr's version on stderr (``-vV`` is a debug build's).
+
+    :returns: whether ``-V`` was given (the program then exits with status 0).
+    """
+    if verbose and version_given:
+        err("Not in DEBUG mode, so '-vV' has no special action\n")
+    if version_given:
+        err(f"{text} (qompr {__version__})\n")
+    return version_given

@@ -18,7 +18,6 @@ from typing import Any
 
 import attrs
 
-from qompr import __version__
 from qompr.cli.backend import Backend
 from qompr.cli.backend import BackendFailed
 from qompr.cli.backend import PluginSource
@@ -27,6 +26,7 @@ from qompr.cli.backend import backend_conflict
 from qompr.cli.backend import open_backend
 from qompr.cli.sglib import err
 from qompr.cli.sglib import out
+from qompr.cli.sglib import says_version
 from qompr.cli.sglib.passthrough import Response
 from qompr.cli.sglib.passthrough import ResponseVerdict
 from qompr.cli.sglib.passthrough import cdb_text
@@ -217,10 +217,7 @@ def _check(op: Opts) -> None:
     if op.help:
         usage(op)
         raise Done(Exit.OK)
-    if op.verbose_given and op.version_given:
-        err("Not in DEBUG mode, so '-vV' has no special action\n")
-    if op.version_given:
-        err(f"Version string: {SG_TURS_VERSION} (qompr {__version__})\n")
+    if says_version(op.verbose_given, op.version_given, f"Version string: {SG_TURS_VERSION}"):
         raise Done(Exit.OK)
     conflict = backend_conflict(op.backend, "--object or --helper")
     if conflict is not None:
