@@ -223,3 +223,35 @@ def test_a_helper_that_was_ready_is_always_restarted(tmp_path: Path) -> None:
         assert sup.error is None and sup.restarts == 3
     finally:
         sup.stop()
+
+
+def test_a_helper_polled_from_many_threads_is_reaped_once() -> None:
+    # HelperSupervisor.pid polls from the caller's thread while the watcher polls from its
+    # own: one waitpid reaps, the others must see the exit status, not ECHILD.
+    from qompr.embed._supervisor import _Child
+
+    true = shutil.which("true")
+    assert true is not None
+    for _ in range(100):
+        child = _Child(os.posix_spawn(true, [true], dict(os.environ)))
+        start = threading.Barrier(4)
+        errors: list[OSError] = []
+
+        def poll(
+            child: _Child = child,
+            start: threading.Barrier = start,
+            errors: list[OSError] = errors,
+        ) -> None:
+            start.wait()
+            try:
+                while child.poll() is None:
+                    pass
+            except OSError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=poll) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert errors == [] and child.returncode == 0

@@ -66,13 +66,18 @@ class _Child:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        # The watcher and any caller of HelperSupervisor.pid poll: without the lock one
+        # thread's waitpid reaps the child and the other's fails with ECHILD before the
+        # first has set returncode (seen as ChildProcessError in test_restart_has_no_window).
+        self._lock = threading.Lock()
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
+        with self._lock:
+            if self.returncode is None:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
 
     def wait(self, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout
