@@ -273,6 +273,7 @@ def take_over(
     reservation_type: int = 0,
     *,
     registered: bool | None = None,
+    temporary_key: bool = True,
 ) -> HandoverResult:
     """Make *destination* hold the guest's registration (*key*) and its reservation, and
     remove the guest's registration everywhere else.
@@ -284,6 +285,10 @@ def take_over(
         :attr:`HandoverResult.type_mismatch`.
     :param registered: whether the destination is already registered with *key* (QEMU 11's
         REGISTER came first); ``None``: find out.
+    :param temporary_key: ``False``: use only the guest's key (what a destination that
+        refuses other keys needs, see :func:`_with_the_guests_key`; saves the refused
+        REGISTER when the caller knows).  With ``True`` a destination that refuses the
+        temporary key with CHECK CONDITION and changes nothing gets the same.
     :raises HandoverError: nothing to take over (the key is registered nowhere else), or a
         command failed (the destination's registration is then as it was: undone when this
         call made it, given back its key when it had it).
@@ -301,20 +306,30 @@ def take_over(
     held = res.type if res.has_reservation else 0
     assert held is not None
     mismatch = reservation_type if reservation_type and reservation_type != held else None
+    if not temporary_key:
+        return _with_the_guests_key(run, key, reservation_type, keys, res, mismatch, start)
     temp = _temporary_key(key, set(keys))
     had_key = bool(registered)
+    name = "REGISTER_AND_IGNORE"
     if registered is None:
         # REGISTER with RK=0 succeeds only for an unregistered nexus (SPC-4 §5.12.7).
-        result = run.out("REGISTER", PrOutAction.REGISTER, 0, 0, temp)
+        name = "REGISTER"
+        result = run.out(name, PrOutAction.REGISTER, 0, 0, temp)
         if result.status == ScsiStatus.RESERVATION_CONFLICT:
             # Registered already, with some key: re-key it, and count to learn whether it
             # was the guest's.
-            run.must("REGISTER_AND_IGNORE", _IGNORE, 0, 0, temp)
-            had_key = run.keys().count(key) < keys.count(key)
-        elif not result.ok:
-            raise run.failed("REGISTER", result)
+            name = "REGISTER_AND_IGNORE"
+            result = run.out(name, _IGNORE, 0, 0, temp)
+            if result.ok:
+                had_key = run.keys().count(key) < keys.count(key)
     else:
-        run.must("REGISTER_AND_IGNORE", _IGNORE, 0, 0, temp)
+        result = run.out(name, _IGNORE, 0, 0, temp)
+    if not result.ok:
+        if result.status == ScsiStatus.CHECK_CONDITION and sorted(run.keys()) == sorted(keys):
+            # Refused and nothing changed: a destination that takes no key but the guest's
+            # (a dm-multipath map: libmpathpersist refuses any key but multipath.conf's).
+            return _with_the_guests_key(run, key, reservation_type, keys, res, mismatch, start)
+        raise run.failed(name, result)
     try:
         others = keys.count(key) - (1 if had_key else 0)
         if others <= 0 and had_key and registered is None:
@@ -361,3 +376,63 @@ def _held_by(res: ReadReservationData, key: int) -> int:
 def _undo(run: _Run, temp: int, key: int | None) -> None:
     """Best effort: give the destination its key back, or take back the registration."""
     run.out("UNDO_REGISTER", PrOutAction.REGISTER, 0, temp, key or 0)
+
+
+def _with_the_guests_key(  # noqa: PLR0917 - take_over's state, passed on once
+    run: _Run,
+    key: int,
+    reservation_type: int,
+    keys: list[int],
+    res: ReadReservationData,
+    mismatch: int | None,
+    start: float,
+) -> HandoverResult:
+    """:func:`take_over` without a temporary key, for a destination that accepts no other key.
+
+    A dm-multipath map with multipath.conf's ``reservation_key`` is one: libmpathpersist
+    refuses a PR OUT whose RK and SARK both differ from it, registers every path of the map
+    on REGISTER and sends the other service actions through one path.  So:
+
+    1. REGISTER AND IGNORE EXISTING KEY with SARK = the guest's key (every path of a map);
+    2. PREEMPT with RK = SARK = the guest's key, QEMU 11's own.  A reservation the guest holds
+       that is not all-registrants moves to the sender, and every *other* nexus registered
+       with the key loses its registration (SPC-4 §5.12.11.2.4; docs/reference/spc4-pr.md
+       §3.6) — the source's, and the map's other paths' too.  Otherwise the registrations with
+       the key go, on LIO and by the letter of SPC-4 the sender's own as well;
+    3. REGISTER AND IGNORE EXISTING KEY again: the destination's nexuses (each path of a map)
+       are registered with the key again, the holder keeping its reservation (§5.12.7);
+    4. an all-registrants reservation the guest held that went with the last registration is
+       reserved again (same type).
+
+    What this cannot tell: whether the key is registered anywhere but the destination once
+    the destination holds it already (a map has several nexuses).  The guest was not fenced
+    then either: a PREEMPT of its key would have removed the destination's registration too.
+    """
+    if keys.count(key) == 0:
+        raise HandoverError(
+            f"reservation key {key:#x} is not registered: the guest was preempted or "
+            "unregistered; nothing taken over",
+            reason=HandoverReason.NOT_REGISTERED,
+            steps=tuple(run.steps),
+        )
+    held = res.type if res.has_reservation else 0
+    assert held is not None
+    moves = _held_by(res, key)
+    run.must("REGISTER_AND_IGNORE", _IGNORE, 0, 0, key)
+    # Registered by this call: only those are undone if the PREEMPT fails.
+    made = run.keys().count(key) > keys.count(key)
+    try:
+        run.must("PREEMPT", PrOutAction.PREEMPT, held or reservation_type or _WE, key, key)
+    except HandoverError as exc:
+        if made:
+            # REGISTER (RK = the key, SARK 0): an unregistration libmpathpersist accepts.
+            run.out("UNDO_REGISTER", PrOutAction.REGISTER, 0, key, 0)
+        exc.steps = tuple(run.steps)
+        raise
+    # From here the destination holds what moved: a failure is reported, nothing undone.
+    run.must("REGISTER_AND_IGNORE", _IGNORE, 0, 0, key)
+    if moves and PrType(moves).all_registrants and not run.reservation().has_reservation:
+        run.must("RESERVE", PrOutAction.RESERVE, moves, key, 0)
+    method = "reservation" if moves else "registration"
+    seconds = time.perf_counter() - start
+    return HandoverResult(key, moves, method, tuple(run.steps), seconds, mismatch)
