@@ -12,7 +12,9 @@ path 3 served by a second ``qompr-pr-helper`` (SG_IO).  The guest's key is multi
   key, TYPE), A to B and B to A, for Write Exclusive - Registrants Only, QEMU 11's
   not-reserved case (TYPE 0) and a not-reserved PREEMPT with a valid TYPE.
 * :class:`qompr.embed.Migration` (the handover a VM manager runs): B to the map, then its
-  rollback; and the map to B, then its rollback.
+  rollback; and the map to B, then its rollback; each for Write Exclusive - Registrants Only,
+  Write Exclusive, Exclusive Access - All Registrants and a guest registered only.  Onto the
+  map the handover uses the guest's key only (libmpathpersist refuses its temporary key).
 
 The LU's state after each step is read with SG_IO on a path (READ KEYS, READ RESERVATION,
 READ FULL STATUS: :func:`.qemu11_replay.lu_state`).  The LU is left unregistered and path 3
@@ -45,6 +47,13 @@ CASES: tuple[tuple[str, int | None, int], ...] = (
     ("none_we_ro", None, 5),
 )
 WE_RO = 5
+#: (case, type the source reserves, 0: registered only) for the handovers both ways
+HANDOVER_CASES: tuple[tuple[str, int], ...] = (
+    ("we_ro", WE_RO),
+    ("we", 1),
+    ("ea_ar", 8),
+    ("none", 0),
+)
 
 Note = Callable[[str, Any], None]
 
@@ -179,42 +188,46 @@ def _handovers(note: Note, devs: list[str], paths: dict[int, int], fds: dict[str
 
     out: dict[str, Any] = {}
     for direction, (src, dst) in (("b_to_map", ("B", "A")), ("map_to_b", ("A", "B"))):
-        _reset(devs)
-        record: dict[str, Any] = {}
-        client = PRHelperClient(SOCK[src])
-        try:
-            for action, pr_type, rk, sark in ((0, 0, 0, KEY), (1, WE_RO, KEY, 0)):
-                reply = client.run(fds[src], pr_out_cdb(action, pr_type), pr_out_params(rk, sark))
-                record.setdefault("source", []).append(
-                    {"status": reply.result, "sense": sense_triplet(reply.sense)}
-                )
-        finally:
-            client.close()
-        record["before"] = _state(devs, paths)
-        source = helper_path(SOCK[src], fds[src])
-        destination = helper_path(SOCK[dst], fds[dst])
-        migration = Migration(destination, source=source)
-        try:
-            entry = migration.prepare(CONTROL[src], pid=os.getpid())
-            record["tracked"] = {"key": entry.key, "type": entry.type}
-        except Exception as exc:  # recorded: the host side asserts on it
-            record["tracked"] = {"error": str(exc)}
-            migration.key, migration.reservation_type = KEY, WE_RO
-        for phase, step in (
-            ("switch_over", migration.switch_over),
-            ("roll_back", migration.roll_back),
-        ):
+        out[direction] = {}
+        for case, pr_type in HANDOVER_CASES:
+            _reset(devs)
+            record: dict[str, Any] = {}
+            client = PRHelperClient(SOCK[src])
+            commands = [(0, 0, 0, KEY)] + ([(1, pr_type, KEY, 0)] if pr_type else [])
             try:
-                result = step()
-                record[phase] = None if result is None else result.as_json()
-            except HandoverError as exc:
-                record[phase] = {
-                    "error": str(exc),
-                    "reason": exc.reason.value,
-                    "steps": list(exc.steps),
-                }
-            record[f"after_{phase}"] = _state(devs, paths)
-        close_path(source)
-        close_path(destination)
-        out[direction] = record
-        note("mpmig_handover", out)
+                for action, type_, rk, sark in commands:
+                    cdb = pr_out_cdb(action, type_)
+                    reply = client.run(fds[src], cdb, pr_out_params(rk, sark))
+                    record.setdefault("source", []).append(
+                        {"status": reply.result, "sense": sense_triplet(reply.sense)}
+                    )
+            finally:
+                client.close()
+            record["before"] = _state(devs, paths)
+            source = helper_path(SOCK[src], fds[src])
+            destination = helper_path(SOCK[dst], fds[dst])
+            migration = Migration(destination, source=source)
+            try:
+                entry = migration.prepare(CONTROL[src], pid=os.getpid())
+                record["tracked"] = {"key": entry.key, "type": entry.type}
+            except Exception as exc:  # recorded: the host side asserts on it
+                record["tracked"] = {"error": str(exc)}
+                migration.key, migration.reservation_type = KEY, pr_type
+            for phase, step in (
+                ("switch_over", migration.switch_over),
+                ("roll_back", migration.roll_back),
+            ):
+                try:
+                    result = step()
+                    record[phase] = None if result is None else result.as_json()
+                except HandoverError as exc:
+                    record[phase] = {
+                        "error": str(exc),
+                        "reason": exc.reason.value,
+                        "steps": list(exc.steps),
+                    }
+                record[f"after_{phase}"] = _state(devs, paths)
+            close_path(source)
+            close_path(destination)
+            out[direction][case] = record
+            note("mpmig_handover", out)

@@ -681,56 +681,93 @@ def test_qemu11_sequence_path_to_map_not_reserved(seen: dict[str, Any]) -> None:
     assert valid["state"] == {"keys": [], "reservation": None, "registrants": []}
 
 
-#: libmpathpersist's refusal of a key other than multipath.conf's (ABORTED COMMAND, LOGICAL
-#: UNIT COMMUNICATION FAILURE): the handover's temporary key through the map
-REFUSED_TEMPORARY_KEY = {
-    "error": "REGISTER through the destination failed: CHECK_CONDITION (ABORTED COMMAND, "
-    "ASC/ASCQ 08h/00h (LOGICAL UNIT COMMUNICATION FAILURE))",
-    "reason": "command-failed",
-    "steps": ["READ_KEYS=GOOD", "READ_RESERVATION=GOOD", "REGISTER=CHECK_CONDITION"],
-}
-B_HOLDS = {
-    "keys": [KEY],
-    "reservation": {"key": KEY, "type": WE_RO},
-    "registrants": [{"path": PATH_B, "key": KEY, "holder": True}],
-}
+#: The handover onto the map: its temporary key refused by libmpathpersist (ABORTED
+#: COMMAND, LOGICAL UNIT COMMUNICATION FAILURE) and nothing changed, so the guest's key only:
+#: REGISTER AND IGNORE on every map path, QEMU 11's PREEMPT (RK = SARK = the key) through one
+#: path, REGISTER AND IGNORE again for the map path that PREEMPT removed with the source.
+ONTO_THE_MAP = [
+    "READ_KEYS=GOOD",
+    "READ_RESERVATION=GOOD",
+    "REGISTER=CHECK_CONDITION",
+    "READ_KEYS=GOOD",
+    "REGISTER_AND_IGNORE=GOOD",
+    "READ_KEYS=GOOD",
+    "PREEMPT=GOOD",
+    "REGISTER_AND_IGNORE=GOOD",
+]
+#: The handover onto path 3 (B): a temporary key, PREEMPT, the guest's key.
+ONTO_B = ["READ_KEYS=GOOD", "READ_RESERVATION=GOOD", "REGISTER=GOOD", "PREEMPT=GOOD"]
+ONTO_B += ["REGISTER=GOOD"]
+HANDOVER_CASES = {"we_ro": WE_RO, "we": 1, "ea_ar": 8, "none": 0}
+EA_AR = 8
 
 
-def test_embed_handover_to_the_map_is_refused_and_changes_nothing(seen: dict[str, Any]) -> None:
-    run = _mpmig(seen, "mpmig_handover")["b_to_map"]
-    assert run["source"] == [GOOD_STEP, GOOD_STEP]
-    assert run["before"] == B_HOLDS
-    # helper B's tracking knew the guest's key and type
-    assert run["tracked"] == {"key": KEY, "type": WE_RO}
-    # take_over registers a temporary key first: libmpathpersist refuses any key but
-    # multipath.conf's, so nothing moves and the source keeps everything
-    assert run["switch_over"] == REFUSED_TEMPORARY_KEY
-    assert run["after_switch_over"] == B_HOLDS
-    assert run["roll_back"] is None  # nothing was handed over
-    assert run["after_roll_back"] == B_HOLDS
+def _holds(state: dict[str, Any], where: tuple[int, ...], pr_type: int) -> None:
+    """*state* is: the guest's key registered through the bed paths *where* and nowhere
+    else, and the reservation the guest held (*pr_type*, 0 none) with them."""
+    assert state["keys"] == [KEY] * len(where), state
+    assert [(r["path"], r["key"]) for r in state["registrants"]] == [(p, KEY) for p in where]
+    holders = [r["path"] for r in state["registrants"] if r["holder"]]
+    if not pr_type:
+        assert state["reservation"] is None and holders == [], state
+    elif pr_type == EA_AR:
+        # an all-registrants reservation: READ RESERVATION shows key 0, every registrant holds
+        assert state["reservation"] == {"key": 0, "type": pr_type}, state
+        assert holders == list(where), state
+    else:
+        assert state["reservation"] == {"key": KEY, "type": pr_type}, state
+        assert len(holders) == 1 and holders[0] in where, state  # the path it went down
 
 
-def test_embed_handover_from_the_map_moves_and_its_rollback_is_refused(
-    seen: dict[str, Any],
+def _handover(seen: dict[str, Any], direction: str, case: str) -> dict[str, Any]:
+    run: dict[str, Any] = _mpmig(seen, "mpmig_handover")[direction][case]
+    assert run["source"] == [GOOD_STEP] * (2 if HANDOVER_CASES[case] else 1)
+    # the source's helper tracked the guest's key and type from its PR OUT
+    assert run["tracked"] == {"key": KEY, "type": HANDOVER_CASES[case]}
+    return run
+
+
+@pytest.mark.parametrize("case", HANDOVER_CASES)
+def test_embed_handover_onto_the_map_with_the_guests_key_and_back(
+    seen: dict[str, Any], case: str
 ) -> None:
-    run = _mpmig(seen, "mpmig_handover")["map_to_b"]
-    assert run["source"] == [GOOD_STEP, GOOD_STEP]
-    before = run["before"]
-    assert before["keys"] == [KEY, KEY] and before["reservation"] == {"key": KEY, "type": WE_RO}
-    assert [r["path"] for r in before["registrants"]] == list(MAP_PATHS)
-    assert run["tracked"] == {"key": KEY, "type": WE_RO}
+    pr_type = HANDOVER_CASES[case]
+    run = _handover(seen, "b_to_map", case)
+    _holds(run["before"], (PATH_B,), pr_type)
     done = run["switch_over"]
-    assert done["key"] == MPATH_KEY and done["type"] == WE_RO and done["method"] == "reservation"
-    assert done["steps"] == [
-        "READ_KEYS=GOOD",
-        "READ_RESERVATION=GOOD",
-        "REGISTER=GOOD",
-        "PREEMPT=GOOD",
-        "REGISTER=GOOD",
-    ]
-    # both map paths' registrations went with the one PREEMPT
-    assert run["after_switch_over"] == B_HOLDS
-    # the rollback is a take_over through the map: refused the same way, B keeps it
-    assert run["roll_back"] == REFUSED_TEMPORARY_KEY
-    assert run["after_roll_back"] == B_HOLDS
-    print(f"\nmultipath handover map -> path: {done['seconds']:.3f} s", file=sys.stderr)
+    assert "error" not in done, done
+    assert done["key"] == MPATH_KEY and done["type"] == pr_type
+    assert done["method"] == ("reservation" if pr_type else "registration")
+    steps = ONTO_THE_MAP + (["READ_RESERVATION=GOOD"] if pr_type == EA_AR else [])
+    assert done["steps"] == steps
+    # both map paths registered, B's registration gone, the reservation with the map
+    _holds(run["after_switch_over"], MAP_PATHS, pr_type)
+    back = run["roll_back"]
+    assert "error" not in back, back
+    assert back["steps"] == ONTO_B
+    _holds(run["after_roll_back"], (PATH_B,), pr_type)
+    print(
+        f"\nmultipath handover path -> map ({case}): {done['seconds']:.3f} s",
+        file=sys.stderr,
+    )
+
+
+@pytest.mark.parametrize("case", HANDOVER_CASES)
+def test_embed_handover_from_the_map_and_back_onto_it(seen: dict[str, Any], case: str) -> None:
+    pr_type = HANDOVER_CASES[case]
+    run = _handover(seen, "map_to_b", case)
+    _holds(run["before"], MAP_PATHS, pr_type)
+    done = run["switch_over"]
+    assert "error" not in done, done
+    assert done["key"] == MPATH_KEY and done["type"] == pr_type
+    # one PREEMPT removed both map paths' registrations
+    assert done["steps"] == ONTO_B
+    _holds(run["after_switch_over"], (PATH_B,), pr_type)
+    back = run["roll_back"]
+    assert "error" not in back, back
+    assert back["steps"] == ONTO_THE_MAP + (["READ_RESERVATION=GOOD"] if pr_type == EA_AR else [])
+    _holds(run["after_roll_back"], MAP_PATHS, pr_type)
+    print(
+        f"\nmultipath handover map -> path ({case}): {done['seconds']:.3f} s",
+        file=sys.stderr,
+    )

@@ -26,6 +26,10 @@ that exists, the destination's TransportID known to the source, and a target tha
 and SPDK do not); PREEMPT is mandatory and covers "registered but nothing reserved", all six
 types and a source that is gone.  ``docs/migration.md`` says more.
 
+A destination that takes no key but the guest's (a dm-multipath map with multipath.conf's
+``reservation_key``: libmpathpersist refuses others) refuses step 2 and changes nothing; the
+handover then uses the guest's key only (:func:`_with_the_guests_key`).
+
 Safety: the guest's key must still be registered somewhere other than the destination, or
 the guest was preempted (fenced) or unregistered meanwhile and nothing is taken over
 (:class:`HandoverError` with reason ``not-registered``): a handover never resurrects a fenced
