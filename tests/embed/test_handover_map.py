@@ -112,7 +112,6 @@ FALLBACK_STEPS = [
     "REGISTER=CHECK_CONDITION",  # the temporary key, refused
     "READ_KEYS=GOOD",  # nothing changed: the guest's key it is
     "REGISTER_AND_IGNORE=GOOD",
-    "READ_KEYS=GOOD",
     "PREEMPT=GOOD",
     "REGISTER_AND_IGNORE=GOOD",
 ]
@@ -236,7 +235,11 @@ def test_failed_preempt_unregisters_the_map_again(emu: PRManagerEmulated) -> Non
     with pytest.raises(HandoverError) as caught:
         take_over(PRPath(emu, -1, MAP), KEY, int(PrType.EA))
     assert caught.value.reason is HandoverReason.COMMAND_FAILED
-    assert caught.value.steps[-2:] == ("PREEMPT=CHECK_CONDITION", "UNDO_REGISTER=GOOD")
+    assert caught.value.steps[-3:] == (
+        "PREEMPT=CHECK_CONDITION",
+        "READ_KEYS=GOOD",
+        "UNDO_REGISTER=GOOD",
+    )
     # the source keeps everything; the map's registrations made for the handover are gone
     assert registrations(emu) == {SRC: KEY, NODE: OTHER}
     assert reservation(emu) == (int(PrType.EA), SRC)
@@ -252,3 +255,18 @@ def test_a_dead_map_fails_and_changes_nothing(emu: PRManagerEmulated) -> None:
     assert caught.value.result is not None
     assert caught.value.result.sense_code == SenseCode.LUN_COMM_FAILURE
     assert emu.snapshot(-1).persistent() == before
+
+
+@pytest.mark.parametrize("pr_type", [0, *TYPES, *AR_TYPES])
+def test_guests_key_only_onto_the_nexus_that_holds_it(emu: PRManagerEmulated, pr_type: int) -> None:
+    # A retried handover, or one host: the destination already is the guest's nexus.  The
+    # PREEMPT preempts itself (and, nothing reserved, its own registration): all comes back.
+    source_holds(emu, pr_type)
+    result = take_over(PRPath(emu, -1, SRC), KEY, pr_type, temporary_key=False)
+    assert result.type == pr_type
+    assert registrations(emu) == {SRC: KEY, NODE: OTHER}
+    held = reservation(emu)
+    if pr_type in AR_TYPES:
+        assert held is not None and held[0] == pr_type
+    else:
+        assert held == ((pr_type, SRC) if pr_type else None)

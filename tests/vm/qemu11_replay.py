@@ -123,7 +123,12 @@ def reset_lu(devices: list[str]) -> None:
     """Every nexus unregisters (REGISTER AND IGNORE EXISTING KEY, SARK 0: that also ends a
     reservation its nexus holds), then unit attentions are drained with TEST UNIT READY."""
     for device in devices:
-        result = sg_io(device, pr_out_cdb(REGISTER_IGNORE), data_out=pr_out_params(0, 0))
+        for _ in range(8):
+            result = sg_io(device, pr_out_cdb(REGISTER_IGNORE), data_out=pr_out_params(0, 0))
+            # A unit attention answer means it did not run (SAM-5): an earlier device's
+            # unregistration released an all-registrants reservation (2A/04) meanwhile.
+            if not (result.status == 2 and sense_triplet(result.sense)[:1] == [0x06]):
+                break
         if result.status != 0:
             raise OSError(f"reset on {device}: {result.status:#x} {result.sense.hex()}")
     for device in devices:
