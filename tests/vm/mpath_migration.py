@@ -215,7 +215,10 @@ def _handovers(note: Note, devs: list[str], paths: dict[int, int], fds: dict[str
                 _reset(devs)
                 for action, type_, rk, sark in commands:
                     cdb = pr_out_cdb(action, type_)
+                    began = time.perf_counter()
                     reply = client.run(fds[src], cdb, pr_out_params(rk, sark))
+                    # one PR OUT through the source's helper: what a command costs there
+                    record.setdefault("source_seconds", []).append(time.perf_counter() - began)
                     record.setdefault("source", []).append(
                         {"status": reply.result, "sense": sense_triplet(reply.sense)}
                     )

@@ -745,8 +745,11 @@ def test_embed_handover_onto_the_map_with_the_guests_key_and_back(
     assert "error" not in back, back
     assert back["steps"] == ONTO_B
     _holds(run["after_roll_back"], (PATH_B,), pr_type)
+    # the handover's time beside what one PR OUT through the map costs (in the first test
+    # of the pair below: the map is the source there)
     print(
-        f"\nmultipath handover path -> map ({case}): {done['seconds']:.3f} s",
+        f"\nmultipath handover path -> map ({case}): {done['seconds']:.3f} s in "
+        f"{len(done['steps'])} commands",
         file=sys.stderr,
     )
 
@@ -766,7 +769,9 @@ def test_embed_handover_from_the_map_and_back_onto_it(seen: dict[str, Any], case
     assert "error" not in back, back
     assert back["steps"] == ONTO_THE_MAP + (["READ_RESERVATION=GOOD"] if pr_type == EA_AR else [])
     _holds(run["after_roll_back"], MAP_PATHS, pr_type)
+    per_command = ", ".join(f"{t:.3f}" for t in run["source_seconds"])
     print(
-        f"\nmultipath handover map -> path ({case}): {done['seconds']:.3f} s",
+        f"\nmultipath handover map -> path ({case}): {done['seconds']:.3f} s in "
+        f"{len(done['steps'])} commands; a PR OUT through the map: {per_command} s",
         file=sys.stderr,
     )
