@@ -10,7 +10,8 @@ path 3 served by a second ``qompr-pr-helper`` (SG_IO).  The guest's key is multi
 * QEMU 11's destination sequence (:func:`.qemu11_replay.replay`): the source registers the
   key (and reserves), the destination sends REGISTER (RK 0, SARK key) and PREEMPT (RK = SARK =
   key, TYPE), A to B and B to A, for Write Exclusive - Registrants Only, QEMU 11's
-  not-reserved case (TYPE 0) and a not-reserved PREEMPT with a valid TYPE.
+  not-reserved case (TYPE 0) and a not-reserved PREEMPT with a valid TYPE; and B to the map
+  through helper H, which serves the map with ``--migrate-pr=handover``.
 * :class:`qompr.embed.Migration` (the handover a VM manager runs): B to the map, then its
   rollback; and the map to B, then its rollback; each for Write Exclusive - Registrants Only,
   Write Exclusive, Exclusive Access - All Registrants and a guest registered only.  Onto the
@@ -38,8 +39,14 @@ from .qemu11_replay import reset_lu
 from .qemu11_replay import sense_triplet
 from .qemu11_replay import unit_attention
 
-SOCK = {"A": "/run/qompr-mp-a.sock", "B": "/run/qompr-mp-b.sock"}
-CONTROL = {"A": "/run/qompr-mp-a.control", "B": "/run/qompr-mp-b.control"}
+SOCK = {"A": "/run/qompr-mp-a.sock", "B": "/run/qompr-mp-b.sock", "H": "/run/qompr-mp-h.sock"}
+CONTROL = {
+    "A": "/run/qompr-mp-a.control",
+    "B": "/run/qompr-mp-b.control",
+    "H": "/run/qompr-mp-h.control",
+}
+#: helper H serves the map too, with ``--migrate-pr=handover``
+HELPER_OPTIONS = {"A": [], "B": [], "H": ["--migrate-pr=handover"]}
 #: (case, type the source reserves or None, TYPE of the destination's PREEMPT)
 CASES: tuple[tuple[str, int | None, int], ...] = (
     ("we_ro", 5, 5),
@@ -125,21 +132,23 @@ def migration_section(note: Note, devs: list[str], mpath: str) -> None:  # pragm
                 "-k",
                 SOCK[host],
                 f"--control={CONTROL[host]}",
+                *HELPER_OPTIONS[host],
             ],
             stderr=subprocess.PIPE,
             text=True,
         )
-        for host in ("A", "B")
+        for host in ("A", "B", "H")
     }
     try:
         for host, proc in procs.items():
             wait_for_socket(SOCK[host], 180, proc)  # TCG, a loaded host
         fds = {"A": os.open(mpath, os.O_RDWR), "B": os.open(devs[2], os.O_RDWR)}
+        fds["H"] = fds["A"]
         try:
             _replays(note, devs, paths, fds)
             _handovers(note, devs, paths, fds)
         finally:
-            for fd in fds.values():
+            for fd in {fds["A"], fds["B"]}:
                 os.close(fd)
     finally:
         exits = []
@@ -160,7 +169,8 @@ def _replays(note: Note, devs: list[str], paths: dict[int, int], fds: dict[str, 
     from .test_multipath import KEY
 
     out: dict[str, Any] = {}
-    for direction, (src, dst) in (("a_to_b", ("A", "B")), ("b_to_a", ("B", "A"))):
+    directions = (("a_to_b", ("A", "B")), ("b_to_a", ("B", "A")), ("b_to_h", ("B", "H")))
+    for direction, (src, dst) in directions:
         out[direction] = {}
         for name, reserved, preempt_type in CASES:
             _reset(devs)

@@ -615,8 +615,8 @@ def test_migration_set_up_takes_path_3_out_and_puts_it_back(seen: dict[str, Any]
     assert _mpmig(seen, "mpmig_map_paths")[0] is True
     assert len(seen["mpmig_map_paths"][1]) == 2
     # helper A's libmpathpersist logged the handover's refused temporary keys
-    (a_status, a_err), (b_status, b_err) = seen["mpmig_daemon_exits"]
-    assert a_status == b_status == 0 and b_err == ""
+    (a_status, a_err), (b_status, b_err), (h_status, _) = seen["mpmig_daemon_exits"]
+    assert a_status == b_status == h_status == 0 and b_err == ""
     assert f"configured reservation key doesn't match: {MPATH_KEY}" in a_err
     assert seen["mpmig_restored"][0] is True and len(seen["mpmig_restored"][1]) == 3
     assert seen["mpmig_after"] == {"keys": [], "reservation": None, "registrants": []}
@@ -679,6 +679,19 @@ def test_qemu11_sequence_path_to_map_not_reserved(seen: dict[str, Any]) -> None:
     valid = replayed["none_we_ro"]
     assert valid["steps"]["preempt"] == GOOD_STEP
     assert valid["state"] == {"keys": [], "reservation": None, "registrants": []}
+
+
+@pytest.mark.parametrize("case", ["we_ro", "none", "none_we_ro"])
+def test_qemu11_sequence_path_to_map_with_migrate_pr_handover(
+    seen: dict[str, Any], case: str
+) -> None:
+    # Helper H serves the map with --migrate-pr=handover: it answers QEMU 11's PREEMPT with
+    # the handover (the guest's key only, libmpathpersist refusing the temporary one), so
+    # both map paths end registered, the reservation (if any) with the map, B's registration
+    # gone -- where passthrough left one map path unregistered or B registered.
+    replayed = _mpmig(seen, "mpmig_replay")["b_to_h"][case]
+    assert list(replayed["steps"].values()) == [GOOD_STEP] * len(replayed["steps"]), replayed
+    _holds(replayed["state"], MAP_PATHS, WE_RO if case == "we_ro" else 0)
 
 
 #: The handover onto the map: its temporary key refused by libmpathpersist (ABORTED
