@@ -419,3 +419,58 @@ def test_a_corrupt_document_is_a_target_failure_not_a_dead_worker(
         )
     assert command(m, image, a, pr_out(PrOutAction.REGISTER, rk=1, sark=2)).ok
     assert m.snapshot(image).keys == (2,)
+
+
+def test_reads_arriving_during_a_select_wait_for_the_next_one_together(
+    pg_state_uri: str,
+) -> None:
+    """One SELECT in flight per logical unit: reads that arrive meanwhile share the next
+    SELECT (bench/cluster.py: more reads per round trip), and none is answered by a SELECT
+    that began before it arrived (it would miss a write acknowledged before then)."""
+    from qompr.managers.emulated import open_store
+    from qompr.managers.emulated._postgres import PostgresStore
+
+    store = open_store(pg_state_uri, StoreOptions(timeout=10.0))
+    assert isinstance(store, PostgresStore)
+    lu = f"reads-{time.time_ns()}"
+    first = Nexus("vm:first")
+    assert command_on(store, lu, first, pr_out(PrOutAction.REGISTER, sark=1)).ok
+    real_read = store._read
+    selects: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def read(conn: Any, name: str) -> Any:
+        selects.append(name)
+        state = real_read(conn, name)
+        if len(selects) == 1:  # the first SELECT has read; its answer is held back
+            entered.set()
+            assert release.wait(10)
+        return state
+
+    store._read = read  # type: ignore[method-assign,assignment]
+    seen: dict[str, int] = {}
+
+    def snapshot(who: str) -> None:
+        seen[who] = len(store.snapshot(lu).registrations)
+
+    try:
+        early = threading.Thread(target=snapshot, args=("early",))
+        early.start()
+        assert entered.wait(10)
+        # Acknowledged while the early SELECT is in flight (a write is not a read: it goes
+        # on), so every read arriving from now on must see two registrations.
+        second = Nexus("vm:second")
+        assert command_on(store, lu, second, pr_out(PrOutAction.REGISTER, sark=2)).ok
+        late = [threading.Thread(target=snapshot, args=(f"late{i}",)) for i in range(5)]
+        for thread in late:
+            thread.start()
+        time.sleep(0.3)  # free workers there are (four): none may start another SELECT
+        assert selects == [lu]
+        release.set()
+        for thread in (early, *late):
+            thread.join(10)
+        assert len(selects) == 2  # the five late reads shared one SELECT
+        assert seen == {"early": 1, **{f"late{i}": 2 for i in range(5)}}
+    finally:
+        release.set()
+        store.close()

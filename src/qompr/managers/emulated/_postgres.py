@@ -212,6 +212,11 @@ class PostgresStore:
         #: Logical units a worker is writing: their new commands wait for its commit and
         #: go together into the next transaction (group commit).
         self._busy: set[str] = set()
+        #: Logical units a worker is reading: their new reads wait for that SELECT and go
+        #: together into the next one (one SELECT in flight per LU; with a free worker per
+        #: read, batches stayed small and 16 readers got 4,944 reads/s from 8 workers
+        #: against 14,247 from one).
+        self._reading: set[str] = set()
         self._cache: dict[str, _Cached] = {}
         self._closing = False
         name = redact(uri)
@@ -278,7 +283,7 @@ class PostgresStore:
             self._check_open()
             queue = self._reads.setdefault(lu, [])
             queue.append(job)
-            if len(queue) == 1:
+            if len(queue) == 1 and lu not in self._reading:
                 self._items.append((False, lu))
                 self._cond.notify()
         state: LUState = self._wait(job)
@@ -388,7 +393,11 @@ class PostgresStore:
                     if isinstance(item, _Job):
                         batch = [item]
                     elif not item[0]:
+                        if item[1] in self._reading:
+                            continue  # the worker reading it queues its next turn
                         batch = self._reads.pop(item[1], [])
+                        if batch:
+                            self._reading.add(item[1])
                     elif item[1] in self._busy:
                         continue  # the worker writing it queues its next turn
                     else:
@@ -474,6 +483,11 @@ class PostgresStore:
                 self._busy.discard(lu)
                 if self._writes.get(lu):
                     self._items.append((True, lu))  # what arrived meanwhile: the next one
+                    self._cond.notify()
+            elif batch[0].reads:
+                self._reading.discard(lu)
+                if self._reads.get(lu):
+                    self._items.append((False, lu))  # the reads that arrived meanwhile
                     self._cond.notify()
         return conn
 
