@@ -120,6 +120,33 @@ PY
 vmbed_run c_resv2 sg_persist -n -r "$VMBED_DEV2"
 vmbed_run c_clear sg_persist -n --out --clear --param-rk={KEY_C:#x} "$VMBED_DEV3"
 
+# (f) pr-manager-emulated with lu-id=wwn: the three /dev/sdX of the one LUN are one logical
+# unit (its NAA designator, read with INQUIRY VPD 83h through SG_IO), as on hosts that see a
+# shared LUN under different names; sg_vpd reads the designator independently of qompr
+vmbed_run f_vpd sg_vpd -p di "$VMBED_DEV1"
+"$VMBED_PYTHON" - <<'PY'
+{PY_PREAMBLE}
+import tempfile
+from qompr.plugins import new_tree
+from qompr.scsi import Nexus, PrInAction, PrInCdb, PrOutAction, ReadKeysData
+from qompr.testing import pr_out_command
+tree = new_tree(load_entrypoints=False)
+state = os.path.join(tempfile.mkdtemp(), "state.db")
+emu = tree.object_add("pr-manager-emulated", "w", state=state, lu_id="wwn")
+fds = [os.open(E[f"VMBED_DEV{{i}}"], os.O_RDWR) for i in (1, 2, 3)]
+out = {{"names": [emu.logical_unit(fd) for fd in fds]}}
+cmd = pr_out_command(PrOutAction.REGISTER, sark=0x77)
+out["register"] = int(emu.execute(fds[0], *cmd, nexus=Nexus("vm:a")).status)
+keys = emu.execute(fds[2], PrInCdb(PrInAction.READ_KEYS, 255).to_bytes(), nexus=Nexus("vm:b"))
+out["keys_through_dev3"] = list(ReadKeysData.from_bytes(keys.data).keys)
+try:
+    emu.logical_unit(os.open(state, os.O_RDONLY))
+    out["regular_file"] = "named"
+except OSError as exc:
+    out["regular_file"] = str(exc)
+write_result("f_wwn.json", out)
+PY
+
 # (e) the project's Python
 "$VMBED_PYTHON" - <<'PY'
 {PY_PREAMBLE}
@@ -172,7 +199,7 @@ def host_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def lio_run(host_out: Path) -> VMResult:
-    """One boot: 3 paths + qemu-pr-helper; checks (a), (b), (c), (e)."""
+    """One boot: 3 paths + qemu-pr-helper; checks (a), (b), (c), (e), (f)."""
     return run_in_vm(
         LIO_SCRIPT,
         paths=3,
@@ -342,3 +369,20 @@ def test_bed_failure_is_loud() -> None:
     """A bed that cannot boot raises (the suite fails), it never skips."""
     with pytest.raises(VMBedError, match="vmlinuz-0.0-missing"):
         run_in_vm("true", kver="0.0-missing")
+
+
+# ------------------------------------------------------------------ (f) lu-id=wwn on a real LUN
+
+
+def test_lu_id_wwn_names_one_lun_the_same_through_every_path(lio_run: VMResult) -> None:
+    seen = lio_run.json("f_wwn.json")
+    names = seen["names"]
+    assert len(set(names)) == 1, names
+    (name,) = set(names)
+    assert re.fullmatch(r"wwn:naa\.[0-9a-f]{16,32}", name), name
+    # the designator sg_vpd shows for the LUN (Device Identification, NAA, addressed LU)
+    vpd = _ok(lio_run, "f_vpd")
+    assert "0x" + name.removeprefix("wwn:naa.") in vpd, vpd
+    # one state: registered through /dev/sdX of path 1, read through path 3's
+    assert seen["register"] == 0 and seen["keys_through_dev3"] == [0x77]
+    assert "lu-id=wwn needs a SCSI LUN" in seen["regular_file"]
