@@ -263,30 +263,14 @@ class PostgresStore:
             outcome = decide(self._read_state(lu, deadline))
             if outcome.changes is None:
                 return outcome
-        job = _Job(lu, deadline, decide=decide)
-        with self._cond:
-            self._check_open()
-            queue = self._writes.setdefault(lu, [])
-            queue.append(job)
-            if len(queue) == 1 and lu not in self._busy:
-                self._items.append((True, lu))
-                self._cond.notify()
-        result: EngineOutcome = self._wait(job)
+        result: EngineOutcome = self._queue(_Job(lu, deadline, decide=decide))
         return result
 
     def snapshot(self, lu: str) -> StateSnapshot:
         return self._read_state(lu, time.monotonic() + self.timeout).snapshot()
 
     def _read_state(self, lu: str, deadline: float) -> LUState:
-        job = _Job(lu, deadline, reads=True)
-        with self._cond:
-            self._check_open()
-            queue = self._reads.setdefault(lu, [])
-            queue.append(job)
-            if len(queue) == 1 and lu not in self._reading:
-                self._items.append((False, lu))
-                self._cond.notify()
-        state: LUState = self._wait(job)
+        state: LUState = self._queue(_Job(lu, deadline, reads=True))
         return state
 
     def logical_units(self) -> list[str]:
@@ -342,6 +326,24 @@ class PostgresStore:
         result: _T = self._wait(job)
         return result
 
+    def _lane(self, writes: bool) -> tuple[dict[str, list[_Job]], set[str]]:
+        """The commands waiting per logical unit, and the logical units a worker is on, for
+        writes (group commit) or reads (one SELECT for all waiting)."""
+        return (self._writes, self._busy) if writes else (self._reads, self._reading)
+
+    def _queue(self, job: _Job) -> Any:
+        """Queue a read or write *job* for its logical unit's next turn; its result."""
+        writes = not job.reads
+        waiting, active = self._lane(writes)
+        with self._cond:
+            self._check_open()
+            queue = waiting.setdefault(job.lu, [])
+            queue.append(job)
+            if len(queue) == 1 and job.lu not in active:
+                self._items.append((writes, job.lu))
+                self._cond.notify()
+        return self._wait(job)
+
     def _wait(self, job: _Job) -> Any:
         limit = job.deadline
         while not job.done.wait(max(0.0, limit - time.monotonic())):
@@ -371,7 +373,7 @@ class PostgresStore:
         if job.call is not None:
             self._items.remove(job)
             return
-        waiting = self._reads if job.reads else self._writes
+        waiting, _ = self._lane(not job.reads)
         queue = waiting.get(job.lu, [])
         queue.remove(job)
         if not queue:
@@ -392,20 +394,14 @@ class PostgresStore:
                     item = self._items.popleft()
                     if isinstance(item, _Job):
                         batch = [item]
-                    elif not item[0]:
-                        if item[1] in self._reading:
-                            continue  # the worker reading it queues its next turn
-                        batch = self._reads.pop(item[1], [])
-                        if batch:
-                            self._reading.add(item[1])
-                    elif item[1] in self._busy:
-                        continue  # the worker writing it queues its next turn
                     else:
-                        batch = self._writes.pop(item[1], [])
-                        if batch:
-                            self._busy.add(item[1])
-                    if not batch:
-                        continue
+                        waiting, active = self._lane(item[0])
+                        if item[1] in active:
+                            continue  # the worker on it queues its next turn
+                        batch = waiting.pop(item[1], [])
+                        if not batch:
+                            continue
+                        active.add(item[1])
                     for job in batch:
                         job.taken = True
                 conn = self._serve(conn, batch)
@@ -479,15 +475,12 @@ class PostgresStore:
                         job.error = error
                 job.done.set()
             lu = batch[0].lu
-            if batch[0].decide is not None:
-                self._busy.discard(lu)
-                if self._writes.get(lu):
-                    self._items.append((True, lu))  # what arrived meanwhile: the next one
-                    self._cond.notify()
-            elif batch[0].reads:
-                self._reading.discard(lu)
-                if self._reads.get(lu):
-                    self._items.append((False, lu))  # the reads that arrived meanwhile
+            if batch[0].call is None:
+                writes = not batch[0].reads
+                waiting, active = self._lane(writes)
+                active.discard(lu)
+                if waiting.get(lu):
+                    self._items.append((writes, lu))  # what arrived meanwhile: the next turn
                     self._cond.notify()
         return conn
 
