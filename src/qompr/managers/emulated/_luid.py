@@ -23,6 +23,7 @@ import os
 import stat
 import threading
 from typing import Final
+from typing import TypeVar
 
 from qompr.managers.emulated._identity import lu_identity
 
@@ -39,6 +40,7 @@ _INQUIRY_VPD83: Final = bytes((0x12, 0x01, 0x83, 0x10, 0x00, 0x00))  # 4096-byte
 _INQUIRY_TIMEOUT_MS: Final = 5000
 #: Names kept per file or device (bounded: a client can open many files).
 _KEEP: Final = 4096
+_K = TypeVar("_K", int, tuple[int, int])
 # Designator types (SPC-4 §7.8.6, the Device Identification VPD page), best first: a worldwide
 # name, then what is unique only with its vendor.  Only designators of the logical unit itself
 # (ASSOCIATION 00b) count.
@@ -185,12 +187,7 @@ class LuNamer:
             known = self._wwns.get(st.st_rdev)
         if known is not None:
             return known
-        name = lu_wwn_identity(fd)
-        with self._lock:
-            if len(self._wwns) >= _KEEP:
-                self._wwns.clear()  # bounded: a client can open many devices
-            self._wwns[st.st_rdev] = name
-        return name
+        return self._keep(self._wwns, st.st_rdev, lu_wwn_identity(fd))
 
     def _path(self, fd: int, st: os.stat_result) -> str:
         key = (st.st_dev, st.st_ino)
@@ -204,9 +201,12 @@ class LuNamer:
             else:
                 if (now.st_dev, now.st_ino) == key:
                     return known
-        name = lu_path_identity(fd)
+        return self._keep(self._paths, key, lu_path_identity(fd))
+
+    def _keep(self, names: dict[_K, str], key: _K, name: str) -> str:
+        """Remember *name* under *key*; bounded: a client can open many files and devices."""
         with self._lock:
-            if len(self._paths) >= _KEEP:
-                self._paths.clear()
-            self._paths[key] = name
+            if len(names) >= _KEEP:
+                names.clear()
+            names[key] = name
         return name
