@@ -245,6 +245,14 @@ class _Run:
             raise self.failed("READ RESERVATION", result)
         return ReadReservationData.from_bytes(result.data)
 
+    def not_registered(self, key: int) -> HandoverError:
+        return HandoverError(
+            f"reservation key {key:#x} is not registered: the guest was preempted or "
+            "unregistered; nothing taken over",
+            reason=HandoverReason.NOT_REGISTERED,
+            steps=tuple(self.steps),
+        )
+
     def failed(self, name: str, result: ScsiResult) -> HandoverError:
         what = result.status.name
         code = None
@@ -308,8 +316,7 @@ def take_over(
     run = _Run(destination)
     keys = run.keys()
     res = run.reservation()
-    held = res.type if res.has_reservation else 0
-    assert held is not None
+    held = _held(res)
     mismatch = reservation_type if reservation_type and reservation_type != held else None
     if not temporary_key:
         return _with_the_guests_key(run, key, reservation_type, keys, res, mismatch, start)
@@ -347,12 +354,7 @@ def take_over(
                 key, _held_by(res, key), "already-held", tuple(run.steps), seconds, mismatch
             )
         if others <= 0:
-            raise HandoverError(
-                f"reservation key {key:#x} is not registered: the guest was preempted or "
-                "unregistered; nothing taken over",
-                reason=HandoverReason.NOT_REGISTERED,
-                steps=tuple(run.steps),
-            )
+            raise run.not_registered(key)
         # PREEMPT with RK = the temporary key and SARK = the guest's.  SARK the holder's key
         # (a reservation the guest holds): the reservation moves to the sender with TYPE,
         # the one held (so no RESERVATIONS RELEASED unit attention).  Otherwise only the
@@ -370,9 +372,13 @@ def take_over(
     return HandoverResult(key, moves, method, tuple(run.steps), seconds, mismatch)
 
 
+def _held(res: ReadReservationData) -> int:
+    """The type of the reservation READ RESERVATION reported, 0 for none."""
+    return res.type or 0 if res.has_reservation else 0
+
+
 def _held_by(res: ReadReservationData, key: int) -> int:
-    held = res.type if res.has_reservation else 0
-    assert held is not None
+    held = _held(res)
     if held and (PrType(held).all_registrants or res.reservation_key == key):
         return held
     return 0
@@ -414,14 +420,8 @@ def _with_the_guests_key(  # noqa: PLR0917 - take_over's state, passed on once
     then either: a PREEMPT of its key would have removed the destination's registration too.
     """
     if keys.count(key) == 0:
-        raise HandoverError(
-            f"reservation key {key:#x} is not registered: the guest was preempted or "
-            "unregistered; nothing taken over",
-            reason=HandoverReason.NOT_REGISTERED,
-            steps=tuple(run.steps),
-        )
-    held = res.type if res.has_reservation else 0
-    assert held is not None
+        raise run.not_registered(key)
+    held = _held(res)
     moves = _held_by(res, key)
     run.must("REGISTER_AND_IGNORE", _IGNORE, 0, 0, key)
     try:
