@@ -634,12 +634,24 @@ def test_qemu11_sequence_map_to_path_moves_a_we_ro_reservation(seen: dict[str, A
     }
 
 
-def test_qemu11_sequence_map_to_path_not_reserved(seen: dict[str, Any]) -> None:
-    replayed = _mpmig(seen, "mpmig_replay")["a_to_b"]
+@pytest.mark.parametrize(
+    ("direction", "refusal"),
+    [
+        # map to path: LIO refuses TYPE 0 (ILLEGAL REQUEST, INVALID FIELD IN CDB)
+        ("a_to_b", INVALID_FIELD_IN_CDB),
+        # path to map: libmpathpersist refuses it (its illegal-request status, answered as
+        # qemu-pr-helper answers it: INVALID FIELD IN PARAMETER LIST)
+        ("b_to_a", [0x05, 0x26, 0x00]),
+    ],
+)
+def test_qemu11_sequence_not_reserved(
+    seen: dict[str, Any], direction: str, refusal: list[int]
+) -> None:
+    replayed = _mpmig(seen, "mpmig_replay")[direction]
     none = replayed["none"]
-    # LIO refuses TYPE 0: both map paths stay registered beside B (stale source registrations)
+    # TYPE 0 refused: both map paths stay registered beside B (stale source registrations)
     assert none["steps"]["register"] == GOOD_STEP
-    assert none["steps"]["preempt"] == {"status": CHECK_CONDITION, "sense": INVALID_FIELD_IN_CDB}
+    assert none["steps"]["preempt"] == {"status": CHECK_CONDITION, "sense": refusal}
     assert none["state"] == {
         "keys": [KEY] * 3,
         "reservation": None,
@@ -662,23 +674,6 @@ def test_qemu11_sequence_path_to_map_leaves_one_map_path_registered(
     assert state["keys"] == [KEY] and state["reservation"] == {"key": KEY, "type": WE_RO}
     (holder,) = state["registrants"]
     assert holder["path"] in MAP_PATHS and holder["key"] == KEY and holder["holder"] is True
-
-
-def test_qemu11_sequence_path_to_map_not_reserved(seen: dict[str, Any]) -> None:
-    replayed = _mpmig(seen, "mpmig_replay")["b_to_a"]
-    none = replayed["none"]
-    # TYPE 0 through libmpathpersist: refused (its illegal-request status, answered as
-    # qemu-pr-helper answers it: INVALID FIELD IN PARAMETER LIST); B stays registered
-    assert none["steps"]["register"] == GOOD_STEP
-    assert none["steps"]["preempt"] == {"status": CHECK_CONDITION, "sense": [0x05, 0x26, 0x00]}
-    assert none["state"] == {
-        "keys": [KEY] * 3,
-        "reservation": None,
-        "registrants": [_registrant(1), _registrant(2), _registrant(PATH_B)],
-    }
-    valid = replayed["none_we_ro"]
-    assert valid["steps"]["preempt"] == GOOD_STEP
-    assert valid["state"] == {"keys": [], "reservation": None, "registrants": []}
 
 
 @pytest.mark.parametrize("case", ["we_ro", "none", "none_we_ro"])
@@ -707,6 +702,13 @@ ONTO_THE_MAP = [
     "PREEMPT=GOOD",
     "REGISTER_AND_IGNORE=GOOD",
 ]
+
+
+def _onto_the_map(pr_type: int) -> list[str]:
+    """:data:`ONTO_THE_MAP`, and the check whether an all-registrants reservation is left."""
+    return ONTO_THE_MAP + (["READ_RESERVATION=GOOD"] if pr_type == EA_AR else [])
+
+
 #: The handover onto path 3 (B): a temporary key, PREEMPT, the guest's key.
 ONTO_B = ["READ_KEYS=GOOD", "READ_RESERVATION=GOOD", "REGISTER=GOOD", "PREEMPT=GOOD"]
 ONTO_B += ["REGISTER=GOOD"]
@@ -750,8 +752,7 @@ def test_embed_handover_onto_the_map_with_the_guests_key_and_back(
     assert "error" not in done, done
     assert done["key"] == MPATH_KEY and done["type"] == pr_type
     assert done["method"] == ("reservation" if pr_type else "registration")
-    steps = ONTO_THE_MAP + (["READ_RESERVATION=GOOD"] if pr_type == EA_AR else [])
-    assert done["steps"] == steps
+    assert done["steps"] == _onto_the_map(pr_type)
     # both map paths registered, B's registration gone, the reservation with the map
     _holds(run["after_switch_over"], MAP_PATHS, pr_type)
     back = run["roll_back"]
@@ -780,7 +781,7 @@ def test_embed_handover_from_the_map_and_back_onto_it(seen: dict[str, Any], case
     _holds(run["after_switch_over"], (PATH_B,), pr_type)
     back = run["roll_back"]
     assert "error" not in back, back
-    assert back["steps"] == ONTO_THE_MAP + (["READ_RESERVATION=GOOD"] if pr_type == EA_AR else [])
+    assert back["steps"] == _onto_the_map(pr_type)
     _holds(run["after_roll_back"], MAP_PATHS, pr_type)
     per_command = ", ".join(f"{t:.3f}" for t in run["source_seconds"])
     print(
