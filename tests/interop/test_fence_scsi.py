@@ -115,14 +115,19 @@ class FenceBed:
         return done.returncode, done.stdout, done.stderr
 
     def keys(self, device: str) -> str:
-        done = subprocess.run(
-            [*QOMPR.split(), "persist", "--helper", self.socket, "-k", device],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        return done.stdout
+        return qompr("persist", "--helper", self.socket, "-k", device)
+
+    def emulated(self, command: str) -> str:
+        """``qompr emulated COMMAND`` on the helper's state file: its output."""
+        return qompr("emulated", command, str(self.state))
+
+
+def qompr(*argv: str) -> str:
+    """Run the ``qompr`` command; its output (a failure raises)."""
+    done = subprocess.run(
+        [*QOMPR.split(), *argv], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout
 
 
 ON = (0, "Success: Powered ON\n", "")
@@ -161,13 +166,7 @@ def test_three_nodes_unfence_fence_and_unfence_again(bed: FenceBed) -> None:
     # Unfence: node2 registers again and reads ON.
     assert bed.fence("node2", "-o", "on", "-d", lu, "-k", "2") == ON
     assert bed.fence("node2", "-o", "status", "-d", lu, "-k", "2") == STATUS_ON
-    show = subprocess.run(
-        [*QOMPR.split(), "emulated", "show", str(bed.state)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    show = bed.emulated("show")
     # One initiator per node, whichever process ran each step; node1 holds the reservation.
     for number in (1, 2, 3):
         assert f"registered node{number} port 1 key=0x{number}" in show
@@ -180,9 +179,7 @@ def test_aptpl_registrations_survive_a_power_cycle_others_do_not(bed: FenceBed) 
     assert bed.fence("node2", "-o", "on", "-d", persistent, "-k", "2", "--aptpl") == ON
     assert bed.fence("node1", "-o", "on", "-d", volatile, "-k", "1") == ON
     assert bed.fence("node2", "-o", "on", "-d", volatile, "-k", "2") == ON
-    subprocess.run(
-        [*QOMPR.split(), "emulated", "power-cycle", str(bed.state)], check=True, timeout=60
-    )
+    bed.emulated("power-cycle")
     # sg_turs takes each node's POWER ON OCCURRED; the keys read after it are what survived.
     for node, key in (("node1", "1"), ("node2", "2")):
         assert bed.fence(node, "-o", "status", "-d", persistent, "-k", key) == STATUS_ON
@@ -202,16 +199,7 @@ def test_the_shim_reads_its_config_file_and_says_what_is_missing(bed: FenceBed) 
     for name in ("QOMPR_HELPER", "QOMPR_INITIATOR", "QOMPR"):
         env.pop(name, None)
     assert bed.fence("node3", "-o", "on", "-d", lu, "-k", "3", env=env) == ON
-    assert (
-        "registered node3 port 1 key=0x3"
-        in subprocess.run(
-            [*QOMPR.split(), "emulated", "show", str(bed.state)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
-    )
+    assert "registered node3 port 1 key=0x3" in bed.emulated("show")
     # Without a helper socket the shim refuses, and fence_scsi reports it cannot read keys.
     conf.write_text("initiator = node3\n")
     done = subprocess.run(
