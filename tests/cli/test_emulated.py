@@ -12,6 +12,7 @@ from qompr.cli.main import main
 from qompr.managers.emulated import POWER_ON_OCCURRED
 from qompr.managers.emulated import Engine
 from qompr.managers.emulated import SqliteStore
+from qompr.managers.emulated import Store
 from qompr.scsi import Nexus
 from qompr.scsi import PrOutAction
 from qompr.scsi import PrOutCdb
@@ -21,7 +22,7 @@ ENGINE = Engine()
 A, B = Nexus("A"), Nexus("B")
 
 
-def register(store: SqliteStore, lu: str, nexus: Nexus, key: int, *, aptpl: bool = False) -> None:
+def register(store: Store, lu: str, nexus: Nexus, key: int, *, aptpl: bool = False) -> None:
     data = PrOutParameters(sa_key=key, aptpl=aptpl).to_bytes()
     cdb = PrOutCdb(PrOutAction.REGISTER, 0, 0, len(data)).to_bytes()
     outcome = store.transact(lu, lambda state: ENGINE.execute(state, nexus, cdb, data))

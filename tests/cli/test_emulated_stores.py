@@ -11,7 +11,6 @@ import pytest
 
 from qompr.cli.main import main
 from qompr.managers.emulated import POWER_ON_OCCURRED
-from qompr.managers.emulated import Engine
 from qompr.managers.emulated import Store
 from qompr.managers.emulated import StoreOptions
 from qompr.managers.emulated import open_store
@@ -21,15 +20,10 @@ from qompr.scsi import PrOutCdb
 from qompr.scsi import PrOutParameters
 from qompr.scsi import SenseCode
 
-ENGINE = Engine()
-A, B = Nexus("A"), Nexus("B")
-
-
-def register(store: Store, lu: str, nexus: Nexus, key: int, *, aptpl: bool = False) -> None:
-    data = PrOutParameters(sa_key=key, aptpl=aptpl).to_bytes()
-    cdb = PrOutCdb(PrOutAction.REGISTER, 0, 0, len(data)).to_bytes()
-    outcome = store.transact(lu, lambda state: ENGINE.execute(state, nexus, cdb, data))
-    assert outcome.result is not None and outcome.result.ok
+from .test_emulated import ENGINE
+from .test_emulated import A
+from .test_emulated import B
+from .test_emulated import register
 
 
 def reserve(store: Store, lu: str, nexus: Nexus, key: int) -> None:
