@@ -32,6 +32,7 @@ from .tracking_bed import GOOD
 from .tracking_bed import KEY
 from .tracking_bed import OTHER
 from .tracking_bed import Bed
+from .tracking_bed import Qemu
 from .tracking_bed import full_status
 from .tracking_bed import running_bed
 from .tracking_bed import tid
@@ -43,13 +44,20 @@ def bed(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Bed]:
         yield the_bed
 
 
-@pytest.mark.parametrize("pr_type", [0, 1, 3, 5, 6, 7, 8])
-def test_qemu11_destination_sequence_with_pid_initiators(bed: Bed, pr_type: int) -> None:
+def guest_registered(bed: Bed, pr_type: int) -> tuple[Qemu, Qemu]:
+    """The source QEMU ``vm1`` registers KEY (and reserves *pr_type* unless 0), another
+    node registers OTHER; both clients."""
     source, node = bed.qemu("vm1"), bed.qemu("node2")
     assert source.out(PrOutAction.REGISTER, sark=KEY) == GOOD
     assert node.out(PrOutAction.REGISTER, sark=OTHER) == GOOD
     if pr_type:
         assert source.out(PrOutAction.RESERVE, rk=KEY, pr_type=pr_type) == GOOD
+    return source, node
+
+
+@pytest.mark.parametrize("pr_type", [0, 1, 3, 5, 6, 7, 8])
+def test_qemu11_destination_sequence_with_pid_initiators(bed: Bed, pr_type: int) -> None:
+    source, node = guest_registered(bed, pr_type)
     destination = bed.qemu("vm1")  # the incoming QEMU, connected while the source still is
     # QEMU 11's post_load, byte for byte.
     assert destination.out(PrOutAction.REGISTER, rk=0, sark=KEY) == GOOD
@@ -175,11 +183,7 @@ def test_migrate_pr_mode_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
 def test_vm_manager_speaks_as_the_destination_qemu(bed: Bed, pr_type: int) -> None:
     # Emulated backend, pid initiators: each QEMU is its own nexus, so the VM manager (this
     # process, an allowed uid) names the destination QEMU's initiator for the handover.
-    source, node = bed.qemu("vm1"), bed.qemu("node2")
-    assert source.out(PrOutAction.REGISTER, sark=KEY) == GOOD
-    assert node.out(PrOutAction.REGISTER, sark=OTHER) == GOOD
-    if pr_type:
-        assert source.out(PrOutAction.RESERVE, rk=KEY, pr_type=pr_type) == GOOD
+    source, node = guest_registered(bed, pr_type)
     destination = bed.qemu("vm1")  # the incoming QEMU: connected, silent until it resumes
     fd = os.open(bed.image, os.O_RDWR)
     dst = helper_path(bed.helper.path, fd, initiator=f"pid:{destination.pid}")
