@@ -188,10 +188,10 @@ def run_clear(args: argparse.Namespace) -> int:
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    from qompr.managers.emulated._open import is_uri
+    from qompr.managers.emulated._open import is_postgres_uri
 
     uri: str = args.uri
-    if not is_uri(uri) or uri.split("://", 1)[0].lower() not in ("postgresql", "postgres"):
+    if not is_postgres_uri(uri):
         raise QomprError(
             f"'{_shown(uri)}' is not a postgresql:// URI",
             hint="An SQLite state file makes its own tables; plugin stores document theirs",

@@ -15,7 +15,7 @@ from qompr.managers.emulated._store import StateFileError
 from qompr.managers.emulated._store import Store
 from qompr.managers.emulated._store import StoreOptions
 
-__all__ = ["is_uri", "open_store", "redact"]
+__all__ = ["is_postgres_uri", "is_uri", "open_store", "redact"]
 
 _SCHEME: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _POSTGRES: Final = frozenset({"postgresql", "postgres"})
@@ -24,6 +24,12 @@ _POSTGRES: Final = frozenset({"postgresql", "postgres"})
 def is_uri(state: str) -> bool:
     """Whether *state* is a ``SCHEME://`` URI rather than a file path."""
     return _SCHEME.match(state) is not None
+
+
+def is_postgres_uri(state: str) -> bool:
+    """Whether *state* is a URI the PostgreSQL store serves (``postgresql://``, ``postgres://``)."""
+    match = _SCHEME.match(state)
+    return match is not None and match.group(1).lower() in _POSTGRES
 
 
 def redact(uri: str) -> str:
