@@ -7,39 +7,32 @@
 * :mod:`qompr.linux.systemd`: socket activation and ``sd_notify``;
 * :mod:`qompr.linux.devmapper`: is an fd a dm-multipath map (qemu-pr-helper's ``is_mpath``);
 * :func:`peer_credentials`: ``SO_PEERCRED`` of a unix socket.
+
+Importing a submodule runs this package first: it loads nothing itself, and the peer
+credentials (``socket`` and an attrs class) on first use (PEP 562), so ``qompr persist`` on a
+device pays only for SG_IO.
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
-import socket
-import struct
+from qompr._lazy import load as _load
 
-import attrs
+if _TYPE_CHECKING:
+    from qompr.linux._peer import PeerCredentials as PeerCredentials
+    from qompr.linux._peer import peer_credentials as peer_credentials
 
 __all__ = ["PeerCredentials", "peer_credentials"]
 
-_UCRED = struct.Struct("3i")
+_LAZY = {
+    "PeerCredentials": "qompr.linux._peer",
+    "peer_credentials": "qompr.linux._peer",
+}
 
 
-@attrs.frozen
-class PeerCredentials:
-    """The process at the other end of a unix socket, as it was when it connected.
-
-    :param pid: its process id.
-    :param uid: its effective user id.
-    :param gid: its effective group id.
-    """
-
-    pid: int
-    uid: int
-    gid: int
+def __getattr__(name: str) -> _Any:
+    return _load(__name__, _LAZY, name)
 
 
-def peer_credentials(sock: socket.socket) -> PeerCredentials:
-    """``getsockopt(SO_PEERCRED)``.
-
-    :raises OSError: *sock* is not a connected unix socket.
-    """
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    pid, uid, gid = _UCRED.unpack(raw)
-    return PeerCredentials(pid, uid, gid)
+def __dir__() -> list[str]:
+    return sorted(__all__)
