@@ -15,11 +15,13 @@ import ctypes
 import enum
 import errno
 import threading
+from collections.abc import Callable
 from typing import Final
 
 import attrs
 
 __all__ = [
+    "GRACE_MS",
     "PR_TIMEOUT_MS",
     "SG_ERR_DRIVER_TIMEOUT",
     "SG_IO",
@@ -27,6 +29,7 @@ __all__ = [
     "SgIoOutcome",
     "pr_sg_io",
     "sg_io",
+    "sg_io_waited",
 ]
 
 #: ``SG_IO`` request number (``<scsi/sg.h>``).
@@ -35,6 +38,10 @@ SG_IO: Final = 0x2285
 SG_ERR_DRIVER_TIMEOUT: Final = 0x06
 #: qemu-pr-helper's ``timeout`` (ms); the block layer raises it to 7 s on /dev/sdX.
 PR_TIMEOUT_MS: Final = 1
+#: How long after its ``timeout`` a caller of :func:`sg_io_waited` still waits for the
+#: kernel's own answer: the SCSI error handler aborts a timed-out command first, and the block
+#: layer's timer runs late by up to a second (it rounds expiries up to whole seconds).
+GRACE_MS: Final = 2000
 _SENSE_SIZE: Final = 96
 _DATA_SIZE: Final = 8192
 
@@ -268,3 +275,36 @@ def pr_sg_io(fd: int, cdb: bytes, data: bytes = b"") -> SgIoOutcome:
 def _answered(hdr: _SgIoHdr, sense: bytes, data: bytes) -> SgIoOutcome:
     """The outcome of an ``SG_IO`` the kernel carried out, from the header it filled in."""
     return SgIoOutcome(0, hdr.status, hdr.host_status, hdr.driver_status, hdr.resid, sense, data)
+
+
+def sg_io_waited(call: Callable[[], SgIoOutcome], wait_ms: int, *, name: str) -> SgIoOutcome:
+    """*call* (one SG_IO) in a worker thread, waited for at most *wait_ms* milliseconds
+    (its ``timeout`` + :data:`GRACE_MS`), so the caller is not held when the kernel cannot end
+    the command (LIO on Linux 6.1 wedged by PREEMPT AND ABORT, docs/vm-testbed.md).
+
+    :param name: the worker thread's name.
+    :returns: its outcome (what it raised is raised here); with no answer in time, what the
+        kernel reports for a command it timed out and aborted: host status ``DID_TIME_OUT``
+        (``scsi_timeout()``).  The worker stays blocked in the kernel, as a daemon thread
+        that does not hold up the interpreter's exit.
+    """
+    answers: list[SgIoOutcome | BaseException] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            answers.append(call())
+        except BaseException as exc:  # handed to the caller below
+            answers.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    if not done.wait(wait_ms / 1000):
+        from qompr.scsi import HostStatus
+
+        return SgIoOutcome(0, host_status=HostStatus.TIME_OUT)
+    answer = answers[0]
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer

@@ -27,20 +27,20 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
-import threading
 from typing import final
 
 from qompr._compat import override
 from qompr.linux.fdkind import sgio_cannot_block
+from qompr.linux.sgio import GRACE_MS
 from qompr.linux.sgio import Direction
 from qompr.linux.sgio import SgIoOutcome
 from qompr.linux.sgio import sg_io
+from qompr.linux.sgio import sg_io_waited
 from qompr.managers._base import PR_OUT
 from qompr.managers._base import TEST_UNIT_READY_CDB
 from qompr.managers._base import PRManager
 from qompr.managers._sgio import map_outcome
 from qompr.qom import IntProperty
-from qompr.scsi import HostStatus
 from qompr.scsi import Nexus
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
@@ -51,10 +51,6 @@ __all__ = ["GRACE_MS", "PRManagerDirect"]
 
 #: qemu-pr-helper's data buffer (PR_HELPER_DATA_SIZE).
 DATA_SIZE = 8192
-#: How long after ``timeout`` the manager still waits for the kernel's own answer: the SCSI
-#: error handler aborts a timed-out command first, and the block layer's timer runs late by
-#: up to a second (it rounds expiries up to whole seconds).
-GRACE_MS = 2000
 
 
 def _sense_bytes(buffer: bytes) -> bytes:
@@ -119,30 +115,10 @@ class PRManagerDirect(PRManager, qom_type="pr-manager-direct"):
         as sg3_utils' do (``qompr persist``, ``qompr turs``), and under :meth:`run`.  It runs
         in a worker thread, waited for at most ``timeout`` + :data:`GRACE_MS`."""
         timeout_ms = self.timeout
-        answers: list[SgIoOutcome | BaseException] = []
-        done = threading.Event()
-
         call = functools.partial(
             sg_io, fd, cdb, direction, data_out=data_out, data_in_size=data_in_size,
             cmd_len=len(cdb), timeout_ms=timeout_ms,
         )  # fmt: skip
-
-        def work() -> None:
-            try:
-                answers.append(call())
-            except BaseException as exc:  # handed to the caller below
-                answers.append(exc)
-            finally:
-                done.set()
-
-        # A daemon thread: one the kernel never lets go of must not hold up interpreter exit.
-        name = f"{self.id or self.typename} SG_IO"
-        threading.Thread(target=work, name=name, daemon=True).start()
-        if not done.wait((timeout_ms + GRACE_MS) / 1000):
-            # scsi_timeout() sets DID_TIME_OUT on a command it aborts; qemu-pr-helper maps it
-            # to COMMAND TIMEOUT (scsi_sense_from_host_status).
-            return SgIoOutcome(0, host_status=HostStatus.TIME_OUT)
-        answer = answers[0]
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
+        # DID_TIME_OUT when no answer came: qemu-pr-helper maps it to COMMAND TIMEOUT
+        # (scsi_sense_from_host_status).
+        return sg_io_waited(call, timeout_ms + GRACE_MS, name=f"{self.id or self.typename} SG_IO")
