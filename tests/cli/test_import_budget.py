@@ -5,8 +5,10 @@ Each command runs in a fresh interpreter, as a user starts it; the test then loo
 modules it imported.  A command must not load what its path does not use: the event loop
 (asyncio, and the ssl it pulls in), the plugin machinery (pluggy, the entry points of
 ``importlib.metadata``), argparse for the sg3_utils-style commands that parse their own
-options, the other commands, or manager packages it does not run.  (The time itself is
-bench/startup.py's business.)
+options, the other commands, or manager packages it does not run.  On a device (SG_IO, no
+manager) ``qompr persist`` and ``qompr turs`` load no manager at all, nor the object model,
+``-object`` parsing, logging or sockets, and a PR IN without ``--json`` no PR OUT or
+``--json`` code.  (The time itself is bench/startup.py's business.)
 """
 
 from __future__ import annotations
@@ -52,6 +54,27 @@ EVERYWHERE = {
 }
 #: What an sg3_utils-style command (its own getopt) may not import.
 SG3 = EVERYWHERE | {"argparse"}
+#: What the device path (SG_IO, no manager) may not import either: the managers and what they
+#: stand on, the -object parser, the credentials of a socket peer.
+DEVICE = SG3 | {
+    "qompr.managers",
+    "qompr.qom",
+    "qompr.options",
+    "qompr.linux._peer",
+    "logging",
+    "socket",
+    "selectors",
+}
+#: What a PR IN without --json may not import: the PR OUT parameter lists, the --json report
+#: and the codecs only they use.
+PR_IN = {
+    "qompr.cli.persist.prout",
+    "qompr.cli.persist.report",
+    "qompr.scsi._params",
+    "qompr.scsi._prin",
+    "qompr.scsi._transport_id",
+    "qompr.scsi._nexus",
+}
 #: The manager packages: each path may import the ones it runs, and no other.
 MANAGERS = {
     "qompr.managers._direct",
@@ -97,7 +120,7 @@ def test_help_imports_no_manager_object_model_or_codec(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("path", "managers"),
     [
-        ("device", {"qompr.managers._direct"}),
+        ("device", set()),
         ("object", {"qompr.managers.emulated"}),
         ("helper", {"qompr.managers._helper"}),
     ],
@@ -116,12 +139,13 @@ def test_persist_imports_only_its_path(
     assert not modules & SG3
     assert modules & MANAGERS == managers
     if path == "device":
-        assert "qompr.options" not in modules  # no -object string to read
+        assert not modules & DEVICE
+        assert not modules & PR_IN
 
 
 @pytest.mark.parametrize(
     ("path", "managers"),
-    [("device", {"qompr.managers._direct"}), ("object", {"qompr.managers.emulated"})],
+    [("device", set()), ("object", {"qompr.managers.emulated"})],
 )
 def test_turs_imports_only_its_path(
     tmp_path: Path, disk: str, path: str, managers: set[str]
@@ -135,6 +159,9 @@ def test_turs_imports_only_its_path(
     assert not modules & SG3
     assert modules & MANAGERS == managers
     assert "qompr.cli.persist" not in modules
+    if path == "device":
+        assert not modules & DEVICE
+        assert not modules & PR_IN
 
 
 def test_persist_json_and_verbose_stay_in_budget(tmp_path: Path, disk: str) -> None:
@@ -150,3 +177,17 @@ def test_a_type_that_is_not_built_in_loads_the_plugins(tmp_path: Path, disk: str
     assert {"pluggy", "qompr.plugins"} <= modules
     modules = imported(tmp_path, "plugins")
     assert {"pluggy", "importlib.metadata", "argparse"} <= modules
+
+
+def test_what_the_device_path_leaves_out_is_loaded_where_it_is_used(
+    tmp_path: Path, disk: str
+) -> None:
+    # The positive controls of DEVICE and PR_IN: the names are those the other paths load.
+    modules = imported(tmp_path, "persist", "--object", "pr-manager-emulated,id=e", "-k", disk)
+    assert {"qompr.managers", "qompr.qom", "qompr.options", "logging"} <= modules
+    modules = imported(tmp_path, "persist", "--json", "-n", "-k", "/dev/null")
+    assert "qompr.cli.persist.report" in modules
+    assert not modules & DEVICE
+    modules = imported(tmp_path, "persist", "-n", "-o", "-G", "-S", "1", "/dev/null")
+    assert {"qompr.cli.persist.prout", "qompr.scsi._params"} <= modules
+    assert not modules & DEVICE

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""The manager an sg3_utils-style command (``qompr persist``, ``qompr turs``) runs through.
+"""What an sg3_utils-style command (``qompr persist``, ``qompr turs``) runs through.
 
-Every command goes through a :class:`~qompr.managers.PRManager` object, chosen by the
-options the commands share:
+A :class:`~qompr.managers.PRManager` object (:class:`Backend`), or the device itself
+(:class:`DeviceBackend`), chosen by the options the commands share:
 
 * ``--object SPEC`` (repeatable): the last persistent-reservation manager the specs create
   (qemu-storage-daemon's keyval rules); ``--initiator`` / ``--target-port`` name the I_T
@@ -11,19 +11,22 @@ options the commands share:
   ``--target-port`` (and TEST UNIT READY) go through qompr's protocol extension
   (:meth:`~qompr.managers.PRManagerHelper.use_extension`): ``qompr-pr-helper`` names the
   client so, ``qemu-pr-helper`` refuses, and the run fails saying so;
-* neither: ``pr-manager-direct`` on DEVICE, through its
-  :meth:`~qompr.managers.PRManagerDirect.passthrough`: sg3_utils' programs judge the kernel's
-  own answer (errno, host and driver status), which a manager's SCSI result no longer holds.
+* neither: SG_IO on DEVICE, issued and waited for as ``pr-manager-direct``'s
+  :meth:`~qompr.managers.PRManagerDirect.passthrough` does, without a manager object:
+  sg3_utils' programs judge the kernel's own answer (errno, host and driver status), which a
+  manager's SCSI result no longer holds.
 
-Only what a run names is imported: a built-in manager type by its own module, and the plugin
-manager (with third-party plugins from the entry points) only when an ``--object`` spec
-names a type qompr does not build in, or asks for help.
+Only what a run names is imported: on the device path no manager, object model, ``-object``
+parser or plugin; a built-in manager type by its own module; and the plugin manager (with
+third-party plugins from the entry points) only when an ``--object`` spec names a type qompr
+does not build in, or asks for help.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -34,6 +37,7 @@ from typing import TypeAlias
 
 import attrs
 
+from qompr._lazy import load as _load
 from qompr.cli.sglib import err
 from qompr.cli.sglib.numbers import get_num_nomult
 from qompr.cli.sglib.passthrough import Response
@@ -42,19 +46,18 @@ from qompr.cli.sglib.texts import Exit
 from qompr.cli.sglib.texts import convert_errno
 from qompr.errors import ConnectError
 from qompr.errors import QomprError
-from qompr.managers import PRManager
-from qompr.managers._builtin import BUILTIN_TYPES
-from qompr.qom import Object
-from qompr.qom import ObjectTree
-from qompr.qom import TypeRegistry
-from qompr.scsi import Nexus
-from qompr.scsi import ScsiResult
 
 if TYPE_CHECKING:
     import pluggy
 
-    from qompr.managers import PRManagerDirect
+    from qompr.linux.sgio import Direction
+    from qompr.linux.sgio import SgIoOutcome
+    from qompr.managers import PRManager
+    from qompr.managers._builtin import BUILTIN_TYPES
     from qompr.options import HelpText
+    from qompr.qom import ObjectTree
+    from qompr.scsi import Nexus
+    from qompr.scsi import ScsiResult
 
 __all__ = [
     "BUILTIN_TYPES",
@@ -62,6 +65,7 @@ __all__ = [
     "BackendFailed",
     "BackendFields",
     "BackendOptions",
+    "DeviceBackend",
     "PluginSource",
     "add_argv_parser",
     "backend_conflict",
@@ -70,12 +74,16 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    # The managers (and the object model under them) load only on a path that names one.
+    return _load(__name__, {"BUILTIN_TYPES": "qompr.managers._builtin"}, name)
+
+
 #: Where the types of ``--object`` come from when a spec needs plugins: a plugin manager, or
 #: a function making one (``None``: :func:`qompr.plugins.get_plugin_manager`).
 PluginSource: TypeAlias = "pluggy.PluginManager | Callable[[], pluggy.PluginManager] | None"
 
 _HELPER_ID = "helper0"
-_DIRECT_ID = "direct0"
 # sg3_utils' pass-through timeout (DEF_PT_TIMEOUT).
 _TIMEOUT_MS = 60_000
 
@@ -125,6 +133,8 @@ def set_backend_option(fields: BackendFields, opt: str, value: str) -> bool:
     elif opt == "--object":
         fields.objects.append(value)
     elif opt == "--initiator":
+        from qompr.scsi import Nexus
+
         try:
             Nexus(value)
         except (TypeError, ValueError):
@@ -187,21 +197,18 @@ class BackendFailed(Exception):  # noqa: N818  (control flow: the message is pri
         self.status = status
 
 
-@attrs.define
 class Backend:
     """The manager of one run and the I_T nexus its commands carry.
 
     :param tree: the object tree the manager lives in (closed by :meth:`close`).
     :param manager: the manager.
     :param nexus: the nexus given to its commands (``None``: the manager's default).
-    :param direct: on the device path, the ``pr-manager-direct`` whose pass-through sends
-        the commands; ``None`` for a named manager.
     """
 
-    tree: ObjectTree
-    manager: PRManager
-    nexus: Nexus | None = None
-    direct: PRManagerDirect | None = None
+    def __init__(self, tree: ObjectTree, manager: PRManager, nexus: Nexus | None = None) -> None:
+        self.tree = tree
+        self.manager = manager
+        self.nexus = nexus
 
     @property
     def shown_nexus(self) -> Nexus | None:
@@ -211,24 +218,17 @@ class Backend:
     def command(
         self, fd: int, cdb: bytes, data_out: bytes = b"", allocation: int = 0, *, verbose: int = 0
     ) -> Response:
-        """One command on *fd*: SG_IO through the direct manager's pass-through, or the
-        manager's :meth:`~qompr.managers.PRManager.execute`.
+        """One command on *fd*: the manager's :meth:`~qompr.managers.PRManager.execute`.
 
         :param allocation: the data-in length asked for.
-        :param verbose: the ``-v`` count (the pass-through reports a failing ioctl).
+        :param verbose: the ``-v`` count (unused: a manager's failure is its answer).
         """
-        if self.direct is not None:
-            return send_sg_io(
-                self.direct.passthrough, fd, cdb, data_out, allocation, verbose=verbose
-            )
         nexus = self.nexus
         return _answer(lambda: self.manager.execute(fd, cdb, data_out, nexus=nexus), allocation)
 
     def test_unit_ready(self, fd: int, *, verbose: int = 0) -> Response:
         """TEST UNIT READY on *fd*: the manager's
-        :meth:`~qompr.managers.PRManager.test_unit_ready`, or SG_IO on the device path."""
-        if self.direct is not None:
-            return send_sg_io(self.direct.passthrough, fd, bytes(6), b"", 0, verbose=verbose)
+        :meth:`~qompr.managers.PRManager.test_unit_ready`."""
         nexus = self.nexus
         return _answer(lambda: self.manager.test_unit_ready(fd, nexus=nexus), 0)
 
@@ -238,6 +238,61 @@ class Backend:
             if obj.id is not None:
                 with contextlib.suppress(QomprError):
                     self.tree.object_del(obj.id)
+
+
+class DeviceBackend:
+    """The device itself, without a manager: each command is one SG_IO as sg3_utils' Linux
+    pass-through issues it, with its 60 s timeout, and sg3_utils' programs judge the kernel's
+    own answer (errno, host and driver status).
+
+    The SG_IO is waited for as ``pr-manager-direct``'s pass-through waits
+    (:func:`qompr.linux.sgio.sg_io_waited`): at most the timeout and a grace, after which the
+    answer is host status ``DID_TIME_OUT``.  No manager, object model or plugin is imported
+    on this path (start-up time: tests/cli/test_import_budget.py).
+    """
+
+    #: The device knows the nexus its commands arrive on; qompr does not.
+    shown_nexus = None
+    #: The SG_IO timeout (sg3_utils' ``DEF_PT_TIMEOUT``).
+    timeout_ms = _TIMEOUT_MS
+
+    def passthrough(
+        self,
+        fd: int,
+        cdb: bytes,
+        direction: Direction,
+        *,
+        data_out: bytes = b"",
+        data_in_size: int = 0,
+    ) -> SgIoOutcome:
+        """One SG_IO, the kernel's answer unjudged (a :class:`~qompr.cli.sglib.passthrough.
+        PassThrough`)."""
+        from qompr.linux.sgio import GRACE_MS
+        from qompr.linux.sgio import sg_io
+        from qompr.linux.sgio import sg_io_waited
+
+        call = functools.partial(
+            sg_io, fd, cdb, direction, data_out=data_out, data_in_size=data_in_size,
+            cmd_len=len(cdb), timeout_ms=self.timeout_ms,
+        )  # fmt: skip
+        return sg_io_waited(call, self.timeout_ms + GRACE_MS, name="SG_IO")
+
+    def command(
+        self, fd: int, cdb: bytes, data_out: bytes = b"", allocation: int = 0, *, verbose: int = 0
+    ) -> Response:
+        """One command on *fd* through SG_IO.
+
+        :param allocation: the data-in length asked for.
+        :param verbose: the ``-v`` count (the pass-through reports a failing ioctl).
+        """
+        return send_sg_io(self.passthrough, fd, cdb, data_out, allocation, verbose=verbose)
+
+    def test_unit_ready(self, fd: int, *, verbose: int = 0) -> Response:
+        """TEST UNIT READY on *fd* through SG_IO."""
+        return send_sg_io(self.passthrough, fd, bytes(6), b"", 0, verbose=verbose)
+
+    def close(self) -> None:
+        """Nothing to release: the caller closes the device."""
 
 
 def _answer(call: Callable[[], ScsiResult], allocation: int) -> Response:
@@ -262,6 +317,11 @@ def _answer(call: Callable[[], ScsiResult], allocation: int) -> Response:
 
 def builtin_tree(names: Sequence[str]) -> ObjectTree:
     """A tree knowing ``pr-manager`` and the built-in types *names*, without plugins."""
+    from qompr.managers import PRManager
+    from qompr.managers._builtin import BUILTIN_TYPES
+    from qompr.qom import ObjectTree
+    from qompr.qom import TypeRegistry
+
     registry = TypeRegistry()
     registry.register(PRManager)
     for name in names:
@@ -289,6 +349,8 @@ def _spec_type(spec: str) -> str | None:
 
 def _object_tree(specs: Sequence[str], plugins: PluginSource) -> ObjectTree:
     """The tree the ``--object`` specs are processed in."""
+    from qompr.managers._builtin import BUILTIN_TYPES
+
     if plugins is None or callable(plugins):
         names = [_spec_type(spec) for spec in specs]
         wanted = [name for name in names if name is not None and name in BUILTIN_TYPES]
@@ -304,6 +366,8 @@ def _object_tree(specs: Sequence[str], plugins: PluginSource) -> ObjectTree:
 
 
 def _nexus(options: BackendOptions, manager: PRManager, prog: str) -> Nexus | None:
+    from qompr.scsi import Nexus
+
     if options.initiator is not None:
         return Nexus(options.initiator, options.target_port or 1)
     if options.target_port is None:
@@ -334,8 +398,9 @@ def _helper_manager(tree: ObjectTree, options: BackendOptions) -> PRManager:
 
 def open_backend(
     options: BackendOptions, *, prog: str, plugins: PluginSource = None
-) -> Backend | HelpText:
-    """The manager *options* name (created and completed), or an ``--object`` help text.
+) -> Backend | DeviceBackend | HelpText:
+    """The manager *options* name (created and completed), the device itself when they name
+    none, or an ``--object`` help text.
 
     :param prog: the program name error messages start with.
     :param plugins: where ``--object`` types beyond the built-in ones come from
@@ -343,22 +408,20 @@ def open_backend(
     :raises BackendFailed: after printing why, with the exit status.
     """
     if not options.uses_manager:
-        from qompr.managers import PRManagerDirect
+        return DeviceBackend()
 
-        tree = builtin_tree(["pr-manager-direct"])
-        direct = tree.object_add("pr-manager-direct", _DIRECT_ID, timeout=_TIMEOUT_MS)
-        assert isinstance(direct, PRManagerDirect)
-        return Backend(tree, direct, direct=direct)
-
+    from qompr.managers import PRManager
     from qompr.options import HelpText
     from qompr.options import Syntax
     from qompr.options import format_error
     from qompr.options import format_warning
     from qompr.options import process
+    from qompr.qom import Object
 
     def warn(located: str, hint: str) -> None:
         err(format_warning(located, hint, prog))
 
+    tree: ObjectTree
     try:
         if options.helper is not None:
             tree = builtin_tree(["pr-manager-helper"])

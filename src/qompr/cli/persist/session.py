@@ -15,6 +15,7 @@ from typing import Any
 
 from qompr.cli.backend import Backend
 from qompr.cli.backend import BackendFailed
+from qompr.cli.backend import DeviceBackend
 from qompr.cli.backend import PluginSource
 from qompr.cli.backend import add_argv_parser
 from qompr.cli.backend import open_backend
@@ -26,12 +27,6 @@ from qompr.cli.persist.prin import PRIN_SA_TEXT
 from qompr.cli.persist.prin import Malformed
 from qompr.cli.persist.prin import format_prin
 from qompr.cli.persist.prin import transport_id_text
-from qompr.cli.persist.prout import PROUT_SA_TEXT
-from qompr.cli.persist.prout import basic_parameters
-from qompr.cli.persist.prout import register_and_move_parameters
-from qompr.cli.persist.report import prin_json
-from qompr.cli.persist.report import prout_json
-from qompr.cli.persist.report import response_json
 from qompr.cli.persist.transport_ids import MX_TID_LEN
 from qompr.cli.sglib import err
 from qompr.cli.sglib import out
@@ -47,9 +42,6 @@ from qompr.cli.sglib.texts import convert_errno
 from qompr.cli.sglib.texts import exit_text
 from qompr.errors import ScsiError
 from qompr.scsi import PrInCdb
-from qompr.scsi import PrOutAction
-from qompr.scsi import PrOutCdb
-from qompr.scsi import PrScope
 
 __all__ = ["Session", "add_parser", "run"]
 
@@ -65,7 +57,7 @@ class Session:
         self.op = op
         self.plugins = plugins
         self.flagged = False
-        self.backend: Backend | None = None
+        self.backend: Backend | DeviceBackend | None = None
         self.report: dict[str, Any] = {"device": op.device, "backend": "direct"}
 
     def say(self, text: str) -> None:
@@ -77,8 +69,8 @@ class Session:
         assert self.backend is not None
         return self.backend.command(fd, cdb, data_out, allocation, verbose=self.op.verbose)
 
-    def _report_manager(self, backend: Backend) -> None:
-        if backend.direct is not None:
+    def _report_manager(self, backend: Backend | DeviceBackend) -> None:
+        if not isinstance(backend, Backend):
             return
         self.report["backend"] = backend.manager.typename
         self.report["manager"] = backend.manager.id
@@ -172,7 +164,10 @@ class Session:
         if op.verbose:
             err(f"    Persistent reservation in cdb: {cdb_text(cdb)}\n")
         resp = self.command(fd, cdb, b"", op.alloc_len)
-        self.report.update(response_json(resp))
+        if op.json:
+            from qompr.cli.persist.report import response_json
+
+            self.report.update(response_json(resp))
         outcome = process_resp(resp, "Persistent reservation in", op.verbose, op.alloc_len)
         ret = outcome.ret
         if ret == 0 and outcome.act and op.verbose > 2:
@@ -185,12 +180,15 @@ class Session:
         if ret:
             _say_failure("in", name, ret, op.verbose)
             return ret
-        self.report["data"] = resp.data.hex()
-        try:
-            self.report["response"] = prin_json(sa, resp.data)
-        except ScsiError as exc:
-            self.report["response"] = None
-            self.report["response_error"] = str(exc)
+        if op.json:
+            from qompr.cli.persist.report import prin_json
+
+            self.report["data"] = resp.data.hex()
+            try:
+                self.report["response"] = prin_json(sa, resp.data)
+            except ScsiError as exc:
+                self.report["response"] = None
+                self.report["response_error"] = str(exc)
         buf = resp.data[: op.alloc_len].ljust(max(op.alloc_len, 24), b"\0")
         try:
             text = format_prin(sa, buf, op.alloc_len, op.hex, op.verbose)
@@ -203,6 +201,14 @@ class Session:
 
     def prout(self, fd: int) -> int:
         """sg_persist's ``prout_work`` and ``prout_reg_move_work``."""
+        # The parameter-list codecs load on this path only (start-up of a PR IN).
+        from qompr.cli.persist.prout import PROUT_SA_TEXT
+        from qompr.cli.persist.prout import basic_parameters
+        from qompr.cli.persist.prout import register_and_move_parameters
+        from qompr.scsi import PrOutAction
+        from qompr.scsi import PrOutCdb
+        from qompr.scsi import PrScope
+
         op = self.op
         sa = op.prout_sa
         move = sa == PrOutAction.REGISTER_AND_MOVE
@@ -216,17 +222,23 @@ class Session:
             cdb=cdb.hex(),
             parameter_list=params.hex(),
         )
-        try:
-            self.report["parameters"] = prout_json(sa, params)
-        except ScsiError as exc:
-            self.report["parameters"] = None
-            self.report["parameters_error"] = str(exc)
+        if op.json:
+            from qompr.cli.persist.report import prout_json
+
+            try:
+                self.report["parameters"] = prout_json(sa, params)
+            except ScsiError as exc:
+                self.report["parameters"] = None
+                self.report["parameters_error"] = str(exc)
         if op.verbose:
             err(f"    Persistent reservation out cdb: {cdb_text(cdb)}\n")
             if op.verbose > 1:
                 err("    Persistent reservation out parameters:\n" + hex_dump(params, 0))
         resp = self.command(fd, cdb, params)
-        self.report.update(response_json(resp))
+        if op.json:
+            from qompr.cli.persist.report import response_json
+
+            self.report.update(response_json(resp))
         ret = process_resp(resp, "Persistent reservation out", op.verbose, 0).ret
         name = "register and move" if move else PROUT_SA_TEXT[sa]
         if ret:
@@ -266,7 +278,7 @@ class Session:
         except BackendFailed as failed:
             self.flagged = True
             return failed.status
-        if not isinstance(backend, Backend):  # an --object help request, answered
+        if not isinstance(backend, (Backend, DeviceBackend)):  # --object help, answered
             out(backend.text)
             return Exit.OK
         self.backend = backend

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from typing import TYPE_CHECKING
 from typing import Protocol
 
 import attrs
@@ -20,8 +21,10 @@ from qompr.cli.sglib.texts import Exit
 from qompr.cli.sglib.texts import convert_errno
 from qompr.cli.sglib.texts import sense_category
 from qompr.cli.sglib.texts import sense_text
-from qompr.linux.sgio import Direction
-from qompr.linux.sgio import SgIoOutcome
+
+if TYPE_CHECKING:
+    from qompr.linux.sgio import Direction
+    from qompr.linux.sgio import SgIoOutcome
 
 __all__ = [
     "PassThrough",
@@ -208,6 +211,8 @@ def send_sg_io(
     :param passthrough: sends the SG_IO.
     :param verbose: the ``-v`` count: from 2, a failing ioctl is reported.
     """
+    from qompr.linux.sgio import Direction  # ctypes: the device path's only
+
     if data_out:
         direction = Direction.TO_DEV
     elif allocation > 0:

@@ -13,7 +13,6 @@ import os
 
 from qompr.cli.sglib.hexdump import hex_str
 from qompr.errors import ScsiError
-from qompr.scsi import SenseData
 
 __all__ = [
     "PDT_TEXT",
@@ -310,6 +309,8 @@ def sense_category(sense: bytes) -> int:
     """sg3_utils' ``sg_err_category_sense``."""
     if len(sense) < 3 or (sense[0] & 0x7F) not in (0x70, 0x71, 0x72, 0x73):
         return Exit.SENSE
+    from qompr.scsi import SenseData  # the codec, for a command that has sense only
+
     try:
         decoded = SenseData.from_bytes(sense)
     except ScsiError:

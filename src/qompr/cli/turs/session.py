@@ -20,6 +20,7 @@ import attrs
 
 from qompr.cli.backend import Backend
 from qompr.cli.backend import BackendFailed
+from qompr.cli.backend import DeviceBackend
 from qompr.cli.backend import PluginSource
 from qompr.cli.backend import add_argv_parser
 from qompr.cli.backend import backend_conflict
@@ -66,7 +67,7 @@ class _Loop:
 class _Turs:
     """The commands of one run on an open device."""
 
-    def __init__(self, op: Opts, backend: Backend, fd: int) -> None:
+    def __init__(self, op: Opts, backend: Backend | DeviceBackend, fd: int) -> None:
         self.op = op
         self.backend = backend
         self.fd = fd
@@ -247,7 +248,7 @@ def run(argv: Sequence[str], *, plugin_manager: PluginSource = None) -> int:
         backend = open_backend(op.backend, prog=PROG, plugins=plugin_manager)
     except BackendFailed as failed:
         return failed.status
-    if not isinstance(backend, Backend):  # an --object help request, answered
+    if not isinstance(backend, (Backend, DeviceBackend)):  # --object help, answered
         out(backend.text)
         return Exit.OK
     try:
