@@ -33,9 +33,8 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import NamedTuple
 from typing import TypeAlias
-
-import attrs
 
 from qompr._lazy import load as _load
 from qompr.cli.sglib import err
@@ -88,8 +87,11 @@ _HELPER_ID = "helper0"
 _TIMEOUT_MS = 60_000
 
 
-@attrs.frozen
-class BackendOptions:
+# The option records below are a NamedTuple and a plain class, not attrs classes: each attrs
+# class is compiled at import, and this module loads with every qompr persist and turs.
+
+
+class BackendOptions(NamedTuple):
     """The backend options of a command line.
 
     :param helper: ``--helper`` SOCKET.
@@ -104,7 +106,7 @@ class BackendOptions:
     objects: Sequence[str] = ()
     initiator: str | None = None
     target_port: int | None = None
-    test_unit_ready: bool = attrs.field(default=False, kw_only=True)
+    test_unit_ready: bool = False
 
     @property
     def uses_manager(self) -> bool:
@@ -112,14 +114,16 @@ class BackendOptions:
         return self.helper is not None or bool(self.objects)
 
 
-@attrs.define
 class BackendFields:
-    """The backend options' fields of a command's options (``qompr persist``, ``qompr turs``)."""
+    """The backend options' fields of a command's options (``qompr persist``, ``qompr turs``):
+    a mutable record the option loop fills in."""
 
     helper: str | None = None
-    objects: list[str] = attrs.field(factory=list)
     initiator: str | None = None
     target_port: int | None = None
+
+    def __init__(self) -> None:
+        self.objects: list[str] = []
 
 
 def set_backend_option(fields: BackendFields, opt: str, value: str) -> bool:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import attrs
-
 from qompr._getopt import GetoptError
 from qompr._getopt import LongOption
 from qompr._getopt import getopt_long
@@ -127,9 +125,9 @@ _QOMPR_LONG_OPTIONS = _long_table(
 )
 
 
-@attrs.define
 class Opts(BackendFields):
-    """sg_persist's ``struct opts_t`` plus qompr's backend options."""
+    """sg_persist's ``struct opts_t`` plus qompr's backend options (a plain mutable record, as
+    :class:`~qompr.cli.backend.BackendFields`)."""
 
     prout_type: int = 0
     param_rk: int = 0
@@ -148,9 +146,12 @@ class Opts(BackendFields):
     verbose: int = 0
     version_given: bool = False
     alloc_len: int = MX_ALLOC_LEN
-    tids: Tids = attrs.field(factory=Tids)
     device: str | None = None
     json: bool = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tids = Tids()
 
     @property
     def backend(self) -> BackendOptions:

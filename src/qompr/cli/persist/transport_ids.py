@@ -14,8 +14,6 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-import attrs
-
 from qompr.cli.sglib import err
 from qompr.cli.sglib.numbers import HEX_DIGITS
 from qompr.cli.sglib.numbers import be
@@ -118,12 +116,15 @@ def _hex_bytes_line(text: str, tid: bytearray, at: int, func: str, where: str) -
     return False
 
 
-@attrs.define
 class Tids:
-    """sg_persist's TransportID array: MX_TIDS slots of MX_TID_LEN bytes, reused by each -X."""
+    """sg_persist's TransportID array: MX_TIDS slots of MX_TID_LEN bytes, reused by each -X.
 
-    arr: bytearray = attrs.field(factory=lambda: bytearray(MX_TIDS * MX_TID_LEN))
-    count: int = 0
+    A plain class (an attrs class is compiled at import, with every ``qompr persist``).
+    """
+
+    def __init__(self) -> None:
+        self.arr = bytearray(MX_TIDS * MX_TID_LEN)
+        self.count = 0
 
     def slot(self, k: int) -> bytes:
         return bytes(self.arr[k * MX_TID_LEN : (k + 1) * MX_TID_LEN])

@@ -12,9 +12,8 @@ import errno
 import os
 import time
 from typing import TYPE_CHECKING
+from typing import NamedTuple
 from typing import Protocol
-
-import attrs
 
 from qompr.cli.sglib import err
 from qompr.cli.sglib.texts import Exit
@@ -38,8 +37,11 @@ __all__ = [
 _SENSE_BUFF_LEN = 64
 
 
-@attrs.frozen
-class Response:
+# NamedTuples, not attrs classes: each attrs class is compiled at import, and this module
+# loads with every qompr persist and turs.
+
+
+class Response(NamedTuple):
     """What came back from a backend, in the terms of Linux's ``sg_io_hdr``.
 
     :param status: the SAM status byte (``None`` when the command did not complete).
@@ -62,8 +64,7 @@ class Response:
     failure: str | None = None
 
 
-@attrs.frozen
-class ResponseVerdict:
+class ResponseVerdict(NamedTuple):
     """sg3_utils' verdict on a response.
 
     :param ret: the exit status.

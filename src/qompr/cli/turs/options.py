@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import attrs
-
 from qompr._getopt import LongOption
 from qompr._getopt import getopt_long
 from qompr.cli.backend import BackendFields
@@ -103,9 +101,9 @@ Sends SCSI TEST UNIT READY (TUR) to DEVICE, as sg_turs does.
 """
 
 
-@attrs.define
 class Opts(BackendFields):
-    """sg_turs's ``struct opts_t`` plus qompr's backend options."""
+    """sg_turs's ``struct opts_t`` plus qompr's backend options (a plain mutable record, as
+    :class:`~qompr.cli.backend.BackendFields`)."""
 
     delay_given: bool = False
     low: bool = False

@@ -16,8 +16,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
-
 from qompr.cli.backend import Backend
 from qompr.cli.backend import BackendFailed
 from qompr.cli.backend import DeviceBackend
@@ -55,9 +53,9 @@ _SENSE_SIZE = 32
 _PROGRESS_DELAY_MS = 30_000
 
 
-@attrs.define
 class _Loop:
-    """sg_turs's ``struct loop_res_t``: what the loop leaves for the summary."""
+    """sg_turs's ``struct loop_res_t``: what the loop leaves for the summary (a plain record:
+    an attrs class would be compiled at every start)."""
 
     reported: bool = False
     errors: int = 0
@@ -81,7 +79,7 @@ class _Turs:
             err(f"    {leadin} cdb: {cdb_text(_TUR_CDB)}\n")
         resp = self.backend.test_unit_ready(self.fd, verbose=self.op.verbose)
         if len(resp.sense) > _SENSE_SIZE:
-            resp = attrs.evolve(resp, sense=resp.sense[:_SENSE_SIZE])
+            resp = resp._replace(sense=resp.sense[:_SENSE_SIZE])
         self.last = resp
         return process_resp(resp, leadin, self.op.verbose, 0, noisy=noisy)
 
