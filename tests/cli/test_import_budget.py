@@ -7,8 +7,8 @@ modules it imported.  A command must not load what its path does not use: the ev
 ``importlib.metadata``), argparse for the sg3_utils-style commands that parse their own
 options, the other commands, or manager packages it does not run.  On a device (SG_IO, no
 manager) ``qompr persist`` and ``qompr turs`` load no manager at all, nor the object model,
-``-object`` parsing, logging or sockets, and a PR IN without ``--json`` no PR OUT or
-``--json`` code.  (The time itself is bench/startup.py's business.)
+``-object`` parsing, logging or sockets; a PR IN without ``--json`` no PR OUT or ``--json``
+code; TEST UNIT READY not even attrs.  (The time itself is bench/startup.py's business.)
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ PR_IN = {
     "qompr.scsi._transport_id",
     "qompr.scsi._nexus",
 }
+#: What TEST UNIT READY on a device does not use either: no codec of qompr.scsi (its CDB is six
+#: zero bytes, its sense decoded only when the device is not ready), hence no attrs.
+TUR_DEVICE = {"qompr.scsi", "attrs"}
 #: The manager packages: each path may import the ones it runs, and no other.
 MANAGERS = {
     "qompr.managers._direct",
@@ -162,6 +165,9 @@ def test_turs_imports_only_its_path(
     if path == "device":
         assert not modules & DEVICE
         assert not modules & PR_IN
+        assert not modules & TUR_DEVICE
+    else:  # the positive control of TUR_DEVICE
+        assert modules >= TUR_DEVICE
 
 
 def test_persist_json_and_verbose_stay_in_budget(tmp_path: Path, disk: str) -> None:

@@ -42,7 +42,6 @@ from qompr.cli.turs.options import Opts
 from qompr.cli.turs.options import parse
 from qompr.cli.turs.options import usage
 from qompr.errors import ScsiError
-from qompr.scsi import SenseData
 
 __all__ = ["add_parser", "run"]
 
@@ -86,6 +85,8 @@ class _Turs:
     def becoming_ready(self) -> bool:
         """sg_turs's ``check_for_lu_becoming``: print the estimate a logical unit that is
         becoming ready (04h/01h) gives in INFORMATION, if it gives one."""
+        from qompr.scsi import SenseData  # the codec, for a device that is not ready only
+
         sense = self.last.sense
         try:
             code = SenseData.from_bytes(sense).code if sense else None
