@@ -32,9 +32,12 @@ NEVER = {
 }
 #: What the default executor (SG_IO, no --backend) does not use either: the plugin machinery
 #: and -object parsing, every manager package, the helper client, JSON, and the SCSI codecs
-#: of parameter lists and PR IN data (the SG_IO executor passes those bytes through).
+#: of parameter lists and PR IN data (the SG_IO executor passes those bytes through); the
+#: user and group databases either, which only -u/-g with a name reads.
 DEFAULT_ONLY = NEVER | {
     "argparse",
+    "grp",
+    "pwd",
     "json",
     "pluggy",
     "sqlite3",
@@ -143,3 +146,12 @@ def test_a_backend_imports_only_the_manager_type_it_names(tmp_path: Path) -> Non
     ready, _ = start_up(tmp_path, "--backend", "pr-manager-direct,id=d")
     assert ready & MANAGERS == {"qompr.managers._direct"}
     assert "sqlite3" not in ready
+
+
+def test_a_user_or_group_name_is_looked_up_before_serving(tmp_path: Path) -> None:
+    # The databases are read while the options are parsed, before the privilege drop (the
+    # daemon may not read them afterwards), and the first request is still answered.
+    ready, served = start_up(tmp_path, "-u", "root", "-g", "root")
+    assert {"pwd", "grp"} <= ready
+    assert ready & NEVER == set()
+    assert served - ready == set()

@@ -8,8 +8,6 @@ qemu-pr-helper's messages.  qompr's additions are long options only.
 
 from __future__ import annotations
 
-import grp
-import pwd
 import re
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -210,6 +208,20 @@ def _numeric_id(text: str) -> int | None:
     return value if value <= 0xFFFFFFFF else None
 
 
+def _user_id(name: str) -> int:
+    # grp and pwd only for -u/-g: a helper started without them (libvirt's) pays for neither.
+    # Read while parsing, before the privilege drop.
+    import pwd
+
+    return pwd.getpwnam(name).pw_uid
+
+
+def _group_id(name: str) -> int:
+    import grp
+
+    return grp.getgrnam(name).gr_gid
+
+
 def _named_id(text: str, lookup: Callable[[str], int], what: str) -> int:
     # QEMU's -u/-g: the name in the passwd/group database, else a number.
     try:
@@ -265,9 +277,9 @@ def parse_args(argv: Sequence[str]) -> Options:
             elif name == "--trace":
                 pass  # QEMU's trace backends do not exist here
             elif name == "--user":
-                opts.uid = _named_id(value, lambda user: pwd.getpwnam(user).pw_uid, "user")
+                opts.uid = _named_id(value, _user_id, "user")
             elif name == "--group":
-                opts.gid = _named_id(value, lambda group: grp.getgrnam(group).gr_gid, "group")
+                opts.gid = _named_id(value, _group_id, "group")
             elif name == "--verbose":
                 opts.verbosity += 1
             elif name == "--quiet":
