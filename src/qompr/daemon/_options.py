@@ -13,8 +13,6 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from typing import NoReturn
 
-import attrs
-
 from qompr._getopt import GetoptError
 from qompr._getopt import getopt_long
 
@@ -132,9 +130,12 @@ qompr options:
 """
 
 
-@attrs.define
 class Options:
     """The parsed command line.
+
+    A plain class: nothing compares, prints or copies it, and attrs would generate and keep
+    (with their source, in linecache) an ``__init__``, ``__repr__`` and ``__eq__`` of twenty
+    fields, some 60 kB of every helper's resident memory.
 
     :param socket_path: ``-k``; ``None`` means the default (or socket activation).
     :param pidfile: ``-f``; ``None`` means the default.
@@ -158,26 +159,27 @@ class Options:
     :param migrate_pr: ``--migrate-pr``: ``passthrough`` or ``handover``.
     """
 
-    socket_path: str | None = None
-    pidfile: str | None = None
-    daemonize: bool = False
-    uid: int | None = None
-    gid: int | None = None
-    verbosity: int = 0
-    quiet: bool = False
-    backend: list[str] = attrs.Factory(list)
-    allow_uids: list[int] = attrs.Factory(list)
-    allow_gids: list[int] = attrs.Factory(list)
-    allow_naming_uids: list[int] = attrs.Factory(list)
-    plugins: list[str] = attrs.Factory(list)
-    keep_privileges: bool = False
-    log_format: str = "text"
-    max_workers: int = 64
-    processes: int = 1
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    stall_timeout: float = DEFAULT_STALL_TIMEOUT
-    control: str | None = None
-    migrate_pr: str = "passthrough"
+    def __init__(self) -> None:
+        self.socket_path: str | None = None
+        self.pidfile: str | None = None
+        self.daemonize: bool = False
+        self.uid: int | None = None
+        self.gid: int | None = None
+        self.verbosity: int = 0
+        self.quiet: bool = False
+        self.backend: list[str] = []
+        self.allow_uids: list[int] = []
+        self.allow_gids: list[int] = []
+        self.allow_naming_uids: list[int] = []
+        self.plugins: list[str] = []
+        self.keep_privileges: bool = False
+        self.log_format: str = "text"
+        self.max_workers: int = 64
+        self.processes: int = 1
+        self.max_connections: int = DEFAULT_MAX_CONNECTIONS
+        self.stall_timeout: float = DEFAULT_STALL_TIMEOUT
+        self.control: str | None = None
+        self.migrate_pr: str = "passthrough"
 
 
 class Exit(Exception):  # noqa: N818  (control flow: main() prints it and exits)
