@@ -538,17 +538,17 @@ class HelperServer:
                     self._resume(client)
                 self._watch(client)
                 return
-            if isinstance(event, Negotiated | Identify):  # qompr's extension: see _identity
-                out, client.nexus = extension_reply(self, client, event)
-                if out:
-                    self._send(client, out)
-                    if client.closed or client.outgoing:
-                        return
-                continue
-            if isinstance(event, ConnectionClosed):
+            if type(event) is not HelperRequest:  # the rare events first, by name
+                if isinstance(event, Negotiated | Identify):  # qompr's extension: _identity
+                    out, client.nexus = extension_reply(self, client, event)
+                    if out:
+                        self._send(client, out)
+                        if client.closed or client.outgoing:
+                            return
+                    continue
+                assert isinstance(event, ConnectionClosed)
                 self._close(client, "closed by the client")
                 return
-            assert isinstance(event, HelperRequest)
             if not self._on_loop(event.fd, event.cdb):
                 self._offload(client, event)
                 return

@@ -378,6 +378,8 @@ class HelperConnection:
             send something first.
         """
         state = self._state
+        if state is State.IDLE and not self._buf and not self._fds and not self._eof:
+            return NEED_DATA  # between two commands, either role: the common case
         if state is State.ERROR:
             raise LocalProtocolError(f"connection is broken: {self.error}")
         if state is State.CLOSED:

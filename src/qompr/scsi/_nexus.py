@@ -56,7 +56,8 @@ def _optional_tid(_instance: object, attribute: attrs.Attribute[Any], value: Any
         raise TypeError(f"{attribute.alias} must be a TransportID or None")
 
 
-@attrs.frozen(repr=False)
+# cache_hash: a connection's nexus keys a unit-attention lookup on every command.
+@attrs.frozen(repr=False, cache_hash=True)
 class Nexus:
     """An I_T nexus.
 

@@ -27,6 +27,11 @@ class ScsiStatus(enum.IntEnum):
     TASK_ABORTED = 0x40
 
 
+def _status(value: int) -> ScsiStatus:
+    # Every command's result passes here: skip the enum lookup for a member already.
+    return value if type(value) is ScsiStatus else ScsiStatus(value)
+
+
 @attrs.frozen
 class ScsiResult:
     """The outcome of one command: a value, never an exception.
@@ -36,7 +41,7 @@ class ScsiResult:
     :param data: data-in bytes (PR IN payload); empty for PR OUT and for failed commands.
     """
 
-    status: ScsiStatus = attrs.field(converter=ScsiStatus)
+    status: ScsiStatus = attrs.field(converter=_status)
     sense: bytes = b""
     data: bytes = b""
 
