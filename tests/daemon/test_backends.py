@@ -87,6 +87,8 @@ def library(monkeypatch: pytest.MonkeyPatch) -> FakeLibrary:
     """The next pr-manager-multipath created without a library gets this fake."""
     fake = FakeLibrary()
     monkeypatch.setattr(_manager, "LibMpathPersist", lambda: fake)
+    # the start-up probe must not look for the real one
+    monkeypatch.setattr(_backends, "_multipath_library_missing", lambda: None)
     return fake
 
 
@@ -150,6 +152,25 @@ def test_without_libmpathpersist_every_fd_gets_sg_io_and_control_is_closed(
     executor = default_executor()
     assert not isinstance(executor, PRHelperDefault) and not needs_sys_admin(executor)
     assert len(control) == 1 and not is_open(control[0])
+
+
+def test_without_libmpathpersist_the_multipath_manager_is_not_even_created(
+    monkeypatch: pytest.MonkeyPatch, control: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    # device-mapper (LVM) without multipath-tools: asked before the manager is imported
+    monkeypatch.setattr(_backends, "_MULTIPATH_LIBRARY", "libqompr-test-missing.so.0")
+    monkeypatch.setattr(_manager, "LibMpathPersist", FakeLibrary)  # must not be reached
+    with caplog.at_level("INFO", logger="qompr.daemon"):
+        executor = default_executor()
+    assert not isinstance(executor, PRHelperDefault) and not needs_sys_admin(executor)
+    assert len(control) == 1 and not is_open(control[0])
+    assert "no multipath support: Cannot load libqompr-test-missing.so.0: " in caplog.text
+
+
+def test_the_probe_names_the_library_the_manager_loads() -> None:
+    from qompr.managers.multipath import _library
+
+    assert _backends._MULTIPATH_LIBRARY == _library.LIBRARY_NAME
 
 
 def test_multipath_support_does_not_wait_for_multipathd(

@@ -91,19 +91,20 @@ def serve_one(self):
     self.listener.close()
 
 _server.HelperServer.serve_forever = serve_one
+# PRELUDE
 from qompr.daemon.main import main
 sys.exit(main(["qompr-pr-helper", "--keep-privileges", *sys.argv[1:]]))
 """
 
 
-def start_up(tmp_path: Path, *argv: str) -> tuple[set[str], set[str]]:
+def start_up(tmp_path: Path, *argv: str, prelude: str = "") -> tuple[set[str], set[str]]:
     """(modules when serving would begin, modules after one request) of a daemon started
-    with *argv*."""
+    with *argv*, after the statements *prelude* (which may patch the host's view)."""
     out = tmp_path / "modules.json"
     env = dict(os.environ, MODULES_OUT=str(out), QOMPR_LOAD_PLUGINS="")
     sock = str(tmp_path / "helper.sock")
     done = subprocess.run(
-        [sys.executable, "-c", _RUN, "-k", sock, *argv],
+        [sys.executable, "-c", _RUN.replace("# PRELUDE", prelude), "-k", sock, *argv],
         env=env,
         check=False,
         timeout=60,
@@ -154,4 +155,20 @@ def test_a_user_or_group_name_is_looked_up_before_serving(tmp_path: Path) -> Non
     ready, served = start_up(tmp_path, "-u", "root", "-g", "root")
     assert {"pwd", "grp"} <= ready
     assert ready & NEVER == set()
+    assert served - ready == set()
+
+
+#: A host with device-mapper (LVM) but without multipath-tools: /dev/mapper/control opens,
+#: libmpathpersist does not load.
+_LVM_HOST = """
+from qompr.daemon import _backends
+_backends.open_control = lambda: os.open(os.devnull, os.O_RDWR)
+_backends._MULTIPATH_LIBRARY = "libqompr-test-missing.so.0"
+"""
+
+
+def test_without_libmpathpersist_the_multipath_manager_is_not_imported(tmp_path: Path) -> None:
+    # It would stay imported for nothing (about 1.1 MB of every helper on such a host).
+    ready, served = start_up(tmp_path, prelude=_LVM_HOST)
+    assert ready & DEFAULT_ONLY == set()
     assert served - ready == set()

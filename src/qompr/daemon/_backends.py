@@ -24,6 +24,7 @@ These two types live in a tree of their own (:func:`executor_tree`), not among t
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 from typing import TYPE_CHECKING
@@ -202,6 +203,13 @@ def default_executor(*, verbose: int = 1, noisy: bool = False) -> PRHelperSgIo:
     except ConnectError as exc:
         log.debug("no multipath support: %s", exc.message)
         return _new(tree, PRHelperSgIo)
+    missing = _multipath_library_missing()
+    if missing is not None:
+        os.close(control)
+        # A host with device-mapper (LVM) but no multipath-tools: there are no multipath
+        # maps to serve, so this is not worth a warning (the manager's own words).
+        log.info("no multipath support: %s", missing)
+        return _new(tree, PRHelperSgIo)
     from qompr.managers.multipath import PRManagerMultipath
 
     tree.types.register(PRManagerMultipath)
@@ -215,14 +223,30 @@ def default_executor(*, verbose: int = 1, noisy: bool = False) -> PRHelperSgIo:
         )
     except ConnectError as exc:
         os.close(control)
-        # A host with device-mapper (LVM) but no multipath-tools: there are no multipath
-        # maps to serve, so this is not worth a warning.
-        log.info("no multipath support: %s", exc.message)
+        log.info("no multipath support: %s", exc.message)  # e.g. multipath-tools too old
         return _new(tree, PRHelperSgIo)
     assert isinstance(multipath, PRManagerMultipath)
     executor = _new(tree, PRHelperDefault)
     executor.attach(multipath, control)
     return executor
+
+
+#: The library ``pr-manager-multipath`` loads (:mod:`qompr.managers.multipath`).
+_MULTIPATH_LIBRARY = "libmpathpersist.so.0"
+
+
+def _multipath_library_missing() -> str | None:
+    """Why libmpathpersist cannot be loaded, or ``None`` if it can.
+
+    Asked before the multipath manager is imported: a host with device-mapper (LVM) but
+    without multipath-tools would otherwise keep that package, some 1.1 MB, in every helper
+    for nothing.
+    """
+    try:
+        ctypes.CDLL(_MULTIPATH_LIBRARY)
+    except OSError as exc:
+        return f"Cannot load {_MULTIPATH_LIBRARY}: {exc}"
+    return None
 
 
 _T = TypeVar("_T", bound=PRHelperSgIo)
