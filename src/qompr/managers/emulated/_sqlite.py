@@ -336,7 +336,11 @@ class SqliteStore:
 
     def _read_state(self, lu: str, deadline: float) -> LUState:
         """The committed state of *lu*, without a write transaction (see the class doc)."""
-        if not self._read_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        lock = self._read_lock
+        # Uncontended (the daemon's loop reads alone): skip the clock and the timed wait.
+        if not lock.acquire(False) and not lock.acquire(
+            timeout=max(0.0, deadline - time.monotonic())
+        ):
             raise StoreUnavailableError(f"PR state file '{self.path}': no answer in time")
         try:
             conn = self._read_connection()
@@ -365,7 +369,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise _store_error(self.path, exc) from exc
         finally:
-            self._read_lock.release()
+            lock.release()
 
     # -- writing -------------------------------------------------------------------------
 
