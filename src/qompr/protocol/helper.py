@@ -386,6 +386,8 @@ class HelperConnection:
             return ConnectionClosed()
         try:
             if self.role is Role.SERVER:
+                if state is State.IDLE:  # a request's CDB: the common case
+                    return self._server_cdb()
                 return self._server_event(state)
             return self._client_event(state)
         except RemoteProtocolError as exc:
