@@ -185,6 +185,19 @@ def test_a_type_that_is_not_built_in_loads_the_plugins(tmp_path: Path, disk: str
     assert {"pluggy", "importlib.metadata", "argparse"} <= modules
 
 
+def test_persist_through_a_helper_reads_no_object_string(
+    tmp_path: Path, disk: str, helper_socket: str
+) -> None:
+    # A helper that answers (helper_socket, tests/cli/conftest.py): the -object parser is
+    # loaded only to word an error.
+    modules = imported(tmp_path, "persist", "--helper", helper_socket, "-k", disk)
+    assert "qompr.cli.persist.session" in modules  # it ran
+    assert not modules & SG3
+    assert modules & MANAGERS == {"qompr.managers._helper"}
+    assert "qompr.options" not in modules
+    assert not modules & {"qompr.cli.persist.prout", "qompr.cli.persist.report"}
+
+
 def test_what_the_device_path_leaves_out_is_loaded_where_it_is_used(
     tmp_path: Path, disk: str
 ) -> None:

@@ -11,7 +11,6 @@ the program name) and exit status.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 import glob
@@ -21,11 +20,9 @@ import json
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +40,6 @@ from qompr.cli.sglib.numbers import get_num
 from qompr.cli.sglib.numbers import scan_hex
 from qompr.cli.sglib.texts import exit_text
 from qompr.cli.sglib.texts import sense_text
-from qompr.daemon import HelperServer
 from qompr.managers import PRManager
 from qompr.options import process
 from qompr.qom import IntProperty
@@ -856,26 +852,6 @@ def test_helper_that_is_not_there(
     code, out, err = run(capsys, "--helper", str(sock), "-k", disk)
     assert (code, out) == (52, "")
     assert err == f"qompr persist: Failed to connect to '{sock}': No such file or directory\n"
-
-
-@pytest.fixture
-def helper_socket(tmp_path: Path) -> Iterator[str]:
-    """A qompr helper daemon serving pr-manager-emulated on a unix socket, in a thread."""
-    tree = qompr.new_tree(load_entrypoints=False)
-    objects = process(tree, ["pr-manager-emulated,id=emu"])
-    assert isinstance(objects, list) and isinstance(objects[0], PRManager)
-    path = str(tmp_path / "helper.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen()
-    server = HelperServer(listener, backend=objects[0])
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    yield path
-    server.stop()
-    assert server.wait_stopped(10)
-    listener.close()
-    tree.object_del("emu")
 
 
 def test_through_a_running_helper(

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from qompr.managers import PRManager
     from qompr.managers._builtin import BUILTIN_TYPES
     from qompr.options import HelpText
+    from qompr.qom import Object
     from qompr.qom import ObjectTree
     from qompr.scsi import Nexus
     from qompr.scsi import ScsiResult
@@ -369,6 +370,28 @@ def _object_tree(specs: Sequence[str], plugins: PluginSource) -> ObjectTree:
     return qompr_plugins.new_tree(plugins)
 
 
+def _process_objects(
+    specs: Sequence[str], plugins: PluginSource, prog: str
+) -> tuple[ObjectTree, list[Object]] | HelpText:
+    """The tree and the objects the ``--object`` specs create, or the help they ask for.
+
+    :raises QomprError: a spec is refused.
+    """
+    from qompr.options import HelpText
+    from qompr.options import Syntax
+    from qompr.options import format_warning
+    from qompr.options import process
+
+    def warn(located: str, hint: str) -> None:
+        err(format_warning(located, hint, prog))
+
+    tree = _object_tree(specs, plugins)
+    answer = process(tree, list(specs), Syntax.KEYVAL, warn=warn)
+    if isinstance(answer, HelpText):
+        return answer
+    return tree, list(answer)
+
+
 def _nexus(options: BackendOptions, manager: PRManager, prog: str) -> Nexus | None:
     from qompr.scsi import Nexus
 
@@ -415,28 +438,22 @@ def open_backend(
         return DeviceBackend()
 
     from qompr.managers import PRManager
-    from qompr.options import HelpText
-    from qompr.options import Syntax
-    from qompr.options import format_error
-    from qompr.options import format_warning
-    from qompr.options import process
-    from qompr.qom import Object
-
-    def warn(located: str, hint: str) -> None:
-        err(format_warning(located, hint, prog))
 
     tree: ObjectTree
     try:
-        if options.helper is not None:
+        if options.helper is not None:  # no -object string to read: no qompr.options
             tree = builtin_tree(["pr-manager-helper"])
             objects: list[Object] = [_helper_manager(tree, options)]
         else:
-            tree = _object_tree(options.objects, plugins)
-            answer = process(tree, list(options.objects), Syntax.KEYVAL, warn=warn)
-            if isinstance(answer, HelpText):
-                return answer
-            objects = list(answer)
+            from qompr.options import HelpText
+
+            processed = _process_objects(options.objects, plugins, prog)
+            if isinstance(processed, HelpText):
+                return processed
+            tree, objects = processed
     except QomprError as exc:
+        from qompr.options import format_error
+
         err(format_error(exc, prog))
         cause = exc.cause if isinstance(exc, ConnectError) else None
         if isinstance(cause, OSError) and cause.errno:
