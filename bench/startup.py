@@ -15,7 +15,9 @@ exit is printed with sg_persist's (or sg_turs') on the same kind of target:
 
 Before measuring, qompr's modules are compiled to bytecode (``compileall``), as a wheel install
 has them: an editable checkout run with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile
-every module at each start.  A plain ``python -c pass`` is measured as the floor.
+every module at each start.  A plain ``python -c pass`` is measured as the floor, and
+``python -c "import attrs"`` as the floor of every path that builds an attrs class (the SCSI
+codecs are attrs classes; only TEST UNIT READY on a device needs none).
 
 Targets (issue 14): every ``qompr persist`` path median <= 60 ms and <= 20x sg_persist's;
 ``qompr --help`` <= 60 ms.  ``qompr turs`` (device, ``--object``) is measured beside sg_turs
@@ -89,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sg_turs = shutil.which("sg_turs")
     env = dict(os.environ, QOMPR_LOAD_PLUGINS="")
     rows: list[tuple[str, float, str, float | None]] = []
-    floor = 0.0
+    floor = attrs_floor = 0.0
     with tempfile.TemporaryDirectory(prefix="qompr-bench-") as tmp:
         where = Path(tmp)
         disk = where / "disk.img"
@@ -97,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         helper, sock = start_helper(where, env)
         try:
             floor = median_ms([sys.executable, "-c", "pass"], args.runs, env)
+            attrs_floor = median_ms([sys.executable, "-c", "import attrs"], args.runs, env)
             peer: dict[str, float] = {}
             if sg_persist:
                 peer["sg_persist"] = median_ms(
@@ -129,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"median of {args.runs} starts, ms (targets: <= {TARGET_MS:.0f} ms, "
           f"<= {TARGET_RATIO:.0f}x the sg3_utils program)")  # fmt: skip
     print(f"python -c pass: {floor:.1f} ms (the interpreter's own start)")
+    print(
+        f"python -c 'import attrs': {attrs_floor:.1f} ms (the floor of a path with attrs classes)"
+    )
     print(f"{'command':18} {'qompr':>8} {'peer':>12} {'peer ms':>8} {'ratio':>7}  targets")
     for name, ours, against, theirs in rows:
         ok = ours <= TARGET_MS
