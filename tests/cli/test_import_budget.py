@@ -8,7 +8,8 @@ modules it imported.  A command must not load what its path does not use: the ev
 options, the other commands, or manager packages it does not run.  On a device (SG_IO, no
 manager) ``qompr persist`` and ``qompr turs`` load no manager at all, nor the object model,
 ``-object`` parsing, logging or sockets; a PR IN without ``--json`` no PR OUT or ``--json``
-code; TEST UNIT READY not even attrs.  (The time itself is bench/startup.py's business.)
+code and no SCSI codec, hence no attrs; TEST UNIT READY not even qompr.scsi.  (The time
+itself is bench/startup.py's business.)
 """
 
 from __future__ import annotations
@@ -65,15 +66,19 @@ DEVICE = SG3 | {
     "socket",
     "selectors",
 }
-#: What a PR IN without --json may not import: the PR OUT parameter lists, the --json report
-#: and the codecs only they use.
+#: What a PR IN on a device without --json may not import: the PR OUT parameter lists, the
+#: --json report, and the SCSI codecs, hence attrs (its CDB is written out, its data printed
+#: as sg_persist prints it; sense is decoded only when a command has some).
 PR_IN = {
     "qompr.cli.persist.prout",
     "qompr.cli.persist.report",
+    "qompr.scsi._cdb",
+    "qompr.scsi._sense",
     "qompr.scsi._params",
     "qompr.scsi._prin",
     "qompr.scsi._transport_id",
     "qompr.scsi._nexus",
+    "attrs",
 }
 #: What TEST UNIT READY on a device does not use either: no codec of qompr.scsi (its CDB is six
 #: zero bytes, its sense decoded only when the device is not ready), hence no attrs.
@@ -208,5 +213,5 @@ def test_what_the_device_path_leaves_out_is_loaded_where_it_is_used(
     assert "qompr.cli.persist.report" in modules
     assert not modules & DEVICE
     modules = imported(tmp_path, "persist", "-n", "-o", "-G", "-S", "1", "/dev/null")
-    assert {"qompr.cli.persist.prout", "qompr.scsi._params"} <= modules
+    assert {"qompr.cli.persist.prout", "qompr.scsi._params", "qompr.scsi._cdb", "attrs"} <= modules
     assert not modules & DEVICE

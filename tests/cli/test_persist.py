@@ -33,7 +33,9 @@ import pytest
 
 import qompr
 from qompr.cli.main import main
+from qompr.cli.persist.options import MX_ALLOC_LEN
 from qompr.cli.persist.prin import transport_id_text
+from qompr.cli.persist.session import prin_cdb
 from qompr.cli.sglib.hexdump import hex_dump
 from qompr.cli.sglib.hexdump import hex_str
 from qompr.cli.sglib.numbers import get_num
@@ -1426,3 +1428,11 @@ _FIXED_SENSE_FIELDS = [
     _fixed_sense(6, 0x29, 0, b7=5)[:13],
     _fixed_sense(2, 4, 4, b15=0x80, b16=0x80)[:17],
 ]
+
+
+@pytest.mark.parametrize("sa", range(4))
+def test_the_pr_in_cdb_is_the_codecs(sa: int) -> None:
+    # qompr persist writes the PR IN CDB out (no attrs on a PR IN's start-up); the bytes are
+    # those of qompr.scsi.PrInCdb for every service action and allocation length it sends.
+    for length in (0, 1, 8, 24, 255, 256, 4096, MX_ALLOC_LEN):
+        assert prin_cdb(sa, length) == PrInCdb(sa, length).to_bytes()
