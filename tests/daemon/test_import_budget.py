@@ -32,8 +32,8 @@ NEVER = {
 }
 #: What the default executor (SG_IO, no --backend) does not use either: the plugin machinery
 #: and -object parsing, every manager package, the helper client, JSON, and the SCSI codecs
-#: of parameter lists and PR IN data (the SG_IO executor passes those bytes through); the
-#: user and group databases either, which only -u/-g with a name reads.
+#: of CDBs, parameter lists and PR IN data (the protocol and the SG_IO executor pass those
+#: bytes through); the user and group databases either, which only -u/-g with a name reads.
 DEFAULT_ONLY = NEVER | {
     "argparse",
     "grp",
@@ -49,6 +49,7 @@ DEFAULT_ONLY = NEVER | {
     "qompr.managers.emulated",
     "qompr.managers.multipath",
     "qompr.protocol.retry",
+    "qompr.scsi._cdb",
     "qompr.scsi._params",
     "qompr.scsi._prin",
     "qompr.scsi._transport_id",

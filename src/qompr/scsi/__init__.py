@@ -10,7 +10,9 @@ General layout (every name is re-exported here; the modules are private):
   descriptor sense bytes);
 * ``_status``: :class:`ScsiStatus` and :class:`ScsiResult`, the value every command returns;
 * ``_errors``: the decoding errors, each carrying the sense an engine should answer with;
-* ``_cdb``: :class:`PrInCdb`, :class:`PrOutCdb` and QEMU's :func:`transfer_length`;
+* ``_cdb``: :class:`PrInCdb` and :class:`PrOutCdb`;
+* ``_xfer``: QEMU's :func:`transfer_length` and the CDB sizes (the helper protocol needs no
+  more of CDBs);
 * ``_params``: the PR OUT parameter lists;
 * ``_prin``: the PR IN parameter data;
 * ``_transport_id``: :class:`TransportID` (FC, SAS, iSCSI);
@@ -32,11 +34,8 @@ from typing import Any as _Any
 from qompr._lazy import load as _load
 
 if _TYPE_CHECKING:
-    from qompr.scsi._cdb import HELPER_CDB_SIZE as HELPER_CDB_SIZE
-    from qompr.scsi._cdb import PR_CDB_SIZE as PR_CDB_SIZE
     from qompr.scsi._cdb import PrInCdb as PrInCdb
     from qompr.scsi._cdb import PrOutCdb as PrOutCdb
-    from qompr.scsi._cdb import transfer_length as transfer_length
     from qompr.scsi._constants import Asc as Asc
     from qompr.scsi._constants import HostStatus as HostStatus
     from qompr.scsi._constants import MaintenanceInAction as MaintenanceInAction
@@ -75,6 +74,9 @@ if _TYPE_CHECKING:
     from qompr.scsi._status import ScsiResult as ScsiResult
     from qompr.scsi._status import ScsiStatus as ScsiStatus
     from qompr.scsi._transport_id import TransportID as TransportID
+    from qompr.scsi._xfer import HELPER_CDB_SIZE as HELPER_CDB_SIZE
+    from qompr.scsi._xfer import PR_CDB_SIZE as PR_CDB_SIZE
+    from qompr.scsi._xfer import transfer_length as transfer_length
 
 __all__ = [
     "BASIC_PARAMETER_LIST_SIZE",
@@ -124,11 +126,11 @@ __all__ = [
 
 # Each public name, by the module that defines it (loaded on first access).
 _LAZY = {
-    "HELPER_CDB_SIZE": "qompr.scsi._cdb",
-    "PR_CDB_SIZE": "qompr.scsi._cdb",
+    "HELPER_CDB_SIZE": "qompr.scsi._xfer",
+    "PR_CDB_SIZE": "qompr.scsi._xfer",
     "PrInCdb": "qompr.scsi._cdb",
     "PrOutCdb": "qompr.scsi._cdb",
-    "transfer_length": "qompr.scsi._cdb",
+    "transfer_length": "qompr.scsi._xfer",
     "Asc": "qompr.scsi._constants",
     "HostStatus": "qompr.scsi._constants",
     "MaintenanceInAction": "qompr.scsi._constants",

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""PERSISTENT RESERVE IN / OUT CDBs (SPC-4 §6.15, §6.16) and QEMU's transfer-length rule.
+"""PERSISTENT RESERVE IN / OUT CDBs (SPC-4 §6.15, §6.16).
 
 Design rule: decoding a CDB raises :class:`~qompr.scsi.CdbError` only for bytes that cannot be
 a CDB of that opcode at all (empty, wrong opcode, shorter than 10 bytes, junk after byte 9).
@@ -27,13 +27,10 @@ from qompr.scsi._util import as_pr_scope
 from qompr.scsi._util import as_pr_type
 from qompr.scsi._util import uint
 from qompr.scsi._util import within
+from qompr.scsi._xfer import HELPER_CDB_SIZE
+from qompr.scsi._xfer import PR_CDB_SIZE
 
-__all__ = ["HELPER_CDB_SIZE", "PR_CDB_SIZE", "PrInCdb", "PrOutCdb", "transfer_length"]
-
-#: Size of the PERSISTENT RESERVE IN / OUT CDB.
-PR_CDB_SIZE = 10
-#: Size of the zero-padded CDB buffer of the qemu-pr-helper protocol (``PR_HELPER_CDB_SIZE``).
-HELPER_CDB_SIZE = 16
+__all__ = ["PrInCdb", "PrOutCdb"]
 
 # Reserved bits of bytes 1-6 (PR IN) and bytes 1-4 (PR OUT), as big-endian integers of those
 # bytes with the defined fields cleared.
@@ -173,35 +170,3 @@ class PrOutCdb:
         head = (self.reserved | fields).to_bytes(4, "big")
         tail = self.parameter_list_length.to_bytes(4, "big") + bytes((self.control,))
         return _pad(bytes((Opcode.PERSISTENT_RESERVE_OUT,)) + head + tail, size)
-
-
-def transfer_length(cdb: bytes) -> int:
-    """The data length a CDB implies, by QEMU's ``scsi_cdb_xfer`` group rule
-    (docs/reference/qemu-pr-helper.md §5).
-
-    The group is the top 3 bits of byte 0:
-
-    * group 0: byte 4;
-    * groups 1 and 2: big-endian 16 bits at bytes 7-8;
-    * group 4: big-endian 32 bits at bytes 10-13;
-    * group 5: big-endian 32 bits at bytes 6-9;
-    * groups 3, 6 and 7: ``-1``.
-
-    Like QEMU, which reads from a zero-filled 16-byte buffer, bytes beyond the end of a short
-    *cdb* read as zero.  No opcode-specific adjustment is made (READ(6) length 0 stays 0).
-
-    :raises CdbError: if *cdb* is empty.
-    """
-    if not cdb:
-        raise CdbError("CDB is empty")
-    buf = bytes(cdb[:HELPER_CDB_SIZE]).ljust(HELPER_CDB_SIZE, b"\0")
-    group = buf[0] >> 5
-    if group == 0:
-        return buf[4]
-    if group in (1, 2):
-        return int.from_bytes(buf[7:9], "big")
-    if group == 4:
-        return int.from_bytes(buf[10:14], "big")
-    if group == 5:
-        return int.from_bytes(buf[6:10], "big")
-    return -1
