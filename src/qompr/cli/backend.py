@@ -270,8 +270,8 @@ class DeviceBackend:
         data_out: bytes = b"",
         data_in_size: int = 0,
     ) -> SgIoOutcome:
-        """One SG_IO, the kernel's answer unjudged (a :class:`~qompr.cli.sglib.passthrough.
-        PassThrough`)."""
+        """One SG_IO, the kernel's answer unjudged: this backend's
+        :class:`~qompr.cli.sglib.passthrough.PassThrough`."""
         from qompr.linux.sgio import GRACE_MS
         from qompr.linux.sgio import sg_io
         from qompr.linux.sgio import sg_io_waited

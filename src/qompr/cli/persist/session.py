@@ -72,6 +72,7 @@ class Session:
         self.plugins = plugins
         self.flagged = False
         self.backend: Backend | DeviceBackend | None = None
+        # What --json prints; its decoded parts are built only then (their codecs' import).
         self.report: dict[str, Any] = {"device": op.device, "backend": "direct"}
 
     def say(self, text: str) -> None:
