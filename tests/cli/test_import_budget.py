@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 _RUN = """
-import json, os, sys
+import os, sys
 from qompr.cli.main import main
 null = os.open(os.devnull, os.O_WRONLY)
 os.dup2(null, 1)
@@ -32,8 +32,10 @@ try:
     main(sys.argv[1:])
 except SystemExit:
     pass
+modules = sorted(sys.modules)
+import json  # after the run: json is in the budget
 with open(os.environ["MODULES_OUT"], "w") as out:
-    json.dump(sorted(sys.modules), out)
+    json.dump(modules, out)
 """
 
 #: What no start-up path below may import.
@@ -83,6 +85,17 @@ PR_IN = {
 #: What TEST UNIT READY on a device does not use either: no codec of qompr.scsi (its CDB is six
 #: zero bytes, its sense decoded only when the device is not ready), hence no attrs.
 TUR_DEVICE = {"qompr.scsi", "attrs"}
+#: What ``--object pr-manager-emulated`` without a state file (its store in memory) does not
+#: use: the SQLite store and sqlite3 (with datetime under it), the peer credentials of a helper
+#: client (and socket), the json module (a keyval spec is read by qompr.options' own parser).
+IN_MEMORY = {
+    "qompr.managers.emulated._sqlite",
+    "sqlite3",
+    "datetime",
+    "qompr.linux._peer",
+    "socket",
+    "json",
+}
 #: The manager packages: each path may import the ones it runs, and no other.
 MANAGERS = {
     "qompr.managers._direct",
@@ -149,6 +162,8 @@ def test_persist_imports_only_its_path(
     if path == "device":
         assert not modules & DEVICE
         assert not modules & PR_IN
+    if path == "object":
+        assert not modules & IN_MEMORY
 
 
 @pytest.mark.parametrize(
@@ -173,6 +188,7 @@ def test_turs_imports_only_its_path(
         assert not modules & TUR_DEVICE
     else:  # the positive control of TUR_DEVICE
         assert modules >= TUR_DEVICE
+        assert not modules & IN_MEMORY
 
 
 def test_persist_json_and_verbose_stay_in_budget(tmp_path: Path, disk: str) -> None:
@@ -180,6 +196,15 @@ def test_persist_json_and_verbose_stay_in_budget(tmp_path: Path, disk: str) -> N
     modules = imported(tmp_path, "persist", "--json", "-vvv", "--object", spec, "-k", disk)
     assert not modules & SG3
     assert modules & MANAGERS == {"qompr.managers.emulated"}
+
+
+def test_a_state_file_loads_the_sqlite_store(tmp_path: Path, disk: str) -> None:
+    # The positive control of IN_MEMORY: the SQLite store is what a state file needs.
+    spec = f"pr-manager-emulated,id=e,state={tmp_path / 'pr.db'}"
+    modules = imported(tmp_path, "persist", "--object", spec, "-k", disk)
+    assert "qompr.cli.persist.session" in modules  # it ran
+    assert {"qompr.managers.emulated._sqlite", "sqlite3"} <= modules
+    assert (tmp_path / "pr.db").exists()
 
 
 def test_a_type_that_is_not_built_in_loads_the_plugins(tmp_path: Path, disk: str) -> None:

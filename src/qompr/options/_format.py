@@ -7,7 +7,6 @@ keyval agree on that), and JSON keeps real types.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from qompr.errors import ObjectError
@@ -80,4 +79,6 @@ def _noncharacter(cp: int) -> bool:
 
 def to_json_string(obj: Object) -> str:
     """:func:`to_json` as compact JSON text, ready for ``-object``."""
+    import json  # here: reading -object strings (every --object run) needs no json module
+
     return json.dumps(to_json(obj), separators=(",", ":"), ensure_ascii=False)

@@ -23,17 +23,19 @@ SPC-4 clause numbers follow revision 37, as everywhere in qompr (persistent rese
 §5.12, PR IN §6.15, PR OUT §6.16; ``docs/reference/README.md``).  See ``docs/emulated.md``.
 """
 
+from typing import TYPE_CHECKING
+from typing import Any
+
+from qompr._lazy import load as _load
 from qompr.managers.emulated._access import AccessClass as AccessClass
 from qompr.managers.emulated._access import classify as classify
 from qompr.managers.emulated._engine import Engine as Engine
 from qompr.managers.emulated._engine import EngineConfig as EngineConfig
 from qompr.managers.emulated._identity import InitiatorRule as InitiatorRule
-from qompr.managers.emulated._identity import PeerCredentials as PeerCredentials
 from qompr.managers.emulated._identity import initiator_name as initiator_name
 from qompr.managers.emulated._identity import lu_identity as lu_identity
 from qompr.managers.emulated._identity import nexus_for_peer as nexus_for_peer
 from qompr.managers.emulated._identity import nexus_for_pid as nexus_for_pid
-from qompr.managers.emulated._identity import peer_credentials as peer_credentials
 from qompr.managers.emulated._identity import vm_name as vm_name
 from qompr.managers.emulated._luid import LuIdRule as LuIdRule
 from qompr.managers.emulated._luid import wwn_from_vpd83 as wwn_from_vpd83
@@ -46,7 +48,6 @@ from qompr.managers.emulated._policy import LIO as LIO
 from qompr.managers.emulated._policy import SPC4 as SPC4
 from qompr.managers.emulated._policy import Mode as Mode
 from qompr.managers.emulated._policy import Policy as Policy
-from qompr.managers.emulated._sqlite import SqliteStore as SqliteStore
 from qompr.managers.emulated._state import POWER_ON_OCCURRED as POWER_ON_OCCURRED
 from qompr.managers.emulated._state import Changes as Changes
 from qompr.managers.emulated._state import LUState as LUState
@@ -60,6 +61,11 @@ from qompr.managers.emulated._store import StoreError as StoreError
 from qompr.managers.emulated._store import StoreFailureError as StoreFailureError
 from qompr.managers.emulated._store import StoreOptions as StoreOptions
 from qompr.managers.emulated._store import StoreUnavailableError as StoreUnavailableError
+
+if TYPE_CHECKING:
+    from qompr.linux._peer import PeerCredentials as PeerCredentials
+    from qompr.linux._peer import peer_credentials as peer_credentials
+    from qompr.managers.emulated._sqlite import SqliteStore as SqliteStore
 
 __all__ = [
     "DEFAULT_MAX_REGISTRATIONS",
@@ -100,3 +106,15 @@ __all__ = [
     "vm_name",
     "wwn_from_vpd83",
 ]
+
+# Loaded on first use (PEP 562): a manager in memory (``qompr persist --object``) imports
+# neither sqlite3 nor the peer credentials' socket.
+_LAZY = {
+    "PeerCredentials": "qompr.linux._peer",
+    "peer_credentials": "qompr.linux._peer",
+    "SqliteStore": "qompr.managers.emulated._sqlite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    return _load(__name__, _LAZY, name)

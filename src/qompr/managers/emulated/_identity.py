@@ -17,22 +17,21 @@ from __future__ import annotations
 
 import enum
 import os
-import socket
 import stat
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from qompr.linux import PeerCredentials
-from qompr.linux import peer_credentials
 from qompr.scsi import Nexus
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = [
     "InitiatorRule",
-    "PeerCredentials",
     "initiator_name",
     "lu_identity",
     "nexus_for_peer",
     "nexus_for_pid",
-    "peer_credentials",
     "process_cmdline",
     "split_qemu_options",
     "vm_name",
@@ -137,4 +136,7 @@ def nexus_for_peer(
     sock: socket.socket, rule: InitiatorRule | str, *, target_port: int = 1
 ) -> Nexus:
     """The I_T nexus of the peer of the unix socket *sock* (SO_PEERCRED pid, then *rule*)."""
+    # Loaded here: a manager in process (qompr persist --object) has no peer, nor socket.
+    from qompr.linux import peer_credentials
+
     return nexus_for_pid(peer_credentials(sock).pid, rule, target_port=target_port)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +41,6 @@ from qompr.managers.emulated._luid import LuNamer
 from qompr.managers.emulated._open import open_store
 from qompr.managers.emulated._outcome import EngineOutcome
 from qompr.managers.emulated._policy import Policy
-from qompr.managers.emulated._sqlite import SqliteStore
 from qompr.managers.emulated._state import LUState
 from qompr.managers.emulated._state import StateSnapshot
 from qompr.managers.emulated._store import Store
@@ -72,6 +72,14 @@ _READS: Final = frozenset({Opcode.PERSISTENT_RESERVE_IN, Opcode.REQUEST_SENSE})
 _PR_IN: Final = bytes([Opcode.PERSISTENT_RESERVE_IN])
 
 log = logging.getLogger(__name__)
+_SQLITE_MODULE: Final = "qompr.managers.emulated._sqlite"
+
+
+def _is_sqlite(store: Store) -> bool:
+    """Whether *store* is an SQLite file, without importing the SQLite store (and sqlite3)
+    for a store in memory: no SqliteStore exists before its module is loaded."""
+    module = sys.modules.get(_SQLITE_MODULE)
+    return module is not None and isinstance(store, module.SqliteStore)
 
 
 def _until_complete(name: str) -> Callable[[Object, Any], None]:
@@ -298,7 +306,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
             return False
         if store.cannot_block:
             return True
-        return cdb is not None and cdb[:1] == _PR_IN and isinstance(store, SqliteStore)
+        return cdb is not None and cdb[:1] == _PR_IN and _is_sqlite(store)
 
     @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:

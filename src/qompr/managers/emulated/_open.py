@@ -9,7 +9,6 @@ import re
 from typing import Any
 from typing import Final
 
-from qompr.managers.emulated._sqlite import SqliteStore
 from qompr.managers.emulated._store import MemoryStore
 from qompr.managers.emulated._store import StateFileError
 from qompr.managers.emulated._store import Store
@@ -48,6 +47,9 @@ def open_store(state: str, options: StoreOptions, hook: Any = None) -> Store:
         return MemoryStore()
     match = _SCHEME.match(state)
     if match is None:
+        # Imported here: a store in memory needs neither the SQLite store nor sqlite3.
+        from qompr.managers.emulated._sqlite import SqliteStore
+
         return SqliteStore(
             state,
             synchronous=options.synchronous,
