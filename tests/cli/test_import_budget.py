@@ -96,6 +96,10 @@ IN_MEMORY = {
     "socket",
     "json",
 }
+#: What ``--helper`` without ``--initiator``/``--target-port`` does not use: the I_T nexus
+#: (the helper's backend names the client) with its TransportID codec, a wrapping manager's
+#: base.
+HELPER = {"qompr.scsi._nexus", "qompr.scsi._transport_id", "qompr.managers._delegating"}
 #: The manager packages: each path may import the ones it runs, and no other.
 MANAGERS = {
     "qompr.managers._direct",
@@ -164,6 +168,8 @@ def test_persist_imports_only_its_path(
         assert not modules & PR_IN
     if path == "object":
         assert not modules & IN_MEMORY
+    if path == "helper":
+        assert not modules & HELPER
 
 
 @pytest.mark.parametrize(
@@ -226,6 +232,11 @@ def test_persist_through_a_helper_reads_no_object_string(
     assert modules & MANAGERS == {"qompr.managers._helper"}
     assert "qompr.options" not in modules
     assert not modules & {"qompr.cli.persist.prout", "qompr.cli.persist.report"}
+    assert not modules & HELPER
+    # The positive control: a named initiator is a nexus.
+    argv = ["--helper", helper_socket, "--initiator", "iqn.2026-12.test:a", "-k", disk]
+    modules = imported(tmp_path, "persist", *argv)
+    assert {"qompr.scsi._nexus", "qompr.scsi._transport_id"} <= modules
 
 
 def test_what_the_device_path_leaves_out_is_loaded_where_it_is_used(

@@ -393,12 +393,13 @@ def _process_objects(
 
 
 def _nexus(options: BackendOptions, manager: PRManager, prog: str) -> Nexus | None:
+    if options.initiator is None and options.target_port is None:
+        return None  # the manager's default: no Nexus (nor TransportID) class to build
     from qompr.scsi import Nexus
 
     if options.initiator is not None:
         return Nexus(options.initiator, options.target_port or 1)
-    if options.target_port is None:
-        return None
+    assert options.target_port is not None  # neither given: returned above
     # The manager's own initiator (pr-manager-emulated has one) through another port.
     default = manager.default_nexus
     if default is not None:

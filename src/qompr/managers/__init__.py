@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: MIT
 """Persistent-reservation managers: the abstract ``pr-manager`` type and the built-ins.
 
-The abstract type, its contract and :class:`DelegatingPRManager` load with this package; each
-built-in manager loads on first use (``from qompr.managers import PRManagerDirect``), so a
-program pays only for the managers it touches (a daemon serving SG_IO never imports the
-emulated engine or libmpathpersist's bindings).
+The abstract type and its contract load with this package; :class:`DelegatingPRManager`
+and each built-in manager load on first use (``from qompr.managers import PRManagerDirect``),
+so a program pays only for the managers it touches (a daemon serving SG_IO never imports the
+emulated engine or libmpathpersist's bindings, ``qompr persist`` no wrapping manager).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from qompr.managers._base import ClientIdentity as ClientIdentity
 from qompr.managers._base import PRManager as PRManager
 from qompr.managers._base import pr_manager_lookup as pr_manager_lookup
 from qompr.managers._base import query_pr_managers as query_pr_managers
-from qompr.managers._delegating import DelegatingPRManager as DelegatingPRManager
 
 if TYPE_CHECKING:
+    from qompr.managers._delegating import DelegatingPRManager as DelegatingPRManager
     from qompr.managers._direct import PRManagerDirect as PRManagerDirect
     from qompr.managers._handover import HandoverError as HandoverError
     from qompr.managers._handover import HandoverReason as HandoverReason
@@ -51,6 +51,8 @@ __all__ += _base.__all__
 
 # The built-in managers, by the module that defines each (loaded on first access).
 _LAZY = {
+    # The base of wrapping managers (none is built in): for plugins and the daemon's wrappers.
+    "DelegatingPRManager": "qompr.managers._delegating",
     "PRManagerDirect": "qompr.managers._direct",
     "PRManagerHelper": "qompr.managers._helper",
     "PRManagerEmulated": "qompr.managers.emulated",
