@@ -96,6 +96,10 @@ IN_MEMORY = {
     "socket",
     "json",
 }
+#: What READ KEYS through pr-manager-emulated does not use either: the engine reads a plain CDB
+#: itself and packs the keys; the CDB classes, the other PR IN answers' classes and the PR OUT
+#: parameter lists load with the commands that need them.
+EMULATED_READ_KEYS = {"qompr.scsi._cdb", "qompr.scsi._prin", "qompr.scsi._params"}
 #: What ``--helper`` without ``--initiator``/``--target-port`` does not use: the I_T nexus
 #: (the helper's backend names the client) with its TransportID codec, a wrapping manager's
 #: base.
@@ -168,6 +172,7 @@ def test_persist_imports_only_its_path(
         assert not modules & PR_IN
     if path == "object":
         assert not modules & IN_MEMORY
+        assert not modules & EMULATED_READ_KEYS
     if path == "helper":
         assert not modules & HELPER
 
@@ -211,6 +216,14 @@ def test_a_state_file_loads_the_sqlite_store(tmp_path: Path, disk: str) -> None:
     assert "qompr.cli.persist.session" in modules  # it ran
     assert {"qompr.managers.emulated._sqlite", "sqlite3"} <= modules
     assert (tmp_path / "pr.db").exists()
+
+
+def test_report_capabilities_loads_the_pr_in_data_classes(tmp_path: Path, disk: str) -> None:
+    # The positive control of EMULATED_READ_KEYS: the engine's REPORT CAPABILITIES answer is
+    # built by the PR IN data codec.
+    modules = imported(tmp_path, "persist", "--object", "pr-manager-emulated,id=e", "-c", disk)
+    assert "qompr.cli.persist.session" in modules  # it ran
+    assert "qompr.scsi._prin" in modules
 
 
 def test_a_type_that_is_not_built_in_loads_the_plugins(tmp_path: Path, disk: str) -> None:

@@ -10,6 +10,8 @@ engine: state in, :class:`~._outcome.EngineOutcome` out.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
 from qompr.managers.emulated._decode import BasicParameters
@@ -39,8 +41,10 @@ from qompr.scsi import ProtocolId
 from qompr.scsi import PrOutAction
 from qompr.scsi import PrScope
 from qompr.scsi import PrType
-from qompr.scsi import RegisterAndMoveParameters
 from qompr.scsi import SenseCode
+
+if TYPE_CHECKING:
+    from qompr.scsi import RegisterAndMoveParameters
 
 __all__ = ["ServiceActions"]
 

@@ -5,15 +5,18 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 from typing import Final
 from typing import NamedTuple
 
 from qompr.scsi import PrInAction
-from qompr.scsi import PrInCdb
 from qompr.scsi import PrOutAction
-from qompr.scsi import PrOutCdb
-from qompr.scsi import ReportCapabilitiesData
-from qompr.scsi import TransportID
+
+if TYPE_CHECKING:
+    from qompr.scsi import TransportID
+
+# The CDB classes and the PR IN data classes are imported where they are used, off the fast
+# path: a READ KEYS in memory (qompr persist --object) builds none of those attrs classes.
 
 
 @functools.lru_cache(maxsize=65536)
@@ -24,6 +27,8 @@ def tid_bytes(tid: TransportID) -> bytes:
 @functools.lru_cache(maxsize=2)
 def capabilities(ptpl_a: bool) -> bytes:
     # docs/reference/spc4-pr.md §1.5 / §8: exactly LIO's 00 08 1D 90|PTPL_A EA 01 00 00.
+    from qompr.scsi import ReportCapabilitiesData
+
     return ReportCapabilitiesData.lio(ptpl_a=ptpl_a).to_bytes()
 
 
@@ -76,6 +81,8 @@ def decode_pr_out_cdb(raw: bytes) -> OutCdb:
         b1, b2 = raw[1], raw[2]
         reserved = ((b1 & 0xE0) << 24) | int.from_bytes(raw[3:5], "big")
         return OutCdb(b1 & 0x1F, b2 >> 4, b2 & 0x0F, int.from_bytes(raw[5:9], "big"), reserved)
+    from qompr.scsi import PrOutCdb
+
     cdb = PrOutCdb.from_bytes(raw)
     return OutCdb(
         int(cdb.service_action),
@@ -107,5 +114,7 @@ def decode_pr_in_cdb(raw: bytes) -> tuple[int, int, int]:
             int.from_bytes(raw[7:9], "big"),
             int.from_bytes(raw[1:7], "big") & _PRIN_RESERVED,
         )
+    from qompr.scsi import PrInCdb
+
     cdb = PrInCdb.from_bytes(raw)
     return cdb.service_action, cdb.allocation_length, cdb.reserved

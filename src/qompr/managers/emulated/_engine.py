@@ -63,8 +63,6 @@ from qompr.scsi import Opcode
 from qompr.scsi import ParameterListError
 from qompr.scsi import PrInAction
 from qompr.scsi import PrOutAction
-from qompr.scsi import PrOutParameters
-from qompr.scsi import RegisterAndMoveParameters
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
 from qompr.scsi import TransportID
@@ -387,6 +385,11 @@ class Engine(ServiceActions):
                 return EngineOutcome(CONFLICT)
         if is_move:
             # A bad TransportID is reported only after the key checks (LIO, §3.8).
+            # The parameter list codecs load with the first command that has a TransportID
+            # in its list (REGISTER AND MOVE, SPEC_I_PT): a plain REGISTER, RESERVE or a PR
+            # IN builds none of their attrs classes (qompr persist --object).
+            from qompr.scsi import RegisterAndMoveParameters
+
             move: RegisterAndMoveParameters | None = None
             error: SenseCode | None = None
             try:
@@ -403,6 +406,8 @@ class Engine(ServiceActions):
             tids: tuple[TransportID, ...] = ()
             error = None
             if spec_i_pt:
+                from qompr.scsi import PrOutParameters
+
                 try:
                     tids = PrOutParameters.from_bytes(params).transport_ids
                 except TransportIDLengthError:
