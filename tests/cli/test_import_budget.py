@@ -100,6 +100,8 @@ IN_MEMORY = {
 #: itself and packs the keys; the CDB classes, the other PR IN answers' classes and the PR OUT
 #: parameter lists load with the commands that need them.
 EMULATED_READ_KEYS = {"qompr.scsi._cdb", "qompr.scsi._prin", "qompr.scsi._params"}
+#: What reading a keyval ``--object`` spec does not use: the JSON and QemuOpts parsers.
+KEYVAL_SPEC = {"qompr.options._json", "qompr.options._qemuopts"}
 #: What ``--helper`` without ``--initiator``/``--target-port`` does not use: the I_T nexus
 #: (the helper's backend names the client) with its TransportID codec, a wrapping manager's
 #: base.
@@ -173,6 +175,7 @@ def test_persist_imports_only_its_path(
     if path == "object":
         assert not modules & IN_MEMORY
         assert not modules & EMULATED_READ_KEYS
+        assert not modules & KEYVAL_SPEC
     if path == "helper":
         assert not modules & HELPER
 
@@ -216,6 +219,15 @@ def test_a_state_file_loads_the_sqlite_store(tmp_path: Path, disk: str) -> None:
     assert "qompr.cli.persist.session" in modules  # it ran
     assert {"qompr.managers.emulated._sqlite", "sqlite3"} <= modules
     assert (tmp_path / "pr.db").exists()
+
+
+def test_a_json_spec_loads_the_json_parser(tmp_path: Path, disk: str) -> None:
+    # The positive control of KEYVAL_SPEC.
+    spec = '{"qom-type": "pr-manager-emulated", "id": "e"}'
+    modules = imported(tmp_path, "persist", "--object", spec, "-k", disk)
+    assert "qompr.cli.persist.session" in modules  # it ran
+    assert "qompr.options._json" in modules
+    assert modules & MANAGERS == {"qompr.managers.emulated"}
 
 
 def test_report_capabilities_loads_the_pr_in_data_classes(tmp_path: Path, disk: str) -> None:

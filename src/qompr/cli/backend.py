@@ -337,11 +337,12 @@ def builtin_tree(names: Sequence[str]) -> ObjectTree:
 def _spec_type(spec: str) -> str | None:
     """The type an ``--object`` spec creates, when it plainly names one (no help request,
     no syntax error: those are left to the full processing, which words them)."""
-    from qompr.options import json_loads
     from qompr.options import keyval_parse
 
     try:
         if spec.startswith("{"):
+            from qompr.options import json_loads
+
             value = json_loads(spec)
             qom_type = value.get("qom-type") if isinstance(value, dict) else None
         else:

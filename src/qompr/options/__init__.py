@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: MIT
 """``-object`` strings: QemuOpts, keyval and QEMU-JSON parsing, and formatting back."""
 
+from typing import TYPE_CHECKING
+from typing import Any
+
+from qompr._lazy import load as _load
 from qompr.options._cmdline import CommandLineRun as CommandLineRun
 from qompr.options._cmdline import HelpText as HelpText
 from qompr.options._cmdline import ObjectCommandLine as ObjectCommandLine
@@ -16,11 +20,13 @@ from qompr.options._format import escape_value as escape_value
 from qompr.options._format import to_json as to_json
 from qompr.options._format import to_json_string as to_json_string
 from qompr.options._format import to_keyval as to_keyval
-from qompr.options._json import json_loads as json_loads
 from qompr.options._keyval import KeyvalResult as KeyvalResult
 from qompr.options._keyval import keyval_parse as keyval_parse
-from qompr.options._qemuopts import QemuOpts as QemuOpts
-from qompr.options._qemuopts import QemuOptsList as QemuOptsList
+
+if TYPE_CHECKING:
+    from qompr.options._json import json_loads as json_loads
+    from qompr.options._qemuopts import QemuOpts as QemuOpts
+    from qompr.options._qemuopts import QemuOptsList as QemuOptsList
 
 __all__ = [
     "CommandLineRun",
@@ -44,3 +50,15 @@ __all__ = [
     "type_help",
     "types_help",
 ]
+
+# The JSON and QemuOpts parsers load on first use (PEP 562): reading a keyval spec, as
+# ``qompr persist --object`` does, needs neither.
+_LAZY = {
+    "json_loads": "qompr.options._json",
+    "QemuOpts": "qompr.options._qemuopts",
+    "QemuOptsList": "qompr.options._qemuopts",
+}
+
+
+def __getattr__(name: str) -> Any:
+    return _load(__name__, _LAZY, name)

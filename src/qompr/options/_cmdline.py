@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from qompr.errors import HelpRequestError
 from qompr.errors import OptionError
 from qompr.errors import QomprError
-from qompr.options._json import json_loads
 from qompr.options._keyval import keyval_parse
-from qompr.options._qemuopts import QemuOptsList
-from qompr.options._qemuopts import is_help_option
 from qompr.qom import Flavour
 from qompr.qom import Object
 from qompr.qom import ObjectOptions
@@ -29,6 +27,9 @@ from qompr.qom import ObjectTree
 from qompr.qom import TypeRegistry
 from qompr.qom import argument_text
 from qompr.qom import visit_object_options
+
+if TYPE_CHECKING:
+    from qompr.options._qemuopts import QemuOptsList
 
 __all__ = [
     "CommandLineRun",
@@ -134,7 +135,7 @@ class ObjectCommandLine:
         self.syntax = syntax
         self.option = option
         self._warn = warn
-        self._opts_list = QemuOptsList("object", "qom-type")
+        self._opts_list: QemuOptsList | None = None  # Syntax.QEMU_SYSTEM's, made on first use
         self.pending: list[ObjectOptions] = []
         self.created: list[Object] = []
 
@@ -171,13 +172,22 @@ class ObjectCommandLine:
             raise self._located(exc, arg) from None
         return None
 
+    # The JSON and QemuOpts parsers load with the first string that needs them: a keyval spec
+    # (qompr persist --object) builds neither's attrs classes.
     def _parse_json(self, arg: str) -> ObjectOptions:
+        from qompr.options._json import json_loads
+
         value = json_loads(arg)
         if not isinstance(value, dict):
             raise OptionError("Invalid parameter type for 'null', expected: object")
         return visit_object_options(self.tree.types, value, Flavour.JSON)
 
     def _parse_qemuopts(self, arg: str) -> ObjectOptions | HelpText:
+        from qompr.options._qemuopts import QemuOptsList
+        from qompr.options._qemuopts import is_help_option
+
+        if self._opts_list is None:
+            self._opts_list = QemuOptsList("object", "qom-type")
         opts = self._opts_list.parse(arg)
         if self._warn is not None:
             for message, hint in opts.warnings:
