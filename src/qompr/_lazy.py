@@ -15,9 +15,13 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from typing import Any
 
-__all__ = ["load"]
+if TYPE_CHECKING:
+    import logging
+
+__all__ = ["load", "loaded_logger"]
 
 
 def load(package: str, table: Mapping[str, str], name: str) -> Any:
@@ -31,3 +35,14 @@ def load(package: str, table: Mapping[str, str], name: str) -> Any:
     value = vars(importlib.import_module(module))[name]  # defined there, not found by duck typing
     setattr(sys.modules[package], name, value)  # found without __getattr__ next time
     return value
+
+
+def loaded_logger(name: str) -> logging.Logger | None:
+    """The logger *name* if :mod:`logging` is imported, else ``None``.
+
+    For records below WARNING on a start-up path: until something imports logging, nothing can
+    have configured a level or a handler, so such a record would be dropped (logging's
+    last-resort handler prints WARNING and above).  Warnings and errors use a logger as usual.
+    """
+    logging = sys.modules.get("logging")
+    return None if logging is None else logging.getLogger(name)

@@ -106,6 +106,10 @@ KEYVAL_SPEC = {"qompr.options._json", "qompr.options._qemuopts"}
 #: (the helper's backend names the client) with its TransportID codec, a wrapping manager's
 #: base.
 HELPER = {"qompr.scsi._nexus", "qompr.scsi._transport_id", "qompr.managers._delegating"}
+#: What a --helper run that succeeds does not use either: logging (nothing configured it, so
+#: the manager's and the object model's info and debug lines could not be shown; a warning
+#: loads it and reaches stderr as before).
+HELPER_OK = {"logging"}
 #: The manager packages: each path may import the ones it runs, and no other.
 MANAGERS = {
     "qompr.managers._direct",
@@ -258,6 +262,7 @@ def test_persist_through_a_helper_reads_no_object_string(
     assert "qompr.options" not in modules
     assert not modules & {"qompr.cli.persist.prout", "qompr.cli.persist.report"}
     assert not modules & HELPER
+    assert not modules & HELPER_OK
     # The positive control: a named initiator is a nexus.
     argv = ["--helper", helper_socket, "--initiator", "iqn.2026-12.test:a", "-k", disk]
     modules = imported(tmp_path, "persist", *argv)
@@ -276,3 +281,23 @@ def test_what_the_device_path_leaves_out_is_loaded_where_it_is_used(
     modules = imported(tmp_path, "persist", "-n", "-o", "-G", "-S", "1", "/dev/null")
     assert {"qompr.cli.persist.prout", "qompr.scsi._params", "qompr.scsi._cdb", "attrs"} <= modules
     assert not modules & DEVICE
+
+
+def test_a_configured_logger_still_sees_the_helper_connect(
+    tmp_path: Path, disk: str, helper_socket: str
+) -> None:
+    # The positive control of HELPER_OK: a program that configured logging gets the info line.
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')\n"
+        "from qompr.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    argv = ["persist", "--helper", helper_socket, "-k", disk]
+    env = dict(os.environ, QOMPR_LOAD_PLUGINS="")
+    run = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert f"qompr.manager.helper0: connected to helper at {helper_socket}" in run.stderr

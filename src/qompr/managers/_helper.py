@@ -35,7 +35,6 @@ with a message saying so; without the call nothing changes.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import select
 import threading
@@ -44,6 +43,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from qompr._compat import override
+from qompr._lazy import loaded_logger
 from qompr.errors import ConnectError
 from qompr.errors import LocalProtocolError
 from qompr.errors import RemoteProtocolError
@@ -72,13 +72,16 @@ from qompr.transport.sync import RequestNotSentError
 
 if TYPE_CHECKING:
     import asyncio
+    import logging
 
     from qompr.managers._helper_aio import AsyncPool
     from qompr.scsi import Nexus
 
 __all__ = ["PR_MAX_RECONNECT_ATTEMPTS", "PRManagerHelper"]
 
-_log = logging.getLogger("qompr.manager")
+#: The parent of every manager's logger.  logging itself loads with the first record that can
+#: be shown: a qompr persist --helper that succeeds has none.
+_LOGGER = "qompr.manager"
 
 
 def _comm_failure() -> ScsiResult:
@@ -152,7 +155,9 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
     @property
     def log(self) -> logging.Logger:
         """``qompr.manager.<id>`` (qemu.qmp's per-object child loggers)."""
-        return _log.getChild(self.id or "anonymous")
+        import logging
+
+        return logging.getLogger(_LOGGER).getChild(self.id or "anonymous")
 
     # == Section: life cycle =================================================================
     def use_extension(
@@ -214,7 +219,8 @@ class PRManagerHelper(PRManager, qom_type="pr-manager-helper"):
             changed = self._connected != connected
             self._connected = connected
         if changed and not self._closed:
-            self.log.info("%s helper at %s", "connected to" if connected else "lost", self.path)
+            if loaded_logger(_LOGGER) is not None:  # else nothing can show an info line
+                self.log.info("%s helper at %s", "connected to" if connected else "lost", self.path)
             self.status_changed(connected)
 
     def _connect(self) -> HelperClient:

@@ -7,11 +7,11 @@ against QEMU's ``qom-list`` / ``qom-get`` / ``qom-list-types`` reads ours unchan
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from qompr._lazy import loaded_logger
 from qompr.errors import ObjectError
 from qompr.errors import QomprError
 from qompr.qom._convert import Flavour
@@ -25,7 +25,6 @@ from qompr.qom._visit import visit_object_options
 
 __all__ = ["ID_HINT", "ObjectTree", "id_wellformed"]
 
-log = logging.getLogger("qompr.qom")
 
 #: The hint QEMU appends to a malformed id (util/id.c, qom/object_interfaces.c).
 ID_HINT = "Identifiers consist of letters, digits, '-', '.', '_', starting with a letter."
@@ -179,7 +178,9 @@ class ObjectTree:
             raise
         if complete:
             self.complete(obj)
-        log.debug("created %s (%s)", obj.canonical_path, typename)
+        log = loaded_logger("qompr.qom")  # no logging imported: nobody can show a debug line
+        if log is not None:
+            log.debug("created %s (%s)", obj.canonical_path, typename)
         return obj
 
     def object_add(
