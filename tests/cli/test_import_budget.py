@@ -110,6 +110,9 @@ HELPER = {"qompr.scsi._nexus", "qompr.scsi._transport_id", "qompr.managers._dele
 #: the manager's and the object model's info and debug lines could not be shown; a warning
 #: loads it and reaches stderr as before).
 HELPER_OK = {"logging"}
+#: What a manager in process whose commands succeed does not use: logging (its warnings load
+#: it, and reach stderr as before).
+QUIET_MANAGER = {"logging"}
 #: The manager packages: each path may import the ones it runs, and no other.
 MANAGERS = {
     "qompr.managers._direct",
@@ -180,6 +183,7 @@ def test_persist_imports_only_its_path(
         assert not modules & IN_MEMORY
         assert not modules & EMULATED_READ_KEYS
         assert not modules & KEYVAL_SPEC
+        assert not modules & QUIET_MANAGER
     if path == "helper":
         assert not modules & HELPER
 
@@ -207,6 +211,7 @@ def test_turs_imports_only_its_path(
     else:  # the positive control of TUR_DEVICE
         assert modules >= TUR_DEVICE
         assert not modules & IN_MEMORY
+        assert not modules & QUIET_MANAGER
 
 
 def test_persist_json_and_verbose_stay_in_budget(tmp_path: Path, disk: str) -> None:
@@ -274,7 +279,10 @@ def test_what_the_device_path_leaves_out_is_loaded_where_it_is_used(
 ) -> None:
     # The positive controls of DEVICE and PR_IN: the names are those the other paths load.
     modules = imported(tmp_path, "persist", "--object", "pr-manager-emulated,id=e", "-k", disk)
-    assert {"qompr.managers", "qompr.qom", "qompr.options", "logging"} <= modules
+    assert {"qompr.managers", "qompr.qom", "qompr.options"} <= modules
+    # logging: with the manager's first warning (lu-id=wwn on a file that is no SCSI LUN).
+    spec = "pr-manager-emulated,id=e,lu-id=wwn"
+    assert "logging" in imported(tmp_path, "persist", "--object", spec, "-k", disk)
     modules = imported(tmp_path, "persist", "--json", "-n", "-k", "/dev/null")
     assert "qompr.cli.persist.report" in modules
     assert not modules & DEVICE
@@ -301,3 +309,15 @@ def test_a_configured_logger_still_sees_the_helper_connect(
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert f"qompr.manager.helper0: connected to helper at {helper_socket}" in run.stderr
+
+
+def test_a_manager_warning_still_reaches_stderr(tmp_path: Path, disk: str) -> None:
+    # logging loads with the warning; nothing configured it, so its last-resort handler
+    # prints the message alone on stderr, as before.
+    spec = "pr-manager-emulated,id=e,lu-id=wwn"
+    env = dict(os.environ, QOMPR_LOAD_PLUGINS="")
+    run = subprocess.run(
+        [sys.executable, "-m", "qompr", "persist", "--object", spec, "-k", disk],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert run.stderr.startswith("e: cannot identify the logical unit of fd "), run.stderr

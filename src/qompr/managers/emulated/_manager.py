@@ -16,12 +16,12 @@ Example::
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import Final
 from typing import final
@@ -58,6 +58,9 @@ from qompr.scsi import Opcode
 from qompr.scsi import ScsiResult
 from qompr.scsi import SenseCode
 
+if TYPE_CHECKING:
+    import logging
+
 __all__ = ["DEFAULT_MAX_REGISTRATIONS", "DEFAULT_TIMEOUT_MS", "PRManagerEmulated"]
 
 #: Registrations one logical unit keeps by default: far above any cluster (64 nodes, each with
@@ -71,7 +74,15 @@ DEFAULT_TIMEOUT_MS: Final = 5000
 _READS: Final = frozenset({Opcode.PERSISTENT_RESERVE_IN, Opcode.REQUEST_SENSE})
 _PR_IN: Final = bytes([Opcode.PERSISTENT_RESERVE_IN])
 
-log = logging.getLogger(__name__)
+
+def _log() -> logging.Logger:
+    """This module's logger: logging loads with the first warning (a manager whose commands
+    succeed logs nothing, and qompr persist --object does not import it)."""
+    import logging
+
+    return logging.getLogger(__name__)
+
+
 _SQLITE_MODULE: Final = "qompr.managers.emulated._sqlite"
 
 
@@ -235,7 +246,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
                 "LUN), or name the one logical unit with lu-name",
             )
         if store.shared and self.initiator_rule == "pid":
-            log.warning(
+            _log().warning(
                 "%s: initiator-rule=pid names initiators by this host's process ids; with a "
                 "shared PR state use initiator-rule=vm-name or named initiators",
                 self.id,
@@ -333,7 +344,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         try:
             lu = self.logical_unit(fd)
         except OSError as exc:
-            log.warning("%s: cannot identify the logical unit of fd %d: %s", self.id, fd, exc)
+            _log().warning("%s: cannot identify the logical unit of fd %d: %s", self.id, fd, exc)
             return EngineOutcome(ScsiResult.check(SenseCode.LUN_NOT_SUPPORTED))
         try:
             outcome = store.transact(lu, decide, deadline=deadline, read_first=read_first)
@@ -342,12 +353,12 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
             # COMMUNICATION FAILURE, which Linux (scsi_check_sense: NEEDS_RETRY), Windows
             # (classpnp) and QEMU (guest-recoverable: passed to the guest whatever rerror/
             # werror say) retry, and which QEMU itself reports when its PR helper is away.
-            log.warning("%s: %s", self.id, exc)
+            _log().warning("%s: %s", self.id, exc)
             return EngineOutcome(ScsiResult.check(SenseCode.LUN_COMM_FAILURE))
         except StoreFailureError as exc:
             # Nothing was applied, and waiting will not help: a target failure, as when LIO
             # cannot write its APTPL file.
-            log.error("%s: %s", self.id, exc)
+            _log().error("%s: %s", self.id, exc)
             return EngineOutcome(ScsiResult.check(SenseCode.TARGET_FAILURE))
         if outcome.aborted and self.abort_handler is not None:
             with self._abort_lock:
