@@ -69,9 +69,11 @@ DEVICE = SG3 | {
     "selectors",
 }
 #: What a PR IN on a device without --json may not import: the PR OUT parameter lists, the
-#: --json report, and the SCSI codecs, hence attrs (its CDB is written out, its data printed
-#: as sg_persist prints it; sense is decoded only when a command has some).
+#: --json report, and qompr.scsi (its codecs, hence attrs, and its enums: its CDB is written
+#: out, its data printed as sg_persist prints it, service actions compared as numbers as
+#: sg_persist does; sense is decoded only when a command has some).
 PR_IN = {
+    "qompr.scsi",
     "qompr.cli.persist.prout",
     "qompr.cli.persist.report",
     "qompr.scsi._cdb",

@@ -1436,3 +1436,19 @@ def test_the_pr_in_cdb_is_the_codecs(sa: int) -> None:
     # those of qompr.scsi.PrInCdb for every service action and allocation length it sends.
     for length in (0, 1, 8, 24, 255, 256, 4096, MX_ALLOC_LEN):
         assert prin_cdb(sa, length) == PrInCdb(sa, length).to_bytes()
+
+
+def test_the_service_action_numbers_are_spc4s() -> None:
+    # qompr persist compares service actions as numbers, as sg_persist does (no enum at start).
+    from qompr.cli.persist import options
+    from qompr.cli.persist import prin
+    from qompr.scsi import PrInAction
+    from qompr.scsi import PrOutAction
+
+    assert (prin._READ_KEYS, prin._READ_RESERVATION, prin._REPORT_CAPABILITIES) == (
+        PrInAction.READ_KEYS,
+        PrInAction.READ_RESERVATION,
+        PrInAction.REPORT_CAPABILITIES,
+    )
+    assert prin.PRIN_SA_TEXT[prin._REPORT_CAPABILITIES] == "Report capabilities"
+    assert options._REGISTER_AND_MOVE == PrOutAction.REGISTER_AND_MOVE

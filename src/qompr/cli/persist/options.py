@@ -26,7 +26,6 @@ from qompr.cli.sglib import says_version
 from qompr.cli.sglib.numbers import get_num
 from qompr.cli.sglib.numbers import scan_hex
 from qompr.cli.sglib.texts import Exit
-from qompr.scsi import PrOutAction
 
 __all__ = [
     "MX_ALLOC_LEN",
@@ -165,6 +164,9 @@ class Opts(BackendFields):
 
 _PRIN_LETTERS = {"-k": 0, "-r": 1, "-c": 2, "-s": 3}
 _PROUT_LETTERS = {"-G": 0, "-R": 1, "-L": 2, "-C": 3, "-P": 4, "-A": 5, "-I": 6, "-M": 7, "-z": 8}
+# Numbers, as sg_persist's: qompr.scsi's enums (PrOutAction) would be built at every start for
+# two comparisons, and a PR IN on a device uses nothing else of qompr.scsi.
+_REGISTER_AND_MOVE = _PROUT_LETTERS["-M"]
 
 _USAGE_MAIN = """\
 Usage: qompr persist [OPTIONS] [DEVICE]
@@ -416,11 +418,11 @@ def _check(op: Opts, help_level: int, want: tuple[bool, bool], counts: tuple[int
             err("Too many service actions given; choose one only\n")
             usage(1)
             raise Done(Exit.CONTRADICT)
-    if (op.param_unreg or op.param_rtp) and op.prout_sa != PrOutAction.REGISTER_AND_MOVE:
+    if (op.param_unreg or op.param_rtp) and op.prout_sa != _REGISTER_AND_MOVE:
         err("--unreg or --relative-target-port only useful with --register-move\n")
         usage(1)
         raise Done(Exit.CONTRADICT)
-    if op.prout_sa == PrOutAction.REGISTER_AND_MOVE and op.tids.count != 1:
+    if op.prout_sa == _REGISTER_AND_MOVE and op.tids.count != 1:
         err("with --register-move one (and only one) --transport-id should be given\n")
         usage(1)
         raise Done(Exit.CONTRADICT)

@@ -13,13 +13,15 @@ from qompr.cli.sglib.hexdump import hex_dump
 from qompr.cli.sglib.hexdump import hex_str
 from qompr.cli.sglib.numbers import be
 from qompr.cli.sglib.numbers import int32
-from qompr.scsi import PrInAction
 
 __all__ = ["PRIN_SA_TEXT", "PR_TYPE_TEXT", "Malformed", "format_prin", "transport_id_text"]
 
 _TID_MIN_LEN = 24
 
 PRIN_SA_TEXT = ("Read keys", "Read reservation", "Report capabilities", "Read full status")
+# sg_persist's PRIN_*_SA numbers (SPC-4 §6.15.1), in PRIN_SA_TEXT's order: qompr.scsi's enums
+# would be built at every start for these three comparisons (tests/cli checks they agree).
+_READ_KEYS, _READ_RESERVATION, _REPORT_CAPABILITIES = range(3)
 PR_TYPE_TEXT = (
     "obsolete [0]",
     "Write Exclusive",
@@ -180,7 +182,7 @@ def format_prin(sa: int, buf: bytes, alloc_len: int, hex_level: int, verbose: in
 
     :raises Malformed: a REPORT CAPABILITIES response whose LENGTH is not 8.
     """
-    if sa == PrInAction.REPORT_CAPABILITIES:
+    if sa == _REPORT_CAPABILITIES:
         if buf[1] != 8:
             raise Malformed(hex_dump(buf[: buf[1]], 1) if hex_level else "")
         return hex_dump(buf[:8], 1) if hex_level else _format_capabilities(buf)
@@ -197,7 +199,7 @@ def format_prin(sa: int, buf: bytes, alloc_len: int, hex_level: int, verbose: in
             text += f"Additional length too large={add_len}, truncate\n"
             return text + hex_dump(buf[8:alloc_len], 1)
         return text + f"Additional length={add_len}\n" + hex_dump(buf[8 : 8 + add_len], 1)
-    if sa == PrInAction.READ_KEYS:
+    if sa == _READ_KEYS:
         count = add_len // 8 if add_len > 0 else 0
         if count <= 0:
             return head + ", there are NO registered reservation keys\n"
@@ -209,7 +211,7 @@ def format_prin(sa: int, buf: bytes, alloc_len: int, hex_level: int, verbose: in
         shown = min(count, (len(buf) - 8) // 8)
         keys = "".join(f"    0x{be(buf, 8 + 8 * k, 8):x}\n" for k in range(shown))
         return f"{head}, {follows}:\n{keys}"
-    if sa == PrInAction.READ_RESERVATION:
+    if sa == _READ_RESERVATION:
         if add_len // 16 <= 0:
             return head + ", there is NO reservation held\n"
         key = f"    Key=0x{be(buf, 8, 8):x}\n"
