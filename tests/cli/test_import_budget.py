@@ -293,6 +293,22 @@ def test_what_the_device_path_leaves_out_is_loaded_where_it_is_used(
     assert not modules & DEVICE
 
 
+@pytest.mark.parametrize("command", ["persist", "turs"])
+def test_the_runs_of_fence_scsi_stay_in_budget(
+    tmp_path: Path, disk: str, helper_socket: str, command: str
+) -> None:
+    # contrib/fence_scsi: --helper SOCKET --initiator NODE, about ten runs per device.
+    argv = [command, "--helper", helper_socket, "--initiator", "node1"]
+    modules = imported(tmp_path, *argv, *(["-k", disk] if command == "persist" else [disk]))
+    assert f"qompr.cli.{command}.session" in modules  # it ran
+    assert not modules & SG3
+    assert modules & MANAGERS == {"qompr.managers._helper"}
+    assert "qompr.options" not in modules  # no error was worded: the helper named the client
+    assert not modules & HELPER_OK
+    assert not modules & {"qompr.cli.persist.prout", "qompr.cli.persist.report"}
+    assert not modules & {"qompr.scsi._cdb", "qompr.scsi._prin", "qompr.scsi._params"}
+
+
 def test_a_configured_logger_still_sees_the_helper_connect(
     tmp_path: Path, disk: str, helper_socket: str
 ) -> None:
