@@ -8,8 +8,12 @@ modules it imported.  A command must not load what its path does not use: the ev
 options, the other commands, or manager packages it does not run.  On a device (SG_IO, no
 manager) ``qompr persist`` and ``qompr turs`` load no manager at all, nor the object model,
 ``-object`` parsing, logging or sockets; a PR IN without ``--json`` no PR OUT or ``--json``
-code and no SCSI codec, hence no attrs; TEST UNIT READY not even qompr.scsi.  (The time
-itself is bench/startup.py's business.)
+code and not qompr.scsi (no codec, hence no attrs, nor its enums).  With ``--object
+pr-manager-emulated`` in memory: no SQLite store (sqlite3), no socket, json, JSON or QemuOpts
+parser, no CDB, PR IN data or PR OUT parameter list class for a READ KEYS, and no logging
+while nothing goes wrong.  With ``--helper``: no nexus unless one is named, and no logging
+while nothing goes wrong (a warning loads it; a program that configured logging sees the
+info lines).  (The time itself is bench/startup.py's business.)
 """
 
 from __future__ import annotations
