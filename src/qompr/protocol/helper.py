@@ -496,6 +496,7 @@ class HelperConnection:
 
     # -- server side (qemu-pr-helper: prh_co_entry / prh_read_request) -------------------------
     def _server_event(self, state: State) -> Event | NeedData:
+        """Every state but IDLE, which next_event() reads with :meth:`_server_cdb`."""
         if state is State.RECV_FEATURES:
             requested = self._features()
             if requested is None:
@@ -509,8 +510,6 @@ class HelperConnection:
                 return Negotiated(requested)
             self._go("recv", "Negotiated")
             return Negotiated(requested)
-        if state is State.IDLE:
-            return self._server_cdb()
         if state is State.RECV_DATA:
             if len(self._buf) < self._want:
                 if self._eof:
@@ -539,8 +538,9 @@ class HelperConnection:
                 self._pos += HELPER_CDB_SIZE
                 return self._server_cdb_read(cdb)
         if have == 0 and not self._fds:
-            if not self._eof:
-                return NEED_DATA  # the common case between two requests
+            # End of file between two requests: next_event() answers NEED_DATA before
+            # calling here when nothing came and the peer is still there.
+            assert self._eof
             self._go("recv", "ConnectionClosed")
             return ConnectionClosed()
         # prh_read stashes the fds of every chunk of the CDB; a second one closes.
