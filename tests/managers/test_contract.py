@@ -69,6 +69,8 @@ def test_the_defaults_describe_a_real_device(tree: ObjectTree, fd: int) -> None:
     assert manager.cannot_block(fd) is False
     assert manager.required_capabilities() == frozenset()
     assert manager.test_unit_ready(fd) == ScsiResult.check(SenseCode.INVALID_OPCODE)
+    with manager.batch():  # nothing to share: a context that does nothing
+        assert manager.execute(fd, REGISTER, bytes(24)).ok
 
 
 def test_emulated_names_clients_by_rule_or_by_the_name_they_gave(tree: ObjectTree, fd: int) -> None:
@@ -116,6 +118,40 @@ def test_a_delegate_answers_the_contract_as_its_target(tree: ObjectTree, fd: int
     privileged = tree.object_add("test-wrapper", "w2", target="p")
     assert isinstance(privileged, Wrapper)
     assert privileged.required_capabilities() == {Capability.CAP_SYS_ADMIN}
+
+
+def test_a_batch_through_a_delegate_shares_one_look_at_a_state_file(
+    tree: ObjectTree, fd: int, tmp_path: Path
+) -> None:
+    # batch(): commands that had all arrived when it began.  pr-manager-emulated on an SQLite
+    # file then reads once whether another process committed; the wrapper passes it on.
+    state = str(tmp_path / "pr.db")
+    tree.object_add("pr-manager-emulated", "e", state=state)
+    other = tree.object_add("pr-manager-emulated", "o", state=state, initiator="other")
+    wrapper = tree.object_add("test-wrapper", "w", target="e")
+    assert isinstance(wrapper, Wrapper) and isinstance(other, PRManagerEmulated)
+    read_keys = bytes([0x5E, 0, 0, 0, 0, 0, 0, 0, 255, 0])
+
+    def keys() -> int:
+        result = wrapper.execute(fd, read_keys)
+        assert result.ok
+        return int.from_bytes(result.data[4:8], "big") // 8
+
+    def register(key: int, nexus: str) -> None:
+        params = bytes(8) + key.to_bytes(8, "big") + bytes(8)
+        assert other.execute(fd, REGISTER, params, nexus=Nexus(nexus)).ok
+
+    register(0xA, "a")
+    with wrapper.batch():
+        assert keys() == 1  # the commit before the batch is seen
+        register(0xB, "b")
+        assert keys() == 1  # one look for the batch
+    assert keys() == 2
+    memory = tree.object_add("pr-manager-emulated", "m")
+    assert isinstance(memory, PRManagerEmulated)
+    with memory.batch():  # one process: nothing to share
+        assert memory.execute(fd, REGISTER, bytes(8) + bytes([0] * 7 + [1]) + bytes(8)).ok
+        assert int.from_bytes(memory.execute(fd, read_keys).data[4:8], "big") == 8
 
 
 def test_a_delegate_needs_a_target(tree: ObjectTree) -> None:

@@ -20,6 +20,8 @@ default that fits a real device.  Nothing is found by ``getattr`` or ``inspect``
 :meth:`~PRManager.nexus_for_client`  the I_T nexus of a helper client (:class:`ClientIdentity`)
 :meth:`~PRManager.cannot_block`    a command (this CDB) on this fd finishes at once (may run on a
                                    loop)
+:meth:`~PRManager.batch`           commands that had all arrived when it began (reads may share
+                                   one look at shared state)
 :meth:`~PRManager.required_capabilities`  what a privilege drop must keep
 :meth:`~PRManager.test_unit_ready`  TEST UNIT READY, which reports a pending unit attention
 :meth:`~PRManager.logical_unit_id`  which logical unit an fd reaches (PR tracking, migration)
@@ -151,6 +153,18 @@ class PRManager(Object, qom_type="pr-manager", abstract=True, interfaces=(USER_C
             PR IN reads, PR OUT fsyncs) answers for it; ``None`` asks about any command.
         """
         return False
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """A context around commands that had all been received when it was entered.
+
+        A server that runs several commands back to back enters it around them
+        (``qompr-pr-helper`` does so for the commands its event loop received in one turn and
+        runs there).  A manager whose reads must look at state that other processes change
+        may then look once for the whole batch: the look comes after every command of the
+        batch arrived, so each still sees every command acknowledged before it was sent.
+        Only the thread that entered it is concerned; the default does nothing.
+        """
+        return contextlib.nullcontext()
 
     def required_capabilities(self) -> frozenset[Capability]:
         """The capabilities a privileged server must keep after dropping privileges to run

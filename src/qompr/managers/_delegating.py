@@ -2,7 +2,7 @@
 """A manager that wraps another: the base for logging, filtering or routing managers.
 
 :class:`DelegatingPRManager` has a ``target`` link to another ``pr-manager`` and passes it the
-commands and the whole manager contract (nexus naming, ``cannot_block``, capabilities,
+commands and the whole manager contract (nexus naming, ``cannot_block``, ``batch``, capabilities,
 TEST UNIT READY, connection state).  Without that, a wrapper behind ``qompr-pr-helper`` would
 hide its target's identity rules, and every client would become one initiator.  A subclass
 overrides :meth:`DelegatingPRManager.run` (and friends) to add its own behaviour, calling
@@ -11,6 +11,7 @@ overrides :meth:`DelegatingPRManager.run` (and friends) to add its own behaviour
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from qompr._compat import override
@@ -84,6 +85,10 @@ class DelegatingPRManager(PRManager):
     @override
     def cannot_block(self, fd: int, cdb: bytes | None = None) -> bool:
         return self.delegate.cannot_block(fd, cdb)
+
+    @override
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        return self.delegate.batch()
 
     @override
     def required_capabilities(self) -> frozenset[Capability]:

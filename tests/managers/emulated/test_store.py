@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,41 @@ def test_reported_unit_attention_clears_the_queue(tmp_path: Path, sqlite: bool) 
     assert C not in left and left[A] == (SenseCode.RESERVATIONS_RELEASED,)
     if isinstance(store, SqliteStore):
         store.close()
+
+
+def test_reads_together_share_one_look_and_miss_no_earlier_commit(tmp_path: Path) -> None:
+    """``reads_together()`` (the daemon's batch of PR IN received in one turn): the block's
+    reads see every commit made before it began, look at ``data_version`` once (a commit
+    after that look is not seen by a unit already checked), and other threads still look
+    every time."""
+    path = str(tmp_path / "pr.db")
+    reader, writer = SqliteStore(path), SqliteStore(path)  # two processes' connections
+
+    def generation() -> int:
+        seen: list[int] = []
+
+        def look(state: LUState) -> EngineOutcome:
+            seen.append(state.generation)
+            return EngineOutcome(ScsiResult.good())
+
+        reader.transact("lu0", look, read_first=True)
+        return seen[0]
+
+    assert do(writer, A, pr_out(PrOutAction.REGISTER, sark=0xA))
+    assert generation() == 1  # cached, and lu0 checked
+    assert do(writer, B, pr_out(PrOutAction.REGISTER, sark=0xB))
+    with reader.reads_together():
+        assert generation() == 2  # committed before the block: seen
+        assert do(writer, C, pr_out(PrOutAction.REGISTER, sark=0xC))
+        assert generation() == 2  # after the block's one look: not looked for again
+        elsewhere: list[int] = []
+        thread = threading.Thread(target=lambda: elsewhere.append(generation()))
+        thread.start()
+        thread.join()
+        assert elsewhere == [3]  # another thread looks for itself
+    assert generation() == 3
+    with reader.reads_together():
+        assert do(writer, A, pr_out(PrOutAction.REGISTER, rk=0xA, sark=0xAA))
+        assert generation() == 4  # the first read of a block looks
+    reader.close()
+    writer.close()

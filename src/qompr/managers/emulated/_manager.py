@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Final
+from typing import TypeGuard
 from typing import final
 
 from qompr._compat import override
@@ -61,6 +63,8 @@ from qompr.scsi import SenseCode
 if TYPE_CHECKING:
     import logging
 
+    from qompr.managers.emulated._sqlite import SqliteStore
+
 __all__ = ["DEFAULT_MAX_REGISTRATIONS", "DEFAULT_TIMEOUT_MS", "PRManagerEmulated"]
 
 #: Registrations one logical unit keeps by default: far above any cluster (64 nodes, each with
@@ -86,7 +90,7 @@ def _log() -> logging.Logger:
 _SQLITE_MODULE: Final = "qompr.managers.emulated._sqlite"
 
 
-def _is_sqlite(store: Store) -> bool:
+def _is_sqlite(store: Store) -> TypeGuard[SqliteStore]:
     """Whether *store* is an SQLite file, without importing the SQLite store (and sqlite3)
     for a store in memory: no SqliteStore exists before its module is loaded."""
     module = sys.modules.get(_SQLITE_MODULE)
@@ -318,6 +322,16 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         if store.cannot_block:
             return True
         return cdb is not None and cdb[:1] == _PR_IN and _is_sqlite(store)
+
+    @override
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """For an SQLite state file, PR IN commands received together share one look at
+        whether another process committed (:meth:`.SqliteStore.reads_together`); the other
+        stores need nothing (memory: one process) or read in their own transaction."""
+        store = self._store
+        if store is not None and _is_sqlite(store):
+            return store.reads_together()
+        return contextlib.nullcontext()
 
     @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
