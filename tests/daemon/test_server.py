@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 import qompr
+from qompr.daemon import _server
 from qompr.managers import ClientIdentity
 from qompr.managers import DelegatingPRManager
 from qompr.managers import PRManager
@@ -375,3 +379,83 @@ def test_a_state_file_answers_pr_in_on_the_loop_and_pr_out_on_a_worker(
     assert status == 0 and data[8:16] == key
     on_worker = [name.startswith("qompr-pr-helper-worker") for name in wrapper.threads]
     assert on_worker == [True, False]
+
+
+class _Batcher(FakeManager, qom_type="test-batcher"):
+    """Runs on the loop, records which commands ran inside which ``batch()``; the first
+    command waits for the test to release it."""
+
+    def instance_init(self) -> None:
+        super().instance_init()
+        self.batches: list[list[int]] = []
+        self.outside: list[int] = []
+        self.inside = False
+        self.release = threading.Event()
+        self.broken = False
+
+    def cannot_block(self, fd: int, cdb: bytes | None = None) -> bool:
+        return True
+
+    @contextlib.contextmanager
+    def _together(self) -> Iterator[None]:
+        self.batches.append([])
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        if self.broken:
+            raise RuntimeError("no batch today")
+        return self._together()
+
+    def run(
+        self, fd: int, cdb: bytes, data: bytes = b"", *, nexus: Nexus | None = None
+    ) -> ScsiResult:
+        marker = cdb[8]  # the allocation length tells the commands apart
+        (self.batches[-1] if self.inside else self.outside).append(marker)
+        if marker == 1:
+            self.started.set()
+            self.release.wait(10)
+        return ScsiResult.good()
+
+
+def test_commands_received_in_one_turn_run_inside_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # While the first command holds the loop, three more arrive; the next turn reads all
+    # three and runs them inside one batch(), in the order the loop read them, before any
+    # reply goes out.  (The first may hold the loop: no budget moves the others away.)
+    monkeypatch.setattr(_server, "LOOP_BUDGET", 60.0)
+    manager = make(_Batcher)
+    fd = os.open("/dev/null", os.O_RDWR)
+    with contextlib.ExitStack() as stack:
+        srv = stack.enter_context(InProcessServer(backend=manager))
+        socks = [stack.enter_context(connected(srv.path)) for _ in range(4)]
+        socket.send_fds(socks[0], [pr_in(1)], [fd])
+        assert manager.started.wait(5)
+        for index, sock in enumerate(socks[1:], start=2):
+            socket.send_fds(sock, [pr_in(index)], [fd])
+        manager.release.set()
+        for sock in socks:
+            status, _, _ = struct.unpack(">ii96s", recv_exact(sock, 104))
+            assert status == 0
+    os.close(fd)
+    assert manager.outside == []
+    assert manager.batches[0] == [1]
+    assert sorted(manager.batches[1]) == [2, 3, 4] and len(manager.batches) == 2
+
+
+def test_a_batch_that_fails_to_begin_still_answers_every_command() -> None:
+    manager = make(_Batcher)
+    manager.broken = True
+    manager.release.set()
+    fd = os.open("/dev/null", os.O_RDWR)
+    try:
+        with InProcessServer(backend=manager) as srv, connected(srv.path) as sock:
+            for alloc in (2, 3):
+                assert request(sock, pr_in(alloc), fd)[0] == 0
+    finally:
+        os.close(fd)
+    assert manager.outside == [2, 3]

@@ -14,6 +14,11 @@ and every connection, and does all their I/O: reads, parsing, replies.  A comman
   PR OUT to a state file, which fsyncs): at most :attr:`HelperServer.max_workers` at once, as
   qemu-pr-helper's thread pool stops at 64.
 
+The commands that run on the loop wait until the turn has read every ready connection, then
+run one after the other inside the manager's ``batch()``: they had all arrived by then, so a
+manager may serve their reads from one look at shared state (an SQLite state file's
+``data_version``) and each still sees every command acknowledged before it was sent.
+
 One thread doing every Python step of every connection keeps the interpreter lock out of the
 way (many threads each serving a connection spend their time handing the lock around).
 
@@ -151,7 +156,7 @@ class _Client:
         self.bytes_out = 0
         self.outgoing = b""  # reply bytes the socket did not take yet
         self.reading = False  # registered with add_reader
-        self.executing = False  # a command runs on a worker thread
+        self.executing = False  # a command is queued for the loop or runs on a worker thread
         self.closed = False
         self.since: float | None = None  # when it began to owe us bytes or stopped reading
 
@@ -274,7 +279,8 @@ class HelperServer:
         self._open: dict[int, _Client] = {}  # id -> client
         self._watched: dict[int, _Client] = {}  # clients with a stall clock running
         self._sweep: Timer | None = None
-        self._busy = 0  # connections with a command executing or a reply unsent
+        self._busy = 0  # connections with a command queued or executing, or a reply unsent
+        self._batch: list[tuple[_Client, HelperRequest]] = []  # on-loop commands of this turn
         self._next_id = 0
         self._lock = threading.Lock()  # only for statistics() readers on other threads
         self._accept_pause = 0.0
@@ -549,15 +555,11 @@ class HelperServer:
                 assert isinstance(event, ConnectionClosed)
                 self._close(client, "closed by the client")
                 return
-            if not self._on_loop(event.fd, event.cdb):
+            if self._on_loop(event.fd, event.cdb):
+                self._defer(client, event)
+            else:
                 self._offload(client, event)
-                return
-            self._answer(client, event, self._execute_here(client, event))
-            if client.closed or client.outgoing:
-                return
-            if self._stopping:
-                self._close(client, "service stopping")
-                return
+            return
 
     def _on_loop(self, fd: int, cdb: bytes) -> bool:
         if self._loop_slow_until and self.loop.time() < self._loop_slow_until:
@@ -567,6 +569,53 @@ class HelperServer:
         except Exception:
             log.exception("cannot_block() failed: running the command on a worker thread")
             return False
+
+    def _defer(self, client: _Client, request: HelperRequest) -> None:
+        """Queue a command that runs on the loop: the commands received in one turn run
+        together once every one of them is in (:meth:`_run_batch`)."""
+        self._unwatch(client)
+        client.executing = True  # not closed by a stop meanwhile: it is answered
+        self._busy += 1
+        batch = self._batch
+        batch.append((client, request))
+        if len(batch) == 1:
+            self.loop.call_soon(self._run_batch)
+
+    def _run_batch(self) -> None:
+        """Run the commands the loop received in this turn, in the order they came, inside
+        the backend's :meth:`~qompr.managers.PRManager.batch` (each had arrived before it
+        began, so a manager may serve their reads from one look at shared state: an SQLite
+        state file is checked once instead of once per PR IN); then send the replies one
+        after the other, so that a client process with several connections is woken once
+        for all of its replies rather than once for each."""
+        batch, self._batch = self._batch, []
+        done: list[tuple[_Client, HelperRequest, HelperResponse]] = []
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self.backend.batch())
+            except Exception:
+                log.exception("batch() failed: running the commands one by one")
+            for client, request in batch:
+                if self._loop_slow_until and self.loop.time() < self._loop_slow_until:
+                    client.executing = False
+                    self._busy -= 1
+                    self._offload(client, request)  # an earlier one was slow: off the loop
+                    continue
+                try:
+                    done.append((client, request, self._execute_here(client, request)))
+                except Exception:  # pragma: no cover - _execute answers a backend's failures
+                    log.exception("connection %d: internal error", client.id)
+                    client.executing = False
+                    self._busy -= 1
+                    self._close(client, "internal error")  # the others are still answered
+        for client, request, response in done:
+            client.executing = False
+            self._busy -= 1
+            if not client.closed:
+                self._answer(client, request, response)
+                if not client.closed and not client.outgoing:
+                    self._after_reply(client)
+        self._check_drained()
 
     def _execute_here(self, client: _Client, request: HelperRequest) -> HelperResponse:
         """Run a command that cannot block on the loop, and watch that it did not."""
