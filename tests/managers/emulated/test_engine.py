@@ -537,3 +537,48 @@ def test_key_change_of_an_all_tg_pt_registration(policy: Policy) -> None:
     keys = {n: r.key for n, r in state.registrations.items()}
     assert keys == ({A: K_A, A2: K_B} if policy is LIO else {A: K_B, A2: K_B})
     assert state.generation == (3 if policy is LIO else 2)
+
+
+# -- PR IN answers kept per state (LUState.answers) ---------------------------------------------
+
+
+def test_a_pr_in_answer_is_worked_out_once_per_state_change() -> None:
+    engine = ENGINES["lio"]
+    state = LUState()
+    assert send(engine, state, A, pr_out(PrOutAction.REGISTER, sark=K_A)).ok
+    read_keys = pr_in(PrInAction.READ_KEYS)
+    first = engine.execute(state, A, read_keys)
+    # The same CDB on the same state: the same answer, whoever asks (no unit attention).
+    assert engine.execute(state, B, read_keys) is first
+    assert first.result is not None and first.result.data[8:16] == K_A.to_bytes(8, "big")
+    assert send(engine, state, B, pr_out(PrOutAction.REGISTER, sark=K_B)).ok
+    assert state.answers == {}  # the change dropped them
+    after = engine.execute(state, A, read_keys).result
+    assert after is not None and after.data[4:8] == (16).to_bytes(4, "big")
+    assert after.data[:4] == (2).to_bytes(4, "big")  # PRgeneration moved
+    state.power_on()
+    assert state.answers == {}
+    # After the power cycle A and B have a unit attention each: theirs, not a kept answer.
+    assert engine.execute(state, A, read_keys).result == ScsiResult.check(POWER_ON_OCCURRED)
+    assert state.answers == {}
+
+
+def test_kept_pr_in_answers_are_per_engine_and_bounded() -> None:
+    lio, spc4 = ENGINES["lio"], ENGINES["spc4"]
+    state = LUState()
+    for nexus, key in ((A, 0xAAAA_0000_0000_000A), (B, K_B)):
+        assert send(lio, state, nexus, pr_out(PrOutAction.REGISTER, sark=key)).ok
+    short = pr_in(PrInAction.READ_KEYS, alloc=12)  # LIO writes no partial key; SPC-4 does
+    assert lio.execute(state, A, short).result != spc4.execute(state, A, short).result
+    for alloc in range(100, 130):  # clients choose CDBs: only a few answers are kept
+        lio.execute(state, A, pr_in(PrInAction.READ_KEYS, alloc=alloc))
+    assert len(state.answers) == 8
+
+
+def test_an_spc2_reservation_is_never_answered_from_a_kept_answer() -> None:
+    engine = ENGINES["spc4"]
+    state = LUState()
+    read_keys = pr_in(PrInAction.READ_KEYS)
+    assert engine.execute(state, A, read_keys).result == ScsiResult.good(bytes(8))
+    assert send(engine, state, A, bytes([Opcode.RESERVE_6, 0, 0, 0, 0, 0])).ok
+    assert engine.execute(state, B, read_keys).result == ScsiResult(ScsiStatus.RESERVATION_CONFLICT)

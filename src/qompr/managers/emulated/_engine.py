@@ -73,6 +73,8 @@ __all__ = ["Engine", "EngineConfig", "EngineOutcome"]
 _NO_UA_OPCODES: Final = frozenset({Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE})
 _LEGACY_RESERVE: Final = frozenset({Opcode.RESERVE_6, Opcode.RESERVE_10})
 _LEGACY_RELEASE: Final = frozenset({Opcode.RELEASE_6, Opcode.RELEASE_10})
+#: PR IN answers kept per state (LUState.answers): the few CDBs initiators poll with.
+_ANSWERS_KEPT: Final = 8
 # Commands another I_T nexus may send while an SPC-2 reservation is held (SPC-2 §5.5.1).
 _LEGACY_ALLOWED: Final = frozenset(
     {Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE, *_LEGACY_RELEASE}
@@ -227,6 +229,21 @@ class Engine(ServiceActions):
     # -- PERSISTENT RESERVE IN -------------------------------------------------------------
 
     def _pr_in(self, state: LUState, nexus: Nexus, raw: bytes) -> EngineOutcome:
+        # With no unit attention queued and no SPC-2 reservation, a PR IN's answer depends on
+        # the state and the CDB only, not on who asks: work it out once per state change.
+        if state.unit_attentions or state.legacy_holder is not None:
+            return self._pr_in_answer(state, nexus, raw)
+        answers = state.answers
+        key = (self, raw)
+        known = answers.get(key)
+        if known is not None:
+            return known
+        outcome = self._pr_in_answer(state, nexus, raw)
+        if len(answers) < _ANSWERS_KEPT:  # the CDBs come from clients: bounded
+            answers[key] = outcome
+        return outcome
+
+    def _pr_in_answer(self, state: LUState, nexus: Nexus, raw: bytes) -> EngineOutcome:
         try:
             action, alloc, reserved = decode_pr_in_cdb(raw)
         except CdbError as exc:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from typing import Final
 
 import attrs
@@ -31,6 +32,9 @@ from qompr.scsi import PrScope
 from qompr.scsi import PrType
 from qompr.scsi import SenseCode
 from qompr.scsi import SenseKey
+
+if TYPE_CHECKING:
+    from qompr.managers.emulated._outcome import EngineOutcome
 
 __all__ = [
     "KEEP",
@@ -160,7 +164,7 @@ def _nexus_order(item: tuple[Nexus, object]) -> tuple[str, int]:
 class LUState:
     """The mutable state one store keeps for one logical unit.
 
-    Only :meth:`apply` and :meth:`power_on` change it.
+    Only :meth:`apply` and :meth:`power_on` change it (which :attr:`answers` relies on).
     """
 
     generation: int = 0
@@ -169,9 +173,16 @@ class LUState:
     aptpl: bool = False
     legacy_holder: Nexus | None = None
     unit_attentions: dict[Nexus, list[SenseCode]] = attrs.field(factory=dict)
+    #: PERSISTENT RESERVE IN answers already worked out on this state, by (engine, CDB):
+    #: polled again and again (cluster monitors read keys every few seconds), they are worked
+    #: out once per change.  Emptied by every change (:meth:`apply`, :meth:`power_on`).
+    answers: dict[tuple[object, bytes], EngineOutcome] = attrs.field(
+        factory=dict, init=False, repr=False
+    )
 
     def apply(self, changes: Changes) -> None:
         """Apply *changes* in place (the order of :class:`Changes` fields)."""
+        self.answers = {}
         if changes.consume_ua is not None:
             queue = self.unit_attentions.get(changes.consume_ua)
             if queue:
@@ -222,6 +233,7 @@ class LUState:
         (older ones were volatile), so no registration is lost without its nexus being told.
         """
         known = self.known_nexuses()
+        self.answers = {}
         self.generation = 0
         self.legacy_holder = None
         if not self.aptpl:
