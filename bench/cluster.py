@@ -16,6 +16,9 @@ with p50/p99 latency, in one table from one run.
 * SQLite uses ``state-sync=full`` (fsync per commit group), the default.
 * The load comes from client processes (as many as cores, each driving its share of the
   connections with epoll), so the client's own interpreter lock does not cap the numbers.
+  They share the cores with the daemons, so their CPU is taken from the daemons: the load
+  generator (bench/_load.py, shared with bench/helper.py) is kept light, and a line after
+  the table gives its CPU per command.
 
 Targets (issue 11) are printed beside the rows they apply to: PostgreSQL, 3 daemons, 16
 clients: >= 1,000 PR OUT/s and >= 5,000 PR IN/s aggregate, p99 < 20 ms; SQLite, 1 daemon, 16
@@ -26,28 +29,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing as mp
 import os
-import selectors
-import socket
-import struct
+import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+
+# The load generator is bench/_load.py, shared with bench/helper.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._load import NCPU
+from bench._load import Connection
+from bench._load import run
 
 from qompr.errors import QomprError
 from qompr.scsi import PrOutAction
 from qompr.testing import HelperProcess
 from qompr.testing import pr_in
 from qompr.testing import pr_out_command
-from qompr.testing import recv_exact
 from qompr.testing.postgres import PostgresCluster
 
 READ_KEYS = pr_in(255)
-NCPU = os.cpu_count() or 1
 KEEP = [] if os.geteuid() == 0 else ["--keep-privileges"]
 STORES = ("memory", "sqlite", "postgresql")
 DAEMONS = (1, 3)
@@ -59,101 +62,29 @@ def _register(key: int) -> bytes:
     return cdb.ljust(16, b"\0") + data
 
 
-def _connect(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX)
-    sock.connect(path)
-    recv_exact(sock, 4)
-    sock.sendall(bytes(4))
-    return sock
-
-
-def _drive(job: tuple[list[str], str, float, list[str], int], go: Any, out: Any) -> None:
-    """One client process: a connection per path in *paths*, one command in flight each,
-    connection i on logical unit i modulo the LUs."""
-    paths, kind, seconds, lus, seed = job
-    socks = [_connect(path) for path in paths]
-    lu_fds = [os.open(lu, os.O_RDWR) for lu in lus]
-    fds = {sock: lu_fds[(seed + i) % len(lu_fds)] for i, sock in enumerate(socks)}
-    sel = selectors.DefaultSelector()
-    requests: dict[socket.socket, list[bytes]] = {}
-    turn: dict[socket.socket, int] = {}
-    buf: dict[socket.socket, bytes] = {}
-    sent: dict[socket.socket, float] = {}
-    latencies: list[float] = []
-    errors = 0
-    for index, sock in enumerate(socks):
-        sock.setblocking(False)
-        sel.register(sock, selectors.EVENT_READ)
-        base = (seed << 20 | index << 8) + 1
-        requests[sock] = [READ_KEYS] if kind == "in" else [_register(base), _register(base + 1)]
-        turn[sock] = 0
-        buf[sock] = b""
-    go.wait()
-    end = time.perf_counter() + seconds
-
-    def send(sock: socket.socket) -> None:
-        reqs = requests[sock]
-        turn[sock] += 1
-        sent[sock] = time.perf_counter()
-        socket.send_fds(sock, [reqs[turn[sock] % len(reqs)]], [fds[sock]])
-
-    for sock in socks:
-        send(sock)
-    while True:
-        now = time.perf_counter()
-        if now >= end:
-            break
-        for key, _ in sel.select(end - now):
-            fileobj = key.fileobj
-            assert isinstance(fileobj, socket.socket)
-            sock = fileobj
-            data = buf[sock] + sock.recv(65536)
-            if len(data) < 104 or len(data) < 104 + struct.unpack(">i", data[4:8])[0]:
-                buf[sock] = data
-                continue
-            buf[sock] = b""
-            latencies.append(time.perf_counter() - sent[sock])
-            if data[3] != 0:  # not GOOD: counted, so a broken store cannot look fast
-                errors += 1
-            send(sock)
-    out.put((latencies, errors))
-    for sock in socks:
-        sock.close()
-    for fd in lu_fds:
-        os.close(fd)
-
-
 def measure(paths: list[str], kind: str, seconds: float, lus: list[str]) -> dict[str, float]:
-    """Commands per second and latency percentiles, one connection per entry of *paths*."""
+    """Commands per second, latency percentiles (ms), commands not GOOD and the load
+    generator's own CPU per command (us), one connection per entry of *paths*.
+
+    The connections are dealt to at most one client process per core; connection *i* of
+    process *seed* uses logical unit ``(seed + i) % len(lus)`` and, for PR OUT, keys of its
+    own (registered alternately, so every command moves PRgeneration)."""
     procs = min(len(paths), NCPU)
-    shares = [paths[i::procs] for i in range(procs)]
-    ctx = mp.get_context("fork")
-    go = ctx.Event()
-    out: Any = ctx.Queue()
-    workers = [
-        ctx.Process(target=_drive, args=((share, kind, seconds, lus, seed), go, out))
-        for seed, share in enumerate(shares)
-    ]
-    for w in workers:
-        w.start()
-    time.sleep(0.5)  # connected and negotiated (a benchmark, not a test)
-    go.set()
-    latencies: list[float] = []
-    errors = 0
-    for _ in workers:
-        lat, err = out.get()
-        latencies += lat
-        errors += err
-    for w in workers:
-        w.join()
-    latencies.sort()
-    if not latencies:
-        return {"rate": 0.0, "p50": float("nan"), "p99": float("nan"), "errors": errors}
+    shares = []
+    for seed in range(procs):
+        share = []
+        for index, path in enumerate(paths[seed::procs]):
+            base = (seed << 20 | index << 8) + 1
+            requests = (READ_KEYS,) if kind == "in" else (_register(base + 1), _register(base))
+            share.append(Connection(path, requests, (seed + index) % len(lus)))
+        shares.append(share)
+    load = run(shares, lus, seconds)
     return {
-        "rate": len(latencies) / seconds,
-        "p50": latencies[len(latencies) // 2] * 1e3,
-        "p99": latencies[int(len(latencies) * 0.99)] * 1e3,
-        "errors": errors,
+        "rate": load.rate,
+        "p50": load.percentile(0.5) * 1e3,
+        "p99": load.percentile(0.99) * 1e3,
+        "errors": load.errors,
+        "cpu": load.cpu_per_request * 1e6,
     }
 
 
@@ -250,6 +181,16 @@ def main() -> int:
         )
     for note in notes:
         print(note)
+    # The clients share the cores with the daemons: what they spend is not the daemons'.
+    light = []
+    for clients in CLIENTS:
+        picked = [(out, pin) for _, _, n, out, pin in rows if n == clients]
+        if picked:
+            cpu_out = statistics.median(out["cpu"] for out, _ in picked)
+            cpu_in = statistics.median(pin["cpu"] for _, pin in picked)
+            light.append(f"{clients} clients: PR OUT {cpu_out:.1f} us, PR IN {cpu_in:.1f} us")
+    if light:
+        print(f"load generator CPU per command (medians of the rows): {'; '.join(light)}")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"\n{NCPU} CPUs (load average {load}), {args.seconds:g} s per figure, "

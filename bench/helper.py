@@ -35,27 +35,34 @@ the script compiles it into a temporary ``PYTHONPYCACHEPREFIX``, so an environme
 
 The load comes from client processes (one per core, each driving its share of the
 connections with epoll), so that the client's own interpreter lock does not cap the numbers.
-This script reports; it does not assert.
+They share the cores with the helper under test, so their CPU is taken from it: the load
+generator (bench/_load.py, shared with bench/cluster.py) is kept light, and the last line
+gives its CPU per request beside each helper.  This script reports; it does not assert.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing as mp
 import os
 import resource
-import selectors
 import shutil
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+
+# The load generator is bench/_load.py, shared with bench/cluster.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._load import NCPU
+from bench._load import Connection
+from bench._load import connect
+from bench._load import run
 
 from qompr.testing import QOMPR_PR_HELPER
 from qompr.testing import HelperProcess
@@ -65,86 +72,23 @@ from qompr.testing import recv_exact
 
 READ_KEYS = pr_in(255)
 CONNECTIONS = (1, 16)
-NCPU = os.cpu_count() or 1
 MULTI = f"qompr x{NCPU}"
 MEM = "qompr+mem"
 SQLITE = "qompr+sqlite"
 
 
-def _connect(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX)
-    sock.connect(path)
-    recv_exact(sock, 4)
-    sock.sendall(bytes(4))
-    return sock
-
-
-def _drive(job: tuple[str, int, float, str], go: Any, out: Any) -> None:
-    """One client process: *nconn* connections, one command in flight on each."""
-    path, nconn, seconds, regular = job
-    socks = [_connect(path) for _ in range(nconn)]
-    fd = os.open(regular, os.O_RDWR)
-    sel = selectors.DefaultSelector()
-    buf: dict[socket.socket, bytes] = {}
-    sent: dict[socket.socket, float] = {}
-    latencies: list[float] = []
-    for sock in socks:
-        sock.setblocking(False)
-        sel.register(sock, selectors.EVENT_READ)
-        buf[sock] = b""
-    go.wait()
-    end = time.perf_counter() + seconds
-    for sock in socks:
-        sent[sock] = time.perf_counter()
-        socket.send_fds(sock, [READ_KEYS], [fd])
-    while True:
-        now = time.perf_counter()
-        if now >= end:
-            break
-        for key, _ in sel.select(end - now):
-            fileobj = key.fileobj
-            assert isinstance(fileobj, socket.socket)
-            sock = fileobj
-            data = buf[sock] + sock.recv(65536)
-            if len(data) < 104 or len(data) < 104 + struct.unpack(">i", data[4:8])[0]:
-                buf[sock] = data
-                continue
-            buf[sock] = b""
-            done = time.perf_counter()
-            latencies.append(done - sent[sock])
-            sent[sock] = done
-            socket.send_fds(sock, [READ_KEYS], [fd])
-    out.put(latencies)
-    for sock in socks:
-        sock.close()
-    os.close(fd)
-
-
 def measure(path: str, nconn: int, seconds: float, regular: str) -> dict[str, float]:
-    """Requests per second and latency percentiles with *nconn* connections."""
+    """Requests per second, latency percentiles (us) and the load generator's own CPU per
+    request (us) with *nconn* connections, spread over at most one client process per core."""
     procs = min(nconn, NCPU)
     shares = [nconn // procs + (1 if i < nconn % procs else 0) for i in range(procs)]
-    ctx = mp.get_context("fork")
-    go = ctx.Event()
-    out: Any = ctx.Queue()
-    workers = [
-        ctx.Process(target=_drive, args=((path, share, seconds, regular), go, out))
-        for share in shares
-    ]
-    for w in workers:
-        w.start()
-    time.sleep(0.3)  # connected and negotiated
-    go.set()
-    latencies: list[float] = []
-    for _ in workers:
-        latencies += out.get()
-    for w in workers:
-        w.join()
-    latencies.sort()
+    conn = Connection(path, (READ_KEYS,))
+    load = run([[conn] * share for share in shares], [regular], seconds)
     return {
-        "rps": len(latencies) / seconds,
-        "p50": latencies[len(latencies) // 2] * 1e6,
-        "p99": latencies[int(len(latencies) * 0.99)] * 1e6,
+        "rps": load.rate,
+        "p50": load.percentile(0.5) * 1e6,
+        "p99": load.percentile(0.99) * 1e6,
+        "cpu": load.cpu_per_request * 1e6,
     }
 
 
@@ -187,7 +131,7 @@ def after_requests(path: str, pid: int, count: int, regular: str) -> int:
     """VmRSS (KiB) after *count* READ KEYS on one connection."""
     fd = os.open(regular, os.O_RDWR)
     try:
-        with _connect(path) as sock:
+        with connect(path) as sock:
             for _ in range(count):
                 socket.send_fds(sock, [READ_KEYS], [fd])
                 recv_exact(sock, 104)
@@ -224,7 +168,7 @@ def _register_keys(path: str, regular: str) -> None:
     fd = os.open(regular, os.O_RDWR)
     try:
         for key in range(1, 5):
-            sock = _connect(path)
+            sock = connect(path)
             params = bytes(8) + key.to_bytes(8, "big") + bytes(8)
             socket.send_fds(sock, [pr_out(24) + params], [fd])
             recv_exact(sock, 104)
@@ -362,6 +306,7 @@ def _one_round(
                 result = measure(helper.path, n, args.seconds, regular)
                 table.add(f"rps{n}", name, result["rps"])
                 table.add(f"p50_{n}", name, result["p50"])
+                table.add(f"cpu{n}", name, result["cpu"])
         for name in ("qemu", "qompr"):
             helper = helpers[name]
             rss = after_requests(helper.path, helper.pid, 10000, regular)
@@ -408,11 +353,15 @@ def _report(table: Table, args: argparse.Namespace) -> None:
         )
     )
     print("informative (no target):")
-    for name in ("qompr", MULTI, MEM, SQLITE):
+    helpers = ("qompr", MULTI, MEM, SQLITE)
+    for name in helpers:
         for n in CONNECTIONS:
             label = f"{name}, {n} connection{'s' if n > 1 else ''}, throughput"
             print(table.row(label, f"rps{n}", rps, helper=name))
     print(f"(load: at most {NCPU} client processes, one per core, epoll-driven)")
+    # The clients share the cores with the daemon: what they spend is not the daemon's.
+    light = ", ".join(f"{name} {table.median('cpu16', name):.1f} us" for name in ("qemu", *helpers))
+    print(f"(load generator CPU per request, 16 connections: {light})")
 
 
 if __name__ == "__main__":
