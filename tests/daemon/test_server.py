@@ -459,3 +459,29 @@ def test_a_batch_that_fails_to_begin_still_answers_every_command() -> None:
     finally:
         os.close(fd)
     assert manager.outside == [2, 3]
+
+
+def test_a_command_queued_for_the_loop_when_stop_comes_is_still_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The second command arrives while the first holds the loop, and so does the stop: the
+    # next turn queues the command, then stops (closing idle connections), then runs the
+    # queue.  Queued counts as executing: its client gets the answer, then the close.
+    monkeypatch.setattr(_server, "LOOP_BUDGET", 60.0)
+    manager = make(_Batcher)
+    fd = os.open("/dev/null", os.O_RDWR)
+    try:
+        with contextlib.ExitStack() as stack:
+            srv = stack.enter_context(InProcessServer(backend=manager))
+            first, second = (stack.enter_context(connected(srv.path)) for _ in range(2))
+            socket.send_fds(first, [pr_in(1)], [fd])
+            assert manager.started.wait(5)
+            socket.send_fds(second, [pr_in(2)], [fd])
+            srv.server.stop()
+            manager.release.set()
+            for sock in (first, second):
+                assert struct.unpack(">i", recv_exact(sock, 104)[:4]) == (0,)
+                assert is_closed(sock)
+    finally:
+        os.close(fd)
+    assert manager.batches == [[1], [2]]
