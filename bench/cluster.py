@@ -188,7 +188,8 @@ def main() -> int:
         if picked:
             cpu_out = statistics.median(out["cpu"] for out, _ in picked)
             cpu_in = statistics.median(pin["cpu"] for _, pin in picked)
-            light.append(f"{clients} clients: PR OUT {cpu_out:.1f} us, PR IN {cpu_in:.1f} us")
+            who = f"{clients} client{'s' if clients > 1 else ''}"
+            light.append(f"{who}: PR OUT {cpu_out:.1f} us, PR IN {cpu_in:.1f} us")
     if light:
         print(f"load generator CPU per command (medians of the rows): {'; '.join(light)}")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
