@@ -16,13 +16,13 @@ per request.  This one keeps the per-request path to a handful of C calls:
 * the run ends with a timer signal, so the wait in epoll arms no kernel timer and the loop
   compares no clocks.
 
-Measured here (2 vCPUs, 16 connections, medians of 8 runs interleaved with the generator
-the scripts had, built on :mod:`selectors` and :func:`socket.send_fds`): client CPU per
-request 24.4 -> 18.1 us for READ KEYS and 28.5 -> 22.1 us for PR OUT against the in-memory
-emulated helper, 20.8 -> 16.7 us against qemu-pr-helper; the user-space part about halved
-(8.1 -> 4.2 us for READ KEYS).  What is left is mostly the kernel's and the same for any
-client of this protocol: the sleep and wake-up in ``epoll_wait`` (a reply at a time when the
-daemon is the bottleneck), ``sendmsg`` with SCM_RIGHTS, ``recv``.
+Measured here (2 vCPUs, 16 connections, medians of 10 runs of 1.5 s interleaved with the
+generator the scripts had, built on :mod:`selectors` and :func:`socket.send_fds`): client CPU
+per request 17.6 -> 11.7 us for READ KEYS and 18.4 -> 12.9 us for PR OUT against the
+in-memory emulated helper, 13.5 -> 9.5 us against qemu-pr-helper; its user-space part
+halved (7.2 -> 3.6 us for READ KEYS).  What is left is mostly the kernel's and the same for
+any client of this protocol: the sleep and wake-up in ``epoll_wait`` (a reply at a time when
+the daemon is the bottleneck), ``sendmsg`` with SCM_RIGHTS, ``recv``.
 
 What is measured does not change: every request carries the logical unit's fd in SCM_RIGHTS
 (as QEMU's do), one command is in flight per connection, the whole reply (status, data
@@ -189,6 +189,7 @@ def _drive_loop(conns: list[Connection], lus: list[str], seconds: float, go: Any
     length = _LENGTH.unpack_from
     errors = 0
     live = len(socks)
+    most = live  # epoll.poll allocates room for this many events at each call
     go.wait()
     # The run ends with a timer signal rather than an epoll timeout (see the module's doc).
     signal.signal(signal.SIGALRM, _time_up)
@@ -200,7 +201,7 @@ def _drive_loop(conns: list[Connection], lus: list[str], seconds: float, go: Any
                 sent[fd] = perf()
                 item[0](item[1](), item[2])
         while live:
-            for fd, _ in poll():
+            for fd, _ in poll(-1, most):
                 sendmsg, following, ancillary, recv_into, buf, view = state[fd]
                 got = have[fd]
                 try:
