@@ -102,3 +102,27 @@ def test_signals_are_handled_on_the_loop_and_restored_after(loop: Loop) -> None:
     loop.close()
     assert signal.getsignal(signal.SIGUSR2) == before
     loop.call_soon_threadsafe(seen.append, "late")  # after close: no write to a stale fd
+
+
+def test_ready_left_counts_the_other_fds_of_the_turn(loop: Loop) -> None:
+    pairs = [socket.socketpair() for _ in range(3)]
+    seen: list[int] = []
+    after: list[int] = []
+
+    def readable(sock: socket.socket) -> None:
+        sock.recv(10)
+        seen.append(loop.ready_left)
+
+    def end_of_turn() -> None:
+        after.append(loop.ready_left)
+        loop.stop()
+
+    for ours, theirs in pairs:
+        loop.add_reader(ours.fileno(), readable, ours)
+        theirs.sendall(b"x")  # all three ready before the loop looks
+    loop.call_soon(end_of_turn)
+    loop.run()
+    assert sorted(seen) == [0, 1, 2] and seen[-1] == 0 and after == [0]
+    for ours, theirs in pairs:
+        ours.close()
+        theirs.close()

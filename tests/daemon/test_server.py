@@ -382,16 +382,21 @@ def test_a_state_file_answers_pr_in_on_the_loop_and_pr_out_on_a_worker(
 
 
 class _Batcher(FakeManager, qom_type="test-batcher"):
-    """Runs on the loop, records which commands ran inside which ``batch()``; the first
-    command waits for the test to release it."""
+    """Runs on the loop, records which commands ran inside which ``batch()``; the commands
+    whose marker is in :attr:`holds` wait there until the test releases them."""
 
     def instance_init(self) -> None:
         super().instance_init()
         self.batches: list[list[int]] = []
         self.outside: list[int] = []
         self.inside = False
-        self.release = threading.Event()
+        self.holds = {1: threading.Event()}
+        self.arrived = {1: threading.Event()}
         self.broken = False
+
+    def hold(self, marker: int) -> None:
+        self.holds[marker] = threading.Event()
+        self.arrived[marker] = threading.Event()
 
     def cannot_block(self, fd: int, cdb: bytes | None = None) -> bool:
         return True
@@ -415,18 +420,22 @@ class _Batcher(FakeManager, qom_type="test-batcher"):
     ) -> ScsiResult:
         marker = cdb[8]  # the allocation length tells the commands apart
         (self.batches[-1] if self.inside else self.outside).append(marker)
-        if marker == 1:
-            self.started.set()
-            self.release.wait(10)
+        if marker in self.holds:
+            self.arrived[marker].set()
+            self.holds[marker].wait(10)
         return ScsiResult.good()
+
+
+def _answered(sock: socket.socket) -> bool:
+    return struct.unpack(">i", recv_exact(sock, 104)[:4]) == (0,)
 
 
 def test_commands_received_in_one_turn_run_inside_one_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # While the first command holds the loop, three more arrive; the next turn reads all
-    # three and runs them inside one batch(), in the order the loop read them, before any
-    # reply goes out.  (The first may hold the loop: no budget moves the others away.)
+    # While the first command (alone in its turn: no batch) holds the loop, three more
+    # arrive; the next turn reads all three and runs them inside one batch(), in the order
+    # the loop read them.  (The first may hold the loop: no budget moves the others away.)
     monkeypatch.setattr(_server, "LOOP_BUDGET", 60.0)
     manager = make(_Batcher)
     fd = os.open("/dev/null", os.O_RDWR)
@@ -434,54 +443,66 @@ def test_commands_received_in_one_turn_run_inside_one_batch(
         srv = stack.enter_context(InProcessServer(backend=manager))
         socks = [stack.enter_context(connected(srv.path)) for _ in range(4)]
         socket.send_fds(socks[0], [pr_in(1)], [fd])
-        assert manager.started.wait(5)
+        assert manager.arrived[1].wait(5)
         for index, sock in enumerate(socks[1:], start=2):
             socket.send_fds(sock, [pr_in(index)], [fd])
-        manager.release.set()
-        for sock in socks:
-            status, _, _ = struct.unpack(">ii96s", recv_exact(sock, 104))
-            assert status == 0
+        manager.holds[1].set()
+        assert all(_answered(sock) for sock in socks)
     os.close(fd)
-    assert manager.outside == []
-    assert manager.batches[0] == [1]
-    assert sorted(manager.batches[1]) == [2, 3, 4] and len(manager.batches) == 2
+    assert manager.outside == [1]
+    assert len(manager.batches) == 1 and sorted(manager.batches[0]) == [2, 3, 4]
 
 
-def test_a_batch_that_fails_to_begin_still_answers_every_command() -> None:
+def test_a_batch_that_fails_to_begin_still_answers_every_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_server, "LOOP_BUDGET", 60.0)
     manager = make(_Batcher)
     manager.broken = True
-    manager.release.set()
     fd = os.open("/dev/null", os.O_RDWR)
-    try:
-        with InProcessServer(backend=manager) as srv, connected(srv.path) as sock:
-            for alloc in (2, 3):
-                assert request(sock, pr_in(alloc), fd)[0] == 0
-    finally:
-        os.close(fd)
-    assert manager.outside == [2, 3]
+    with contextlib.ExitStack() as stack:
+        srv = stack.enter_context(InProcessServer(backend=manager))
+        socks = [stack.enter_context(connected(srv.path)) for _ in range(3)]
+        socket.send_fds(socks[0], [pr_in(1)], [fd])
+        assert manager.arrived[1].wait(5)
+        socket.send_fds(socks[1], [pr_in(2)], [fd])
+        socket.send_fds(socks[2], [pr_in(3)], [fd])
+        manager.holds[1].set()
+        assert all(_answered(sock) for sock in socks)
+    os.close(fd)
+    assert manager.batches == [] and sorted(manager.outside) == [1, 2, 3]
 
 
 def test_a_command_queued_for_the_loop_when_stop_comes_is_still_answered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The second command arrives while the first holds the loop, and so does the stop: the
-    # next turn queues the command, then stops (closing idle connections), then runs the
-    # queue.  Queued counts as executing: its client gets the answer, then the close.
+    # A stop handed to the loop runs at the end of the turn, before the queued commands of
+    # that turn, so it must find them counted as executing, not idle: their clients get the
+    # answers, then the close.  Set-up: 1 holds the loop alone while 2 and 3 arrive; they run
+    # as a batch, where 2 holds the loop while 4 and 5 arrive and the stop is asked for.
     monkeypatch.setattr(_server, "LOOP_BUDGET", 60.0)
     manager = make(_Batcher)
+    manager.hold(2)
     fd = os.open("/dev/null", os.O_RDWR)
     try:
         with contextlib.ExitStack() as stack:
             srv = stack.enter_context(InProcessServer(backend=manager))
-            first, second = (stack.enter_context(connected(srv.path)) for _ in range(2))
-            socket.send_fds(first, [pr_in(1)], [fd])
-            assert manager.started.wait(5)
-            socket.send_fds(second, [pr_in(2)], [fd])
+            socks = [stack.enter_context(connected(srv.path)) for _ in range(5)]
+            socket.send_fds(socks[0], [pr_in(1)], [fd])
+            assert manager.arrived[1].wait(5)
+            socket.send_fds(socks[1], [pr_in(2)], [fd])
+            socket.send_fds(socks[2], [pr_in(3)], [fd])
+            manager.holds[1].set()
+            assert manager.arrived[2].wait(5)
+            assert _answered(socks[0])
+            socket.send_fds(socks[3], [pr_in(4)], [fd])
+            socket.send_fds(socks[4], [pr_in(5)], [fd])
             srv.server.stop()
-            manager.release.set()
-            for sock in (first, second):
-                assert struct.unpack(">i", recv_exact(sock, 104)[:4]) == (0,)
+            manager.holds[2].set()
+            for sock in socks[1:]:
+                assert _answered(sock)
                 assert is_closed(sock)
     finally:
         os.close(fd)
-    assert manager.batches == [[1], [2]]
+    assert manager.outside == [1]
+    assert sorted(map(sorted, manager.batches)) == [[2, 3], [4, 5]]

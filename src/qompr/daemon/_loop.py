@@ -85,6 +85,10 @@ class Loop:
         self._running = False
         self._stop = False
         self._closed = False
+        #: While a readiness callback runs: how many other fds of the same turn are still to
+        #: be handled (0 for the turn's last, and outside readiness callbacks).  A server
+        #: that gathers what a turn brings knows from 0 that nothing more is coming.
+        self.ready_left = 0
         # Held while writing the wake-up byte and while closing the pipe: a worker thread that
         # saw the loop open must not write into an fd number that close() has freed and the
         # process has since reused for another file.
@@ -188,7 +192,11 @@ class Loop:
                     timeout = max(0.0, self._timers[0].when - time.monotonic())
                 else:
                     timeout = -1.0
-                for fd, events in poll(timeout):
+                ready_fds = poll(timeout)
+                left = len(ready_fds)
+                for fd, events in ready_fds:
+                    left -= 1
+                    self.ready_left = left
                     if fd == wake_r:
                         self._drain_wakeups()
                         continue
@@ -201,6 +209,7 @@ class Loop:
                                     callback(*args)
                                 except Exception:
                                     log.exception("internal error in %r", callback)
+                self.ready_left = 0
                 self._run_due()
         finally:
             self._running = False

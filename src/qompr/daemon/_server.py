@@ -17,7 +17,9 @@ and every connection, and does all their I/O: reads, parsing, replies.  A comman
 The commands that run on the loop wait until the turn has read every ready connection, then
 run one after the other inside the manager's ``batch()``: they had all arrived by then, so a
 manager may serve their reads from one look at shared state (an SQLite state file's
-``data_version``) and each still sees every command acknowledged before it was sent.
+``data_version``) and each still sees every command acknowledged before it was sent.  A
+command alone in its turn (the loop's ``ready_left`` says no other connection is ready) runs
+at once: with one busy connection nothing is shared and the queue would only add latency.
 
 One thread doing every Python step of every connection keeps the interpreter lock out of the
 way (many threads each serving a connection spend their time handing the lock around).
@@ -555,11 +557,19 @@ class HelperServer:
                 assert isinstance(event, ConnectionClosed)
                 self._close(client, "closed by the client")
                 return
-            if self._on_loop(event.fd, event.cdb):
-                self._defer(client, event)
-            else:
+            if not self._on_loop(event.fd, event.cdb):
                 self._offload(client, event)
-            return
+                return
+            if self._batch or self.loop.ready_left:  # others came this turn: run together
+                self._defer(client, event)
+                return
+            # Alone in its turn (one connection busy): nothing to share, so no queue.
+            self._answer(client, event, self._execute_here(client, event))
+            if client.closed or client.outgoing:
+                return
+            if self._stopping:
+                self._close(client, "service stopping")
+                return
 
     def _on_loop(self, fd: int, cdb: bytes) -> bool:
         if self._loop_slow_until and self.loop.time() < self._loop_slow_until:
@@ -589,12 +599,16 @@ class HelperServer:
         after the other, so that a client process with several connections is woken once
         for all of its replies rather than once for each."""
         batch, self._batch = self._batch, []
-        done: list[tuple[_Client, HelperRequest, HelperResponse]] = []
-        with contextlib.ExitStack() as stack:
+        together = _ALONE
+        if len(batch) > 1:  # one command alone shares nothing: its own look is the same
             try:
-                stack.enter_context(self.backend.batch())
+                together = self.backend.batch()
+                together.__enter__()
             except Exception:
                 log.exception("batch() failed: running the commands one by one")
+                together = _ALONE
+        done: list[tuple[_Client, HelperRequest, HelperResponse]] = []
+        try:
             for client, request in batch:
                 if self._loop_slow_until and self.loop.time() < self._loop_slow_until:
                     client.executing = False
@@ -608,6 +622,11 @@ class HelperServer:
                     client.executing = False
                     self._busy -= 1
                     self._close(client, "internal error")  # the others are still answered
+        finally:
+            try:
+                together.__exit__(None, None, None)
+            except Exception:  # the answers still go out
+                log.exception("batch() failed to end")
         for client, request, response in done:
             client.executing = False
             self._busy -= 1
@@ -835,6 +854,8 @@ _PR_IN = int(Opcode.PERSISTENT_RESERVE_IN)
 _PR_OUT = int(Opcode.PERSISTENT_RESERVE_OUT)
 _CHECK_CONDITION = int(ScsiStatus.CHECK_CONDITION)
 _NO_FDS: list[int] = []  # never appended to: the core copies what it is given
+#: The context of a batch of one (nothing to share); nullcontext is reusable.
+_ALONE: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
 _READ_ONLY_ANSWER = HelperResponse(ScsiStatus.CHECK_CONDITION, SenseCode.INVALID_OPCODE.to_bytes())
 _TARGET_FAILURE_ANSWER = HelperResponse(
     ScsiStatus.CHECK_CONDITION, SenseCode.TARGET_FAILURE.to_bytes()
