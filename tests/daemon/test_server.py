@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 from typing import TypeVar
 
 import pytest
@@ -430,79 +431,72 @@ def _answered(sock: socket.socket) -> bool:
     return struct.unpack(">i", recv_exact(sock, 104)[:4]) == (0,)
 
 
-def test_commands_received_in_one_turn_run_inside_one_batch(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # While the first command (alone in its turn: no batch) holds the loop, three more
-    # arrive; the next turn reads all three and runs them inside one batch(), in the order
-    # the loop read them.  (The first may hold the loop: no budget moves the others away.)
-    monkeypatch.setattr(_server, "LOOP_BUDGET", 60.0)
+class _Bed(NamedTuple):
+    """A server on a :class:`_Batcher`, five connections, and the fd every command carries."""
+
+    manager: _Batcher
+    srv: InProcessServer
+    socks: list[socket.socket]
+    fd: int
+
+    def send(self, *markers: int) -> None:
+        """Send command *marker* (its allocation length) on connection *marker* - 1."""
+        for marker in markers:
+            socket.send_fds(self.socks[marker - 1], [pr_in(marker)], [self.fd])
+
+    def first_holds_while(self, *markers: int) -> None:
+        """Command 1 holds the loop (alone in its turn) while *markers* arrive, then goes."""
+        self.send(1)
+        assert self.manager.arrived[1].wait(5)
+        self.send(*markers)
+        self.manager.holds[1].set()
+
+
+@pytest.fixture
+def bed(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Bed]:
+    monkeypatch.setattr(_server, "LOOP_BUDGET", 60.0)  # commands may hold the loop
     manager = make(_Batcher)
-    fd = os.open("/dev/null", os.O_RDWR)
-    with contextlib.ExitStack() as stack:
-        srv = stack.enter_context(InProcessServer(backend=manager))
-        socks = [stack.enter_context(connected(srv.path)) for _ in range(4)]
-        socket.send_fds(socks[0], [pr_in(1)], [fd])
-        assert manager.arrived[1].wait(5)
-        for index, sock in enumerate(socks[1:], start=2):
-            socket.send_fds(sock, [pr_in(index)], [fd])
-        manager.holds[1].set()
-        assert all(_answered(sock) for sock in socks)
-    os.close(fd)
-    assert manager.outside == [1]
-    assert len(manager.batches) == 1 and sorted(manager.batches[0]) == [2, 3, 4]
-
-
-def test_a_batch_that_fails_to_begin_still_answers_every_command(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(_server, "LOOP_BUDGET", 60.0)
-    manager = make(_Batcher)
-    manager.broken = True
-    fd = os.open("/dev/null", os.O_RDWR)
-    with contextlib.ExitStack() as stack:
-        srv = stack.enter_context(InProcessServer(backend=manager))
-        socks = [stack.enter_context(connected(srv.path)) for _ in range(3)]
-        socket.send_fds(socks[0], [pr_in(1)], [fd])
-        assert manager.arrived[1].wait(5)
-        socket.send_fds(socks[1], [pr_in(2)], [fd])
-        socket.send_fds(socks[2], [pr_in(3)], [fd])
-        manager.holds[1].set()
-        assert all(_answered(sock) for sock in socks)
-    os.close(fd)
-    assert manager.batches == [] and sorted(manager.outside) == [1, 2, 3]
-
-
-def test_a_command_queued_for_the_loop_when_stop_comes_is_still_answered(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A stop handed to the loop runs at the end of the turn, before the queued commands of
-    # that turn, so it must find them counted as executing, not idle: their clients get the
-    # answers, then the close.  Set-up: 1 holds the loop alone while 2 and 3 arrive; they run
-    # as a batch, where 2 holds the loop while 4 and 5 arrive and the stop is asked for.
-    monkeypatch.setattr(_server, "LOOP_BUDGET", 60.0)
-    manager = make(_Batcher)
-    manager.hold(2)
     fd = os.open("/dev/null", os.O_RDWR)
     try:
         with contextlib.ExitStack() as stack:
             srv = stack.enter_context(InProcessServer(backend=manager))
             socks = [stack.enter_context(connected(srv.path)) for _ in range(5)]
-            socket.send_fds(socks[0], [pr_in(1)], [fd])
-            assert manager.arrived[1].wait(5)
-            socket.send_fds(socks[1], [pr_in(2)], [fd])
-            socket.send_fds(socks[2], [pr_in(3)], [fd])
-            manager.holds[1].set()
-            assert manager.arrived[2].wait(5)
-            assert _answered(socks[0])
-            socket.send_fds(socks[3], [pr_in(4)], [fd])
-            socket.send_fds(socks[4], [pr_in(5)], [fd])
-            srv.server.stop()
-            manager.holds[2].set()
-            for sock in socks[1:]:
-                assert _answered(sock)
-                assert is_closed(sock)
+            yield _Bed(manager, srv, socks, fd)
     finally:
         os.close(fd)
-    assert manager.outside == [1]
-    assert sorted(map(sorted, manager.batches)) == [[2, 3], [4, 5]]
+
+
+def test_commands_received_in_one_turn_run_inside_one_batch(bed: _Bed) -> None:
+    # While the first command (alone in its turn: no batch) holds the loop, three more
+    # arrive; the next turn reads all three and runs them inside one batch(), in the order
+    # the loop read them.
+    bed.first_holds_while(2, 3, 4)
+    assert all(_answered(sock) for sock in bed.socks[:4])
+    assert bed.manager.outside == [1]
+    assert len(bed.manager.batches) == 1 and sorted(bed.manager.batches[0]) == [2, 3, 4]
+
+
+def test_a_batch_that_fails_to_begin_still_answers_every_command(bed: _Bed) -> None:
+    bed.manager.broken = True
+    bed.first_holds_while(2, 3)
+    assert all(_answered(sock) for sock in bed.socks[:3])
+    assert bed.manager.batches == [] and sorted(bed.manager.outside) == [1, 2, 3]
+
+
+def test_a_command_queued_for_the_loop_when_stop_comes_is_still_answered(bed: _Bed) -> None:
+    # A stop handed to the loop runs at the end of the turn, before the queued commands of
+    # that turn, so it must find them counted as executing, not idle: their clients get the
+    # answers, then the close.  Set-up: 1 holds the loop alone while 2 and 3 arrive; they run
+    # as a batch, where 2 holds the loop while 4 and 5 arrive and the stop is asked for.
+    bed.manager.hold(2)
+    bed.first_holds_while(2, 3)
+    assert bed.manager.arrived[2].wait(5)
+    assert _answered(bed.socks[0])
+    bed.send(4, 5)
+    bed.srv.server.stop()
+    bed.manager.holds[2].set()
+    for sock in bed.socks[1:]:
+        assert _answered(sock)
+        assert is_closed(sock)
+    assert bed.manager.outside == [1]
+    assert sorted(map(sorted, bed.manager.batches)) == [[2, 3], [4, 5]]
