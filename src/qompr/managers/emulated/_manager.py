@@ -331,7 +331,7 @@ class PRManagerEmulated(PRManager, qom_type="pr-manager-emulated"):
         store = self._store
         if store is not None and _is_sqlite(store):
             return store.reads_together()
-        return contextlib.nullcontext()
+        return super().batch()
 
     @override
     def test_unit_ready(self, fd: int, *, nexus: Nexus | None = None) -> ScsiResult:
