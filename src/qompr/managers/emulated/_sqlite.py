@@ -225,7 +225,7 @@ class SqliteStore:
             self.close()
             raise StateFileError(f"Could not open PR state file '{path}': {exc}") from exc
         try:
-            self._setup(self._conn, synchronous)
+            self._setup(self._conn, synchronous, timeout)
             self._rconn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             if join or power_on:
                 self._join(path, power_on=power_on)
@@ -243,8 +243,19 @@ class SqliteStore:
         return sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
 
     @staticmethod
-    def _setup(conn: sqlite3.Connection, synchronous: str) -> None:
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    def _setup(conn: sqlite3.Connection, synchronous: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                # Turning a new file to WAL needs it alone, and SQLite answers BUSY at once
+                # instead of calling the busy handler: two daemons opening one new file at
+                # the same moment (a cluster's first start) must wait for each other here.
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
         conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
